@@ -1,0 +1,61 @@
+// Package policy chooses which replica serves each read.
+//
+// A Policy builds a Picker from the replicas that are currently eligible
+// (healthy, not lagging). The plugin rebuilds the Picker whenever that set
+// changes, and calls Pick once per read. The design follows grpc-go's
+// balancer/picker split: a Picker is an immutable snapshot, so picking needs
+// no lock, and per-replica Stats live outside it, so a rebuild keeps what the
+// policy has learnt.
+package policy
+
+import (
+	"context"
+)
+
+// Replica is one eligible replica as a Policy sees it.
+type Replica struct {
+	// Name is the replica's configured name.
+	Name string
+	// Weight is the replica's configured weight, at least 1.
+	Weight int
+	// Stats are the replica's live counters. The pointer stays the same for
+	// the life of the plugin, so a Picker built later sees the same counters.
+	Stats *Stats
+}
+
+// Policy builds Pickers.
+type Policy interface {
+	// Name identifies the policy in Stats and logs, e.g. "p2c".
+	Name() string
+	// NewPicker returns a Picker over replicas. The slice is never modified
+	// after the call and may be kept. It may be empty, in which case the
+	// Picker must return -1.
+	NewPicker(replicas []Replica) Picker
+}
+
+// Picker chooses the replica for one read.
+type Picker interface {
+	// Pick returns the index, in the slice given to NewPicker, of the
+	// replica that should serve the next read, or -1 if there is none.
+	//
+	// Pick must not block, must not allocate, and must be safe for
+	// concurrent use. The plugin reports how the statement went through the
+	// chosen replica's Stats (Start and Done), so Pick itself has no
+	// completion callback.
+	Pick(ctx context.Context) int
+}
+
+// Func adapts a function to a Policy whose Picker ignores statistics.
+// NewPicker is called with the eligible replicas; the returned function is
+// the Pick method.
+type Func func(replicas []Replica) func(ctx context.Context) int
+
+// Name implements Policy.
+func (Func) Name() string { return "func" }
+
+// NewPicker implements Policy.
+func (f Func) NewPicker(replicas []Replica) Picker { return pickFunc(f(replicas)) }
+
+type pickFunc func(ctx context.Context) int
+
+func (f pickFunc) Pick(ctx context.Context) int { return f(ctx) }
