@@ -1,0 +1,892 @@
+package testdb
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// The account that MariaDB DSNs use. It has every privilege except READ_ONLY
+// ADMIN, so read_only=ON on the replicas refuses its writes (error 1290),
+// as it would an application's.
+const (
+	MariaUser     = "rwsplit"
+	MariaPassword = "rwsplit"
+	MariaDatabase = "test"
+)
+
+// MariaCluster is a MariaDB primary with GTID replicas, each a real mariadbd
+// on its own loopback port. Replicas run with read_only=ON and replicate
+// with MASTER_USE_GTID=slave_pos.
+type MariaCluster struct {
+	// Primary accepts writes.
+	Primary *MariaNode
+	// Replicas, named replica1, replica2, ..., replicate from Primary.
+	Replicas []*MariaNode
+
+	dir  string
+	bins map[string]string
+	user *osUser
+	logf func(string, ...any)
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	closeErr  error
+}
+
+// MariaNode is one mariadbd of a MariaCluster. Its methods are safe for
+// concurrent use; the fault helpers are meant for replicas.
+type MariaNode struct {
+	// Name is "primary" or "replicaN".
+	Name string
+	// Port is the TCP port on 127.0.0.1. It never changes, across Crash
+	// and Start too.
+	Port int
+	// ServerID is the node's server_id: 1 for the primary, N+1 for replicaN.
+	ServerID int
+
+	cluster *MariaCluster
+	replica bool
+	dir     string // holds my.cnf, the socket, data/ and tmp/
+	logFile string
+
+	mu     sync.Mutex // serializes lifecycle changes; guards proc and frozen
+	proc   *process
+	frozen bool
+}
+
+// MariaDB returns the package-wide MariaDB cluster with the given number of
+// replicas, starting it on the first call for that number. Later calls
+// return the same cluster after Reset, so each test starts from a healthy,
+// caught-up cluster. Main stops it; nothing is registered with tb.Cleanup.
+//
+// Without the server binaries, the test is skipped with a one-line reason
+// naming the package to install, or fails if RWSPLIT_REQUIRE_DB=1.
+func MariaDB(tb testing.TB, replicas int) *MariaCluster {
+	tb.Helper()
+	bins, err := findMariaBins()
+	if err != nil {
+		skipOrFatal(tb, err)
+		return nil
+	}
+	sl := newStartLog()
+	c, started, err := shared(registry.maria, replicas, func() (*MariaCluster, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+		defer cancel()
+		return startMaria(ctx, bins, replicas, sl.logf)
+	})
+	if started {
+		tb.Logf("testdb: mariadb primary + %d replicas: start-up (%v)\n%s", replicas, time.Since(sl.t0).Round(time.Millisecond), sl)
+	}
+	if err != nil {
+		tb.Fatal(err)
+		return nil
+	}
+	if !started {
+		c.Reset(tb)
+	}
+	return c
+}
+
+// StartMariaDB starts a MariaDB primary with the given number of GTID
+// replicas, for programs without a testing.TB. logf, if not nil, receives
+// progress messages. The caller must Close the cluster; Teardown also does.
+func StartMariaDB(ctx context.Context, replicas int, logf func(string, ...any)) (*MariaCluster, error) {
+	bins, err := findMariaBins()
+	if err != nil {
+		return nil, err
+	}
+	if logf != nil {
+		inner := logf
+		logf = func(format string, args ...any) { inner("testdb: mariadb: "+format, args...) }
+	}
+	return startMaria(ctx, bins, replicas, logf)
+}
+
+// findMariaBins finds mariadbd and mariadb-install-db: in
+// RWSPLIT_MARIADB_BINDIR, else in /usr/sbin, /usr/bin or on PATH.
+func findMariaBins() (map[string]string, error) {
+	return findBins("RWSPLIT_MARIADB_BINDIR", "mariadb-server", []string{"/usr/sbin", "/usr/bin"}, "mariadbd", "mariadb-install-db")
+}
+
+// mariaBootstrap runs once, in mariadb-install-db, before the data folder is
+// copied to every node: the users and the database exist everywhere, and no
+// node has a GTID of its own.
+const mariaBootstrap = `FLUSH PRIVILEGES;
+CREATE DATABASE IF NOT EXISTS ` + MariaDatabase + `;
+CREATE USER '` + MariaUser + `'@'%' IDENTIFIED BY '` + MariaPassword + `';
+GRANT ALL PRIVILEGES ON *.* TO '` + MariaUser + `'@'%';
+REVOKE READ_ONLY ADMIN ON *.* FROM '` + MariaUser + `'@'%';
+CREATE USER 'repl'@'127.0.0.1' IDENTIFIED BY 'repl';
+GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1';
+`
+
+func startMaria(ctx context.Context, bins map[string]string, replicas int, logf func(string, ...any)) (*MariaCluster, error) {
+	if replicas < 0 {
+		return nil, fmt.Errorf("testdb: mariadb: %d replicas", replicas)
+	}
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	u, err := serviceUser("mysql")
+	if err != nil {
+		return nil, err
+	}
+	dir, err := makeClusterDir("maria", u)
+	if err != nil {
+		return nil, err
+	}
+	c := &MariaCluster{dir: dir, bins: bins, user: u, logf: logf, closed: make(chan struct{})}
+	track(c)
+	ok := false
+	defer func() {
+		if !ok {
+			c.Close()
+		}
+	}()
+	c.Primary = c.newNode("primary", 0)
+	for i := range replicas {
+		c.Replicas = append(c.Replicas, c.newNode(fmt.Sprintf("replica%d", i+1), i+1))
+	}
+	nodes := c.nodes()
+	for _, n := range nodes {
+		if err := u.mkdir(n.dir); err != nil {
+			return nil, err
+		}
+		if err := u.mkdir(filepath.Join(n.dir, "tmp")); err != nil {
+			return nil, err
+		}
+	}
+
+	p := c.Primary
+	if err := p.writeCnf(); err != nil {
+		return nil, err
+	}
+	boot := filepath.Join(dir, "bootstrap.sql")
+	if err := os.WriteFile(boot, []byte(mariaBootstrap), 0o644); err != nil {
+		return nil, fmt.Errorf("testdb: %w", err)
+	}
+	err = runProcess(ctx, procSpec{
+		name: "mariadb-install-db", path: bins["mariadb-install-db"], dir: dir, user: u, log: p.logFile, env: childEnv(dir),
+		args: []string{"--defaults-file=" + p.cnfPath(), "--auth-root-authentication-method=normal", "--skip-test-db", "--extra-file=" + boot},
+	})
+	if err != nil {
+		return nil, err
+	}
+	logf("mariadb-install-db done (%s)", dir)
+	for _, r := range c.Replicas {
+		if err := copyTree(p.dataDir(), r.dataDir(), u); err != nil {
+			return nil, fmt.Errorf("testdb: copy data folder to mariadb %s: %w", r.Name, err)
+		}
+	}
+	if len(c.Replicas) > 0 {
+		logf("data folder copied to the replicas")
+	}
+
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = n.startNew(ctx); errs[i] != nil {
+				return
+			}
+			logf("%s accepting connections on %s", n.Name, n.Addr())
+			if n.replica {
+				if errs[i] = n.changeMaster(ctx); errs[i] == nil {
+					logf("%s replicating", n.Name)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	ok = true
+	return c, nil
+}
+
+func (c *MariaCluster) newNode(name string, replica int) *MariaNode {
+	return &MariaNode{
+		Name:     name,
+		ServerID: replica + 1,
+		cluster:  c,
+		replica:  replica > 0,
+		dir:      filepath.Join(c.dir, name),
+		logFile:  filepath.Join(c.dir, name+".log"),
+	}
+}
+
+func (c *MariaCluster) nodes() []*MariaNode {
+	return slices.DeleteFunc(append([]*MariaNode{c.Primary}, c.Replicas...), func(n *MariaNode) bool { return n == nil })
+}
+
+func (n *MariaNode) cnfPath() string  { return filepath.Join(n.dir, "my.cnf") }
+func (n *MariaNode) dataDir() string  { return filepath.Join(n.dir, "data") }
+func (n *MariaNode) sockPath() string { return filepath.Join(n.dir, "mysqld.sock") }
+
+// writeCnf writes the node's defaults file. The settings trade durability
+// for speed: the data is thrown away after the tests. A SIGKILL loses
+// nothing that was committed (innodb_flush_log_at_trx_commit=2 writes the
+// log to the OS at each commit).
+func (n *MariaNode) writeCnf() error {
+	var b strings.Builder
+	fmt.Fprintf(&b, `[mariadbd]
+datadir=%s
+socket=%s
+pid-file=%s
+tmpdir=%s
+port=%d
+bind-address=127.0.0.1
+skip-name-resolve
+server-id=%d
+log-basename=%s
+log-bin
+binlog-format=ROW
+log-slave-updates
+gtid-strict-mode=1
+character-set-server=utf8mb4
+max_connections=100
+performance_schema=OFF
+loose-feedback=OFF
+innodb_buffer_pool_size=32M
+innodb_log_file_size=16M
+innodb_flush_log_at_trx_commit=2
+innodb_doublewrite=0
+innodb_use_native_aio=0
+sync_binlog=0
+key_buffer_size=1M
+slave_net_timeout=10
+`, n.dataDir(), n.sockPath(), filepath.Join(n.dir, "mariadbd.pid"), filepath.Join(n.dir, "tmp"), n.Port, n.ServerID, n.Name)
+	if n.replica {
+		b.WriteString("read-only=ON\n")
+	}
+	if err := os.WriteFile(n.cnfPath(), []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("testdb: %w", err)
+	}
+	return nil
+}
+
+// startNew starts a node for the first time on a fresh port, retrying on
+// another port if someone else took it meanwhile.
+func (n *MariaNode) startNew(ctx context.Context) error {
+	for attempt := 1; ; attempt++ {
+		port, err := reservePort()
+		if err != nil {
+			return err
+		}
+		n.Port = port
+		if err := n.writeCnf(); err != nil {
+			releasePort(port)
+			return err
+		}
+		n.mu.Lock()
+		err = n.startLocked(ctx)
+		n.mu.Unlock()
+		if err == nil {
+			return nil
+		}
+		releasePort(port)
+		if !errors.Is(err, errAddrInUse) || attempt == 5 {
+			return err
+		}
+		n.cluster.logf("%s: port %d taken, retrying on another", n.Name, port)
+	}
+}
+
+// startLocked starts mariadbd and waits until it answers on its socket.
+// n.mu must be held.
+func (n *MariaNode) startLocked(ctx context.Context) error {
+	c := n.cluster
+	select {
+	case <-c.closed:
+		return fmt.Errorf("testdb: start mariadb %s: cluster is closed", n.Name)
+	default:
+	}
+	p, err := startProcess(procSpec{
+		name: "mariadb " + n.Name, path: c.bins["mariadbd"], dir: n.dir, user: c.user, log: n.logFile,
+		env: childEnv(c.dir), args: []string{"--defaults-file=" + n.cnfPath()},
+	})
+	if err != nil {
+		return err
+	}
+	n.proc = p
+	n.frozen = false
+	err = poll(ctx, 10*time.Millisecond, "start mariadb "+n.Name, func(ctx context.Context) (bool, error) {
+		if p.exited() {
+			if p.addrInUse() {
+				return false, stopPolling(fmt.Errorf("testdb: start mariadb %s on port %d: %w", n.Name, n.Port, errAddrInUse))
+			}
+			return false, stopPolling(p.exitError())
+		}
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		err := n.admin(ctx, "ping", func(ctx context.Context, conn *sql.Conn) error { return conn.PingContext(ctx) })
+		return err == nil, err
+	})
+	if err != nil {
+		p.stop(syscall.SIGKILL, 0)
+		if errors.Is(err, errAddrInUse) {
+			return err
+		}
+		return fmt.Errorf("%w%s", err, logTail(p.log, p.logFrom))
+	}
+	return nil
+}
+
+// changeMaster points a fresh replica at the primary and starts replication.
+func (n *MariaNode) changeMaster(ctx context.Context) error {
+	stmt := fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%d, MASTER_USER='repl', MASTER_PASSWORD='repl', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1", n.cluster.Primary.Port)
+	err := n.admin(ctx, "start replication", func(ctx context.Context, conn *sql.Conn) error {
+		if _, err := conn.ExecContext(ctx, stmt); err != nil {
+			return err
+		}
+		_, err := conn.ExecContext(ctx, "START SLAVE")
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return n.waitReplicating(ctx, true)
+}
+
+// rootConnector connects as root over the node's unix socket (install-db's
+// "normal" root: no password), for administration.
+func (n *MariaNode) rootConnector() (driver.Connector, error) {
+	cfg := mysql.NewConfig()
+	cfg.User = "root"
+	cfg.Net = "unix"
+	cfg.Addr = n.sockPath()
+	cfg.Timeout = 10 * time.Second
+	return mysql.NewConnector(cfg)
+}
+
+// admin runs fn on a fresh root connection to the node.
+func (n *MariaNode) admin(ctx context.Context, what string, fn func(context.Context, *sql.Conn) error) error {
+	cn, err := n.rootConnector()
+	if err != nil {
+		return fmt.Errorf("testdb: %s on mariadb %s: %w", what, n.Name, err)
+	}
+	db := sql.OpenDB(cn)
+	defer db.Close()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("testdb: %s on mariadb %s: %w", what, n.Name, err)
+	}
+	defer conn.Close()
+	if err := fn(ctx, conn); err != nil {
+		return fmt.Errorf("testdb: %s on mariadb %s: %w", what, n.Name, err)
+	}
+	return nil
+}
+
+// slaveStatus returns SHOW SLAVE STATUS as column name to value; empty
+// when the node replicates from nobody.
+func slaveStatus(ctx context.Context, conn *sql.Conn) (map[string]string, error) {
+	rows, err := conn.QueryContext(ctx, "SHOW SLAVE STATUS")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(cols))
+	if rows.Next() {
+		vals := make([]sql.NullString, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		for i, c := range cols {
+			if vals[i].Valid {
+				out[c] = vals[i].String
+			} else {
+				out[c] = "NULL"
+			}
+		}
+	}
+	return out, rows.Err()
+}
+
+// SlaveStatus returns the replica's SHOW SLAVE STATUS, column name to value
+// (NULL as "NULL"), e.g. "Slave_SQL_Running", "Seconds_Behind_Master".
+func (n *MariaNode) SlaveStatus(tb testing.TB) map[string]string {
+	tb.Helper()
+	ctx, cancel := opCtx(tb, opTimeout)
+	defer cancel()
+	st, err := n.SlaveStatusContext(ctx)
+	must(tb, err)
+	return st
+}
+
+// SlaveStatusContext is SlaveStatus returning its error.
+func (n *MariaNode) SlaveStatusContext(ctx context.Context) (map[string]string, error) {
+	var st map[string]string
+	err := n.admin(ctx, "show slave status", func(ctx context.Context, conn *sql.Conn) (err error) {
+		st, err = slaveStatus(ctx, conn)
+		return err
+	})
+	return st, err
+}
+
+// waitReplicating waits until the SQL thread runs and, if io, the IO thread
+// is connected too.
+func (n *MariaNode) waitReplicating(ctx context.Context, io bool) error {
+	var last map[string]string
+	err := poll(ctx, 10*time.Millisecond, "wait for mariadb "+n.Name+" to replicate", func(ctx context.Context) (bool, error) {
+		st, err := n.SlaveStatusContext(ctx)
+		if err != nil {
+			return false, err
+		}
+		last = st
+		if st["Last_IO_Errno"] == "1045" || st["Last_SQL_Errno"] != "0" && st["Last_SQL_Errno"] != "" {
+			return false, stopPolling(fmt.Errorf("testdb: mariadb %s replication failed: %s", n.Name, summarize(st)))
+		}
+		return st["Slave_SQL_Running"] == "Yes" && (!io || st["Slave_IO_Running"] == "Yes"), nil
+	})
+	if err != nil && last != nil {
+		return fmt.Errorf("%w (%s)", err, summarize(last))
+	}
+	return err
+}
+
+// summarize picks the telling columns of SHOW SLAVE STATUS.
+func summarize(st map[string]string) string {
+	var parts []string
+	for _, k := range []string{"Slave_IO_Running", "Slave_SQL_Running", "SQL_Delay", "Gtid_IO_Pos", "Last_IO_Error", "Last_SQL_Error"} {
+		if v := st[k]; v != "" {
+			parts = append(parts, k+"="+v)
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// Config returns a fresh go-sql-driver configuration for the node, as
+// MariaUser on database MariaDatabase over TCP, with parseTime=true.
+func (n *MariaNode) Config() *mysql.Config {
+	cfg := mysql.NewConfig()
+	cfg.User = MariaUser
+	cfg.Passwd = MariaPassword
+	cfg.Net = "tcp"
+	cfg.Addr = n.Addr()
+	cfg.DBName = MariaDatabase
+	cfg.ParseTime = true
+	return cfg
+}
+
+// DSN returns the node's go-sql-driver DSN,
+// "rwsplit:rwsplit@tcp(127.0.0.1:P)/test?parseTime=true".
+func (n *MariaNode) DSN() string { return n.Config().FormatDSN() }
+
+// Addr returns the node's "127.0.0.1:port".
+func (n *MariaNode) Addr() string { return "127.0.0.1:" + strconv.Itoa(n.Port) }
+
+// DataDir returns the node's data folder.
+func (n *MariaNode) DataDir() string { return n.dataDir() }
+
+// LogFile returns the file that receives the node's server log.
+func (n *MariaNode) LogFile() string { return n.logFile }
+
+// Connector returns a go-sql-driver connector for the node (Config),
+// recorded by r under the node's Name unless r is nil.
+func (n *MariaNode) Connector(r *Recorder) (driver.Connector, error) {
+	c, err := mysql.NewConnector(n.Config())
+	if err != nil {
+		return nil, fmt.Errorf("testdb: mariadb %s: %w", n.Name, err)
+	}
+	if r != nil {
+		c = r.Connector(n.Name, c)
+	}
+	return c, nil
+}
+
+// OpenDB returns a *sql.DB on the node through go-sql-driver, with every
+// statement recorded by r under the node's Name (r may be nil). The caller
+// closes it.
+func (n *MariaNode) OpenDB(r *Recorder) *sql.DB {
+	c, err := n.Connector(r)
+	if err != nil {
+		return sql.OpenDB(errConnector{err})
+	}
+	return sql.OpenDB(c)
+}
+
+// Running reports whether mariadbd is up (it may be frozen).
+func (n *MariaNode) Running() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.proc != nil && !n.proc.exited()
+}
+
+// Frozen reports whether the server is stopped by Freeze.
+func (n *MariaNode) Frozen() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.frozen
+}
+
+// StopSQLThread stops applying replicated events (STOP SLAVE SQL_THREAD):
+// the replica keeps receiving them and serves ever staler reads.
+func (n *MariaNode) StopSQLThread(tb testing.TB) {
+	tb.Helper()
+	ctx, cancel := opCtx(tb, opTimeout)
+	defer cancel()
+	must(tb, n.StopSQLThreadContext(ctx))
+}
+
+// StopSQLThreadContext is StopSQLThread returning its error.
+func (n *MariaNode) StopSQLThreadContext(ctx context.Context) error {
+	return n.admin(ctx, "stop SQL thread", func(ctx context.Context, conn *sql.Conn) error {
+		_, err := conn.ExecContext(ctx, "STOP SLAVE SQL_THREAD")
+		return err
+	})
+}
+
+// StartSQLThread resumes applying replicated events (START SLAVE SQL_THREAD).
+func (n *MariaNode) StartSQLThread(tb testing.TB) {
+	tb.Helper()
+	ctx, cancel := opCtx(tb, opTimeout)
+	defer cancel()
+	must(tb, n.StartSQLThreadContext(ctx))
+}
+
+// StartSQLThreadContext is StartSQLThread returning its error.
+func (n *MariaNode) StartSQLThreadContext(ctx context.Context) error {
+	err := n.admin(ctx, "start SQL thread", func(ctx context.Context, conn *sql.Conn) error {
+		_, err := conn.ExecContext(ctx, "START SLAVE SQL_THREAD")
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return n.waitReplicating(ctx, false)
+}
+
+// SetDelay makes the replica apply each event d after it was written on the
+// primary (STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=N; START SLAVE); N is
+// d in whole seconds, rounded up. 0 removes the delay.
+func (n *MariaNode) SetDelay(tb testing.TB, d time.Duration) {
+	tb.Helper()
+	ctx, cancel := opCtx(tb, opTimeout)
+	defer cancel()
+	must(tb, n.SetDelayContext(ctx, d))
+}
+
+// SetDelayContext is SetDelay returning its error.
+func (n *MariaNode) SetDelayContext(ctx context.Context, d time.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("testdb: mariadb %s: negative delay %v", n.Name, d)
+	}
+	secs := int(math.Ceil(d.Seconds()))
+	err := n.admin(ctx, "set delay", func(ctx context.Context, conn *sql.Conn) error {
+		for _, stmt := range []string{"STOP SLAVE", fmt.Sprintf("CHANGE MASTER TO MASTER_DELAY=%d", secs), "START SLAVE"} {
+			if _, err := conn.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("%s: %w", stmt, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return n.waitReplicating(ctx, true)
+}
+
+// Crash kills mariadbd with SIGKILL and waits until it is gone. Start brings
+// it back.
+func (n *MariaNode) Crash(tb testing.TB) {
+	tb.Helper()
+	ctx, cancel := opCtx(tb, opTimeout)
+	defer cancel()
+	must(tb, n.CrashContext(ctx))
+}
+
+// CrashContext is Crash returning its error.
+func (n *MariaNode) CrashContext(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.proc == nil || n.proc.exited() {
+		return fmt.Errorf("testdb: crash mariadb %s: not running", n.Name)
+	}
+	n.proc.killGroup()
+	n.frozen = false
+	return n.proc.wait(ctx)
+}
+
+// Start restarts a crashed node on the same port and data folder, and waits
+// until it answers and, for a replica, replicates again (both threads
+// start, whatever their state before the crash). It does nothing if the
+// node is running.
+func (n *MariaNode) Start(tb testing.TB) {
+	tb.Helper()
+	ctx, cancel := opCtx(tb, opTimeout)
+	defer cancel()
+	must(tb, n.StartContext(ctx))
+}
+
+// StartContext is Start returning its error.
+func (n *MariaNode) StartContext(ctx context.Context) error {
+	n.mu.Lock()
+	if n.proc != nil && !n.proc.exited() {
+		n.mu.Unlock()
+		return nil
+	}
+	err := n.startLocked(ctx)
+	n.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if n.replica {
+		return n.waitReplicating(ctx, true)
+	}
+	return nil
+}
+
+// Freeze stops mariadbd with SIGSTOP: it hangs instead of failing. Thaw
+// resumes it.
+func (n *MariaNode) Freeze(tb testing.TB) {
+	tb.Helper()
+	must(tb, n.FreezeContext(context.Background()))
+}
+
+// FreezeContext is Freeze returning its error.
+func (n *MariaNode) FreezeContext(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.proc == nil || n.proc.exited() {
+		return fmt.Errorf("testdb: freeze mariadb %s: not running", n.Name)
+	}
+	if n.frozen {
+		return nil
+	}
+	if err := freezeTree(n.proc.pid()); err != nil {
+		return fmt.Errorf("testdb: freeze mariadb %s: %w", n.Name, err)
+	}
+	n.frozen = true
+	return nil
+}
+
+// Thaw resumes a frozen mariadbd with SIGCONT. It does nothing if the
+// server is not frozen.
+func (n *MariaNode) Thaw(tb testing.TB) {
+	tb.Helper()
+	must(tb, n.ThawContext(context.Background()))
+}
+
+// ThawContext is Thaw returning its error.
+func (n *MariaNode) ThawContext(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.frozen && n.proc != nil {
+		thawTree(n.proc.pid())
+	}
+	n.frozen = false
+	return nil
+}
+
+// GTIDBinlogPos returns the node's @@gtid_binlog_pos: on the primary, every
+// transaction written so far ("" before the first).
+func (n *MariaNode) GTIDBinlogPos(tb testing.TB) string {
+	tb.Helper()
+	ctx, cancel := opCtx(tb, opTimeout)
+	defer cancel()
+	pos, err := n.GTIDBinlogPosContext(ctx)
+	must(tb, err)
+	return pos
+}
+
+// GTIDBinlogPosContext is GTIDBinlogPos returning its error.
+func (n *MariaNode) GTIDBinlogPosContext(ctx context.Context) (string, error) {
+	var pos string
+	err := n.admin(ctx, "read gtid_binlog_pos", func(ctx context.Context, conn *sql.Conn) error {
+		return conn.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&pos)
+	})
+	return pos, err
+}
+
+// WaitCaughtUp waits until the replica has applied every transaction the
+// primary had written at the call (@@gtid_binlog_pos, with
+// MASTER_GTID_WAIT), failing the test after timeout.
+func (n *MariaNode) WaitCaughtUp(tb testing.TB, timeout time.Duration) {
+	tb.Helper()
+	ctx, cancel := opCtx(tb, timeout)
+	defer cancel()
+	must(tb, n.WaitCaughtUpContext(ctx))
+}
+
+// WaitCaughtUpContext is WaitCaughtUp with the context's deadline as timeout.
+func (n *MariaNode) WaitCaughtUpContext(ctx context.Context) error {
+	pos, err := n.cluster.Primary.GTIDBinlogPosContext(ctx)
+	if err != nil {
+		return err
+	}
+	return n.waitGTID(ctx, pos)
+}
+
+// waitGTID waits until the replica has applied pos.
+func (n *MariaNode) waitGTID(ctx context.Context, pos string) error {
+	what := fmt.Sprintf("wait for mariadb %s to apply %q", n.Name, pos)
+	n.mu.Lock()
+	running, frozen := n.proc != nil && !n.proc.exited(), n.frozen
+	n.mu.Unlock()
+	switch {
+	case !running:
+		return fmt.Errorf("testdb: %s: it is not running", what)
+	case frozen:
+		return fmt.Errorf("testdb: %s: it is frozen", what)
+	case pos == "":
+		return nil
+	}
+	timeout := 60.0
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(dl).Seconds(), 0)
+	}
+	var res sql.NullInt64
+	var st map[string]string
+	err := n.admin(ctx, "wait for GTID", func(ctx context.Context, conn *sql.Conn) error {
+		if err := conn.QueryRowContext(ctx, "SELECT MASTER_GTID_WAIT(?, ?)", pos, timeout).Scan(&res); err != nil {
+			return err
+		}
+		if res.Int64 != 0 {
+			st, _ = slaveStatus(context.Background(), conn)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("testdb: %s: %w", what, err)
+	}
+	if !res.Valid || res.Int64 != 0 {
+		return fmt.Errorf("testdb: %s: timed out (%s)", what, summarize(st))
+	}
+	return nil
+}
+
+// WaitCaughtUp waits until every replica has applied every transaction the
+// primary had written at the call, failing the test after timeout.
+func (c *MariaCluster) WaitCaughtUp(tb testing.TB, timeout time.Duration) {
+	tb.Helper()
+	ctx, cancel := opCtx(tb, timeout)
+	defer cancel()
+	must(tb, c.WaitCaughtUpContext(ctx))
+}
+
+// WaitCaughtUpContext is WaitCaughtUp with the context's deadline as timeout.
+func (c *MariaCluster) WaitCaughtUpContext(ctx context.Context) error {
+	pos, err := c.Primary.GTIDBinlogPosContext(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range c.Replicas {
+		if err := r.waitGTID(ctx, pos); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Reset restores the cluster to health: every node thawed and running, no
+// replication delay, both replication threads running, every replica caught
+// up. MariaDB calls it before returning an existing cluster.
+func (c *MariaCluster) Reset(tb testing.TB) {
+	tb.Helper()
+	ctx, cancel := opCtx(tb, resetTimeout)
+	defer cancel()
+	must(tb, c.ResetContext(ctx))
+}
+
+// ResetContext is Reset returning its error.
+func (c *MariaCluster) ResetContext(ctx context.Context) error {
+	for _, n := range c.nodes() {
+		if err := n.ThawContext(ctx); err != nil {
+			return err
+		}
+		if err := n.StartContext(ctx); err != nil {
+			return fmt.Errorf("testdb: reset: %w", err)
+		}
+	}
+	for _, r := range c.Replicas {
+		st, err := r.SlaveStatusContext(ctx)
+		if err != nil {
+			return fmt.Errorf("testdb: reset: %w", err)
+		}
+		switch {
+		case st["SQL_Delay"] != "0":
+			err = r.SetDelayContext(ctx, 0)
+		case st["Slave_IO_Running"] != "Yes" || st["Slave_SQL_Running"] != "Yes":
+			err = r.admin(ctx, "start slave", func(ctx context.Context, conn *sql.Conn) error {
+				_, err := conn.ExecContext(ctx, "START SLAVE")
+				return err
+			})
+			if err == nil {
+				err = r.waitReplicating(ctx, true)
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("testdb: reset: %w", err)
+		}
+	}
+	if err := c.WaitCaughtUpContext(ctx); err != nil {
+		return fmt.Errorf("testdb: reset: %w", err)
+	}
+	return nil
+}
+
+// Dir returns the cluster's temporary folder: data folders and server logs.
+func (c *MariaCluster) Dir() string { return c.dir }
+
+// Close kills every server of the cluster, removes its folder and frees its
+// ports. It is safe to call more than once.
+func (c *MariaCluster) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		untrack(c)
+		nodes := c.nodes()
+		for _, n := range nodes {
+			n.mu.Lock()
+			if n.proc != nil && !n.proc.exited() {
+				n.proc.killGroup() // the data is thrown away: no clean shutdown
+			}
+			n.frozen = false
+			n.mu.Unlock()
+		}
+		for _, n := range nodes {
+			n.mu.Lock()
+			if n.proc != nil {
+				<-n.proc.done
+			}
+			n.mu.Unlock()
+			if n.Port != 0 {
+				releasePort(n.Port)
+			}
+		}
+		c.closeErr = removeDir(c.dir)
+	})
+	return c.closeErr
+}

@@ -1,0 +1,923 @@
+package testdb
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// PGCluster is a PostgreSQL primary with streaming hot-standby replicas,
+// each a real server process on its own loopback port.
+//
+// Replicas run with max_standby_streaming_delay=-1: WAL replay waits for a
+// conflicting query instead of cancelling it, so a test never sees a
+// spurious "canceling statement due to conflict with recovery". The price is
+// that a transaction left open on a replica can hold its replay back;
+// WaitCaughtUp then times out and names the replica.
+type PGCluster struct {
+	// Primary accepts writes.
+	Primary *PGNode
+	// Replicas are hot standbys named replica1, replica2, ... that stream
+	// from Primary through the replication slots slot_1, slot_2, ...
+	Replicas []*PGNode
+
+	dir  string
+	bins map[string]string
+	user *osUser
+	logf func(string, ...any)
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	closeErr  error
+}
+
+// PGNode is one PostgreSQL server of a PGCluster. Its methods are safe for
+// concurrent use; the fault helpers are meant for replicas.
+type PGNode struct {
+	// Name is "primary" or "replicaN"; it is the replica's cluster_name,
+	// hence its application_name in the primary's pg_stat_replication.
+	Name string
+	// Port is the TCP port on 127.0.0.1. It never changes, across Crash
+	// and Start too.
+	Port int
+
+	cluster *PGCluster
+	replica bool
+	slot    string
+	dataDir string
+	logFile string
+
+	mu     sync.Mutex // serializes lifecycle changes; guards proc and frozen
+	proc   *process
+	frozen bool
+}
+
+// LSN is a PostgreSQL write-ahead-log position.
+type LSN uint64
+
+// ParseLSN parses the text form of a pg_lsn, "16/B374D848".
+func ParseLSN(s string) (LSN, error) {
+	hi, lo, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, fmt.Errorf("testdb: bad LSN %q", s)
+	}
+	h, err := strconv.ParseUint(hi, 16, 32)
+	if err != nil {
+		return 0, fmt.Errorf("testdb: bad LSN %q: %w", s, err)
+	}
+	l, err := strconv.ParseUint(lo, 16, 32)
+	if err != nil {
+		return 0, fmt.Errorf("testdb: bad LSN %q: %w", s, err)
+	}
+	return LSN(h<<32 | l), nil
+}
+
+// String returns the text form of the LSN, as PostgreSQL prints it.
+func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint64(l)>>32, uint32(l)) }
+
+var errAddrInUse = errors.New("address already in use")
+
+// Postgres returns the package-wide PostgreSQL cluster with the given number
+// of replicas, starting it on the first call for that number. Later calls
+// return the same cluster after Reset, so each test starts from a healthy,
+// caught-up cluster. Main stops it; nothing is registered with tb.Cleanup.
+//
+// Without the server binaries, the test is skipped with a one-line reason
+// naming the package to install, or fails if RWSPLIT_REQUIRE_DB=1.
+func Postgres(tb testing.TB, replicas int) *PGCluster {
+	tb.Helper()
+	bins, err := findPGBins()
+	if err != nil {
+		skipOrFatal(tb, err)
+		return nil
+	}
+	sl := newStartLog()
+	c, started, err := shared(registry.pg, replicas, func() (*PGCluster, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+		defer cancel()
+		return startPG(ctx, bins, replicas, sl.logf)
+	})
+	if started {
+		tb.Logf("testdb: postgres primary + %d replicas: start-up (%v)\n%s", replicas, time.Since(sl.t0).Round(time.Millisecond), sl)
+	}
+	if err != nil {
+		tb.Fatal(err)
+		return nil
+	}
+	if !started {
+		c.Reset(tb)
+	}
+	return c
+}
+
+// StartPostgres starts a PostgreSQL primary with the given number of
+// streaming replicas, for programs without a testing.TB (the demo). logf,
+// if not nil, receives progress messages. The caller must Close the
+// cluster; Teardown also does.
+func StartPostgres(ctx context.Context, replicas int, logf func(string, ...any)) (*PGCluster, error) {
+	bins, err := findPGBins()
+	if err != nil {
+		return nil, err
+	}
+	if logf != nil {
+		inner := logf
+		logf = func(format string, args ...any) { inner("testdb: postgres: "+format, args...) }
+	}
+	return startPG(ctx, bins, replicas, logf)
+}
+
+// findPGBins finds postgres, initdb and pg_basebackup: in
+// RWSPLIT_PG_BINDIR, else in the newest /usr/lib/postgresql/*/bin (Debian),
+// else on PATH.
+func findPGBins() (map[string]string, error) {
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	version := func(d string) int {
+		v, _ := strconv.Atoi(filepath.Base(filepath.Dir(d)))
+		return v
+	}
+	slices.SortFunc(dirs, func(a, b string) int { return version(b) - version(a) })
+	return findBins("RWSPLIT_PG_BINDIR", "postgresql", dirs, "postgres", "initdb", "pg_basebackup")
+}
+
+func startPG(ctx context.Context, bins map[string]string, replicas int, logf func(string, ...any)) (*PGCluster, error) {
+	if replicas < 0 {
+		return nil, fmt.Errorf("testdb: postgres: %d replicas", replicas)
+	}
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	u, err := serviceUser("postgres")
+	if err != nil {
+		return nil, err
+	}
+	dir, err := makeClusterDir("pg", u)
+	if err != nil {
+		return nil, err
+	}
+	c := &PGCluster{dir: dir, bins: bins, user: u, logf: logf, closed: make(chan struct{})}
+	track(c)
+	ok := false
+	defer func() {
+		if !ok {
+			c.Close()
+		}
+	}()
+	c.Primary = c.newNode("primary", 0)
+	for i := range replicas {
+		c.Replicas = append(c.Replicas, c.newNode(fmt.Sprintf("replica%d", i+1), i+1))
+	}
+
+	p := c.Primary
+	err = runProcess(ctx, procSpec{
+		name: "initdb (postgres primary)", path: bins["initdb"], dir: dir, user: u, log: p.logFile, env: childEnv(dir),
+		args: []string{"-D", p.dataDir, "-U", "postgres", "--auth=trust", "--no-sync", "--no-instructions", "-E", "UTF8", "--locale=C"},
+	})
+	if err != nil {
+		return nil, err
+	}
+	logf("initdb done (%s)", dir)
+	if err := appendConf(filepath.Join(p.dataDir, "postgresql.conf"), pgConf(dir), u); err != nil {
+		return nil, err
+	}
+	if err := p.startNew(ctx); err != nil {
+		return nil, err
+	}
+	logf("primary accepting connections on %s", p.Addr())
+
+	errs := make([]error, replicas)
+	var wg sync.WaitGroup
+	for i, r := range c.Replicas {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = r.basebackupAndStart(ctx)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if err := c.waitStreaming(ctx, c.Replicas...); err != nil {
+		return nil, err
+	}
+	logf("every replica streaming")
+	ok = true
+	return c, nil
+}
+
+func (c *PGCluster) newNode(name string, replica int) *PGNode {
+	n := &PGNode{
+		Name:    name,
+		cluster: c,
+		replica: replica > 0,
+		dataDir: filepath.Join(c.dir, name),
+		logFile: filepath.Join(c.dir, name+".log"),
+	}
+	if replica > 0 {
+		n.slot = fmt.Sprintf("slot_%d", replica)
+	}
+	return n
+}
+
+// pgConf is appended to the primary's postgresql.conf; pg_basebackup copies
+// it to the replicas.
+func pgConf(dir string) string {
+	return fmt.Sprintf(`
+# testdb
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '%s'
+cluster_name = 'primary'
+max_connections = 100
+shared_buffers = 32MB
+huge_pages = off
+wal_level = replica
+max_wal_senders = 10
+max_replication_slots = 10
+# Two pg_basebackups at once: one's checkpoint could recycle the WAL the
+# other still had to stream (its slot pins WAL only once streaming starts).
+wal_keep_size = 128MB
+hot_standby = on
+hot_standby_feedback = on
+max_standby_streaming_delay = -1
+max_standby_archive_delay = -1
+wal_receiver_status_interval = 1s
+fsync = off
+full_page_writes = off
+autovacuum = off
+jit = off
+logging_collector = off
+log_line_prefix = '%%m [%%p] %%q%%a '
+`, dir)
+}
+
+func appendConf(path, text string, u *osUser) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("testdb: %w", err)
+	}
+	if _, err := f.WriteString(text); err != nil {
+		f.Close()
+		return fmt.Errorf("testdb: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("testdb: %w", err)
+	}
+	return u.chown(path)
+}
+
+// basebackupAndStart clones the primary into the replica's data folder and
+// starts the replica.
+func (n *PGNode) basebackupAndStart(ctx context.Context) error {
+	c := n.cluster
+	err := runProcess(ctx, procSpec{
+		name: "pg_basebackup (postgres " + n.Name + ")", path: c.bins["pg_basebackup"], dir: c.dir, user: c.user, log: n.logFile,
+		env: childEnv(c.dir),
+		args: []string{"-h", "127.0.0.1", "-p", strconv.Itoa(c.Primary.Port), "-U", "postgres", "-D", n.dataDir,
+			"-R", "-X", "stream", "-C", "-S", n.slot, "--checkpoint=fast", "--no-sync"},
+	})
+	if err != nil {
+		return err
+	}
+	c.logf("%s: base backup done", n.Name)
+	if err := n.startNew(ctx); err != nil {
+		return err
+	}
+	c.logf("%s accepting connections on %s", n.Name, n.Addr())
+	return nil
+}
+
+// startNew starts a node for the first time on a fresh port, retrying on
+// another port if someone else took it meanwhile.
+func (n *PGNode) startNew(ctx context.Context) error {
+	conf := "postgresql.conf"
+	if n.replica {
+		// basebackup copied the primary's port; postgresql.auto.conf wins.
+		conf = "postgresql.auto.conf"
+	}
+	for attempt := 1; ; attempt++ {
+		port, err := reservePort()
+		if err != nil {
+			return err
+		}
+		text := fmt.Sprintf("port = %d\n", port)
+		if n.replica {
+			text += fmt.Sprintf("cluster_name = '%s'\n", n.Name)
+		}
+		if err := appendConf(filepath.Join(n.dataDir, conf), text, n.cluster.user); err != nil {
+			releasePort(port)
+			return err
+		}
+		n.Port = port
+		n.mu.Lock()
+		err = n.startLocked(ctx)
+		n.mu.Unlock()
+		if err == nil {
+			return nil
+		}
+		releasePort(port)
+		if !errors.Is(err, errAddrInUse) || attempt == 5 {
+			return err
+		}
+		n.cluster.logf("%s: port %d taken, retrying on another", n.Name, port)
+	}
+}
+
+// startLocked starts the server process and waits until it accepts
+// connections. n.mu must be held.
+func (n *PGNode) startLocked(ctx context.Context) error {
+	c := n.cluster
+	select {
+	case <-c.closed:
+		return fmt.Errorf("testdb: start postgres %s: cluster is closed", n.Name)
+	default:
+	}
+	p, err := startProcess(procSpec{
+		name: "postgres " + n.Name, path: c.bins["postgres"], dir: c.dir, user: c.user, log: n.logFile,
+		env: childEnv(c.dir), args: []string{"-D", n.dataDir}, pids: filepath.Join(c.dir, pidsFile),
+	})
+	if err != nil {
+		return err
+	}
+	n.proc = p
+	n.frozen = false
+	err = poll(ctx, 10*time.Millisecond, "start postgres "+n.Name, func(ctx context.Context) (bool, error) {
+		if p.exited() {
+			if p.addrInUse() {
+				return false, stopPolling(fmt.Errorf("testdb: start postgres %s on port %d: %w", n.Name, n.Port, errAddrInUse))
+			}
+			return false, stopPolling(p.exitError())
+		}
+		err := n.ping(ctx)
+		return err == nil, err
+	})
+	if err != nil {
+		p.stop(syscall.SIGQUIT, 5*time.Second)
+		if errors.Is(err, errAddrInUse) {
+			return err
+		}
+		return fmt.Errorf("%w%s", err, logTail(p.log, p.logFrom))
+	}
+	return nil
+}
+
+// ping connects and pings the server, within a second.
+// It goes through the node's unix socket, in the cluster's own folder: a
+// server that took the node's TCP port meanwhile cannot answer for it.
+func (n *PGNode) ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	cfg, err := pgx.ParseConfig(n.DSN() + " application_name=testdb")
+	if err != nil {
+		return fmt.Errorf("testdb: postgres %s: %w", n.Name, err)
+	}
+	cfg.Host = n.cluster.dir
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	return conn.Ping(ctx)
+}
+
+// connect opens an administrative connection (simple protocol, no
+// statement cache).
+func (n *PGNode) connect(ctx context.Context) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(n.DSN() + " application_name=testdb connect_timeout=10")
+	if err != nil {
+		return nil, fmt.Errorf("testdb: postgres %s: %w", n.Name, err)
+	}
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("testdb: postgres %s: %w", n.Name, err)
+	}
+	return conn, nil
+}
+
+// exec runs one administrative statement on the node.
+func (n *PGNode) exec(ctx context.Context, what, query string, args ...any) error {
+	conn, err := n.connect(ctx)
+	if err != nil {
+		return fmt.Errorf("testdb: %s on postgres %s: %w", what, n.Name, err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, query, args...); err != nil {
+		return fmt.Errorf("testdb: %s on postgres %s: %w", what, n.Name, err)
+	}
+	return nil
+}
+
+// queryRow runs one administrative query on the node and scans its row.
+func (n *PGNode) queryRow(ctx context.Context, what, query string, args []any, dest ...any) error {
+	conn, err := n.connect(ctx)
+	if err != nil {
+		return fmt.Errorf("testdb: %s on postgres %s: %w", what, n.Name, err)
+	}
+	defer conn.Close(context.Background())
+	if err := conn.QueryRow(ctx, query, args...).Scan(dest...); err != nil {
+		return fmt.Errorf("testdb: %s on postgres %s: %w", what, n.Name, err)
+	}
+	return nil
+}
+
+// waitStreaming waits until the primary's pg_stat_replication shows each of
+// the replicas streaming.
+func (c *PGCluster) waitStreaming(ctx context.Context, replicas ...*PGNode) error {
+	if len(replicas) == 0 {
+		return nil
+	}
+	names := make([]string, len(replicas))
+	for i, r := range replicas {
+		names[i] = r.Name
+	}
+	what := "wait for postgres " + strings.Join(names, ", ") + " to stream from the primary"
+	return poll(ctx, 10*time.Millisecond, what, func(ctx context.Context) (bool, error) {
+		for _, r := range replicas {
+			if p := r.process(); p == nil || p.exited() {
+				return false, stopPolling(fmt.Errorf("testdb: %s: postgres %s is not running%s", what, r.Name, logTail(r.logFile, 0)))
+			}
+		}
+		var streaming int
+		err := c.Primary.queryRow(ctx, "pg_stat_replication",
+			`SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' AND application_name = ANY($1)`,
+			[]any{names}, &streaming)
+		return err == nil && streaming == len(names), err
+	})
+}
+
+func (n *PGNode) process() *process {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.proc
+}
+
+// DSN returns the node's connection string for pgx and lib/pq, as user
+// postgres (trust authentication) on database postgres.
+func (n *PGNode) DSN() string {
+	return fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres sslmode=disable", n.Port)
+}
+
+// Addr returns the node's "127.0.0.1:port".
+func (n *PGNode) Addr() string { return "127.0.0.1:" + strconv.Itoa(n.Port) }
+
+// DataDir returns the node's data folder.
+func (n *PGNode) DataDir() string { return n.dataDir }
+
+// LogFile returns the file that receives the node's server log.
+func (n *PGNode) LogFile() string { return n.logFile }
+
+// Connector returns a pgx stdlib connector for the node, recorded by r under
+// the node's Name unless r is nil. Every node gets the same driver settings.
+func (n *PGNode) Connector(r *Recorder) (driver.Connector, error) {
+	cfg, err := pgx.ParseConfig(n.DSN())
+	if err != nil {
+		return nil, fmt.Errorf("testdb: postgres %s: %w", n.Name, err)
+	}
+	var c driver.Connector = stdlib.GetConnector(*cfg)
+	if r != nil {
+		c = r.Connector(n.Name, c)
+	}
+	return c, nil
+}
+
+// OpenDB returns a *sql.DB on the node through pgx's stdlib driver, with
+// every statement recorded by r under the node's Name (r may be nil). The
+// caller closes it.
+func (n *PGNode) OpenDB(r *Recorder) *sql.DB {
+	c, err := n.Connector(r)
+	if err != nil {
+		return sql.OpenDB(errConnector{err})
+	}
+	return sql.OpenDB(c)
+}
+
+// Running reports whether the server process is up (it may be frozen).
+func (n *PGNode) Running() bool {
+	p := n.process()
+	return p != nil && !p.exited()
+}
+
+// Frozen reports whether the server is stopped by Freeze.
+func (n *PGNode) Frozen() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.frozen
+}
+
+// PauseReplay pauses WAL replay on a replica (pg_wal_replay_pause): it keeps
+// serving reads, ever staler, until ResumeReplay.
+func (n *PGNode) PauseReplay(tb testing.TB) {
+	tb.Helper()
+	ctx, cancel := opCtx(tb, opTimeout)
+	defer cancel()
+	must(tb, n.PauseReplayContext(ctx))
+}
+
+// PauseReplayContext is PauseReplay returning its error.
+func (n *PGNode) PauseReplayContext(ctx context.Context) error {
+	return n.exec(ctx, "pause replay", "SELECT pg_wal_replay_pause()")
+}
+
+// ResumeReplay resumes WAL replay on a replica (pg_wal_replay_resume).
+func (n *PGNode) ResumeReplay(tb testing.TB) {
+	tb.Helper()
+	ctx, cancel := opCtx(tb, opTimeout)
+	defer cancel()
+	must(tb, n.ResumeReplayContext(ctx))
+}
+
+// ResumeReplayContext is ResumeReplay returning its error.
+func (n *PGNode) ResumeReplayContext(ctx context.Context) error {
+	return n.exec(ctx, "resume replay", "SELECT pg_wal_replay_resume()")
+}
+
+// SetApplyDelay makes a replica apply each commit d after it was made on
+// the primary (recovery_min_apply_delay, millisecond resolution); 0 removes
+// the delay. It returns once the new setting is in force.
+func (n *PGNode) SetApplyDelay(tb testing.TB, d time.Duration) {
+	tb.Helper()
+	ctx, cancel := opCtx(tb, opTimeout)
+	defer cancel()
+	must(tb, n.SetApplyDelayContext(ctx, d))
+}
+
+// SetApplyDelayContext is SetApplyDelay returning its error.
+func (n *PGNode) SetApplyDelayContext(ctx context.Context, d time.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("testdb: postgres %s: negative apply delay %v", n.Name, d)
+	}
+	ms := d.Round(time.Millisecond).Milliseconds()
+	stmt := "ALTER SYSTEM RESET recovery_min_apply_delay"
+	if ms > 0 {
+		stmt = fmt.Sprintf("ALTER SYSTEM SET recovery_min_apply_delay = '%dms'", ms)
+	}
+	if err := n.exec(ctx, "set apply delay", stmt); err != nil {
+		return err
+	}
+	if err := n.exec(ctx, "set apply delay", "SELECT pg_reload_conf()"); err != nil {
+		return err
+	}
+	// The postmaster reloads, then signals its children; a new backend
+	// forks from the reloaded postmaster, so once it sees the value the
+	// startup process has been told as well.
+	return poll(ctx, 5*time.Millisecond, "apply delay on postgres "+n.Name, func(ctx context.Context) (bool, error) {
+		got, err := n.applyDelay(ctx)
+		return err == nil && got == time.Duration(ms)*time.Millisecond, err
+	})
+}
+
+// applyDelay returns the replica's recovery_min_apply_delay as a new
+// session sees it.
+func (n *PGNode) applyDelay(ctx context.Context) (time.Duration, error) {
+	var ms int64
+	err := n.queryRow(ctx, "read apply delay", `SELECT setting::bigint FROM pg_settings WHERE name = 'recovery_min_apply_delay'`, nil, &ms)
+	return time.Duration(ms) * time.Millisecond, err
+}
+
+// Crash stops the server the way a crash would (pg_ctl stop -m immediate:
+// SIGQUIT, no shutdown checkpoint) and waits until it is gone: connections
+// are then refused. Start brings it back.
+func (n *PGNode) Crash(tb testing.TB) {
+	tb.Helper()
+	ctx, cancel := opCtx(tb, opTimeout)
+	defer cancel()
+	must(tb, n.CrashContext(ctx))
+}
+
+// CrashContext is Crash returning its error.
+func (n *PGNode) CrashContext(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.proc == nil || n.proc.exited() {
+		return fmt.Errorf("testdb: crash postgres %s: not running", n.Name)
+	}
+	if n.frozen {
+		thawTree(n.proc.pid()) // a stopped postmaster cannot act on SIGQUIT
+		n.frozen = false
+	}
+	if err := n.proc.signal(syscall.SIGQUIT); err != nil {
+		return err
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := n.proc.wait(waitCtx); err != nil {
+		n.proc.killGroup()
+		<-n.proc.done
+	}
+	return nil
+}
+
+// Start restarts a crashed node on the same port and data folder, and waits
+// until it accepts connections and, for a replica, streams from the primary
+// again. It does nothing if the node is running.
+func (n *PGNode) Start(tb testing.TB) {
+	tb.Helper()
+	ctx, cancel := opCtx(tb, opTimeout)
+	defer cancel()
+	must(tb, n.StartContext(ctx))
+}
+
+// StartContext is Start returning its error.
+func (n *PGNode) StartContext(ctx context.Context) error {
+	n.mu.Lock()
+	if n.proc != nil && !n.proc.exited() {
+		n.mu.Unlock()
+		return nil
+	}
+	err := n.startLocked(ctx)
+	n.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if n.replica {
+		return n.cluster.waitStreaming(ctx, n)
+	}
+	return nil
+}
+
+// Freeze stops the server and all its processes with SIGSTOP: it hangs
+// instead of failing. Connections are still accepted by the kernel, but
+// nothing answers. Thaw resumes it.
+func (n *PGNode) Freeze(tb testing.TB) {
+	tb.Helper()
+	must(tb, n.FreezeContext(context.Background()))
+}
+
+// FreezeContext is Freeze returning its error.
+func (n *PGNode) FreezeContext(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.proc == nil || n.proc.exited() {
+		return fmt.Errorf("testdb: freeze postgres %s: not running", n.Name)
+	}
+	if n.frozen {
+		return nil
+	}
+	if err := freezeTree(n.proc.pid()); err != nil {
+		return fmt.Errorf("testdb: freeze postgres %s: %w", n.Name, err)
+	}
+	n.frozen = true
+	return nil
+}
+
+// Thaw resumes a frozen server with SIGCONT. It does nothing if the server
+// is not frozen.
+func (n *PGNode) Thaw(tb testing.TB) {
+	tb.Helper()
+	must(tb, n.ThawContext(context.Background()))
+}
+
+// ThawContext is Thaw returning its error.
+func (n *PGNode) ThawContext(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.frozen && n.proc != nil {
+		thawTree(n.proc.pid())
+	}
+	n.frozen = false
+	return nil
+}
+
+// ReplayLSN returns a replica's pg_last_wal_replay_lsn(): how far it has
+// applied the primary's WAL.
+func (n *PGNode) ReplayLSN(tb testing.TB) LSN {
+	tb.Helper()
+	ctx, cancel := opCtx(tb, opTimeout)
+	defer cancel()
+	l, err := n.ReplayLSNContext(ctx)
+	must(tb, err)
+	return l
+}
+
+// ReplayLSNContext is ReplayLSN returning its error.
+func (n *PGNode) ReplayLSNContext(ctx context.Context) (LSN, error) {
+	var s *string
+	if err := n.queryRow(ctx, "read replay LSN", "SELECT pg_last_wal_replay_lsn()::text", nil, &s); err != nil {
+		return 0, err
+	}
+	if s == nil {
+		return 0, fmt.Errorf("testdb: postgres %s: pg_last_wal_replay_lsn() is NULL (not a replica?)", n.Name)
+	}
+	return ParseLSN(*s)
+}
+
+// CurrentLSN returns the primary's pg_current_wal_lsn(): the end of its WAL.
+func (n *PGNode) CurrentLSN(tb testing.TB) LSN {
+	tb.Helper()
+	ctx, cancel := opCtx(tb, opTimeout)
+	defer cancel()
+	l, err := n.CurrentLSNContext(ctx)
+	must(tb, err)
+	return l
+}
+
+// CurrentLSNContext is CurrentLSN returning its error.
+func (n *PGNode) CurrentLSNContext(ctx context.Context) (LSN, error) {
+	var s string
+	if err := n.queryRow(ctx, "read current LSN", "SELECT pg_current_wal_lsn()::text", nil, &s); err != nil {
+		return 0, err
+	}
+	return ParseLSN(s)
+}
+
+// WaitCaughtUp waits until the replica has replayed the primary's WAL up to
+// pg_current_wal_lsn() as of the call, failing the test after timeout.
+func (n *PGNode) WaitCaughtUp(tb testing.TB, timeout time.Duration) {
+	tb.Helper()
+	ctx, cancel := opCtx(tb, timeout)
+	defer cancel()
+	must(tb, n.WaitCaughtUpContext(ctx))
+}
+
+// WaitCaughtUpContext is WaitCaughtUp with the context's deadline as timeout.
+func (n *PGNode) WaitCaughtUpContext(ctx context.Context) error {
+	target, err := n.cluster.Primary.CurrentLSNContext(ctx)
+	if err != nil {
+		return err
+	}
+	return n.waitReplay(ctx, target)
+}
+
+// waitReplay waits until the replica's replay LSN reaches target.
+func (n *PGNode) waitReplay(ctx context.Context, target LSN) error {
+	what := fmt.Sprintf("wait for postgres %s to replay up to %v", n.Name, target)
+	n.mu.Lock()
+	running, frozen := n.proc != nil && !n.proc.exited(), n.frozen
+	n.mu.Unlock()
+	switch {
+	case !running:
+		return fmt.Errorf("testdb: %s: it is not running", what)
+	case frozen:
+		return fmt.Errorf("testdb: %s: it is frozen", what)
+	}
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.Background())
+		}
+	}()
+	var last string
+	err := poll(ctx, 2*time.Millisecond, what, func(ctx context.Context) (bool, error) {
+		if conn == nil {
+			c, err := n.connect(ctx)
+			if err != nil {
+				return false, err
+			}
+			conn = c
+		}
+		var s *string
+		if err := conn.QueryRow(ctx, "SELECT pg_last_wal_replay_lsn()::text").Scan(&s); err != nil {
+			conn.Close(context.Background())
+			conn = nil
+			return false, err
+		}
+		if s == nil {
+			return false, stopPolling(fmt.Errorf("testdb: %s: it is not a replica", what))
+		}
+		last = *s
+		l, err := ParseLSN(*s)
+		return err == nil && l >= target, err
+	})
+	if err != nil && last != "" {
+		return fmt.Errorf("%w (replayed up to %s)", err, last)
+	}
+	return err
+}
+
+// WaitCaughtUp waits until every replica has replayed the primary's WAL up
+// to pg_current_wal_lsn() as of the call, failing the test after timeout.
+func (c *PGCluster) WaitCaughtUp(tb testing.TB, timeout time.Duration) {
+	tb.Helper()
+	ctx, cancel := opCtx(tb, timeout)
+	defer cancel()
+	must(tb, c.WaitCaughtUpContext(ctx))
+}
+
+// WaitCaughtUpContext is WaitCaughtUp with the context's deadline as timeout.
+func (c *PGCluster) WaitCaughtUpContext(ctx context.Context) error {
+	target, err := c.Primary.CurrentLSNContext(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range c.Replicas {
+		if err := r.waitReplay(ctx, target); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Reset restores the cluster to health: every node thawed and running, WAL
+// replay resumed, no apply delay, every replica streaming and caught up.
+// Postgres calls it before returning an existing cluster.
+func (c *PGCluster) Reset(tb testing.TB) {
+	tb.Helper()
+	ctx, cancel := opCtx(tb, resetTimeout)
+	defer cancel()
+	must(tb, c.ResetContext(ctx))
+}
+
+// ResetContext is Reset returning its error.
+func (c *PGCluster) ResetContext(ctx context.Context) error {
+	for _, n := range append([]*PGNode{c.Primary}, c.Replicas...) {
+		if err := n.ThawContext(ctx); err != nil {
+			return err
+		}
+		if err := n.StartContext(ctx); err != nil {
+			return fmt.Errorf("testdb: reset: %w", err)
+		}
+	}
+	for _, r := range c.Replicas {
+		var paused string
+		var delay int64
+		err := r.queryRow(ctx, "read replica state",
+			`SELECT pg_get_wal_replay_pause_state(), (SELECT setting::bigint FROM pg_settings WHERE name = 'recovery_min_apply_delay')`,
+			nil, &paused, &delay)
+		if err != nil {
+			return fmt.Errorf("testdb: reset: %w", err)
+		}
+		if paused != "not paused" {
+			if err := r.ResumeReplayContext(ctx); err != nil {
+				return fmt.Errorf("testdb: reset: %w", err)
+			}
+		}
+		if delay != 0 {
+			if err := r.SetApplyDelayContext(ctx, 0); err != nil {
+				return fmt.Errorf("testdb: reset: %w", err)
+			}
+		}
+	}
+	if err := c.waitStreaming(ctx, c.Replicas...); err != nil {
+		return fmt.Errorf("testdb: reset: %w", err)
+	}
+	if err := c.WaitCaughtUpContext(ctx); err != nil {
+		return fmt.Errorf("testdb: reset: %w", err)
+	}
+	return nil
+}
+
+// Dir returns the cluster's temporary folder: data folders and server logs.
+func (c *PGCluster) Dir() string { return c.dir }
+
+// Close stops every server of the cluster, removes its folder and frees its
+// ports. It is safe to call more than once.
+func (c *PGCluster) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		untrack(c)
+		nodes := slices.DeleteFunc(append([]*PGNode{c.Primary}, c.Replicas...), func(n *PGNode) bool { return n == nil })
+		var wg sync.WaitGroup
+		for _, n := range nodes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				n.mu.Lock()
+				defer n.mu.Unlock()
+				if n.proc != nil {
+					// Immediate shutdown: the data is thrown away anyway.
+					n.proc.stop(syscall.SIGQUIT, 5*time.Second)
+				}
+				n.frozen = false
+			}()
+		}
+		wg.Wait()
+		for _, n := range nodes {
+			if n.Port != 0 {
+				releasePort(n.Port)
+			}
+		}
+		c.closeErr = removeDir(c.dir)
+	})
+	return c.closeErr
+}
+
+// errConnector fails every connection with err: OpenDB's answer to a
+// configuration error, since sql.OpenDB cannot return one.
+type errConnector struct{ err error }
+
+func (c errConnector) Connect(context.Context) (driver.Conn, error) { return nil, c.err }
+func (c errConnector) Driver() driver.Driver                        { return errDriver(c) }
+
+type errDriver errConnector
+
+func (d errDriver) Open(string) (driver.Conn, error) { return nil, d.err }

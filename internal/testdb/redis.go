@@ -1,0 +1,263 @@
+package testdb
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// RedisServer is a real redis-server on a loopback port, with persistence
+// off (--save "" --appendonly no): a Stop loses every key.
+type RedisServer struct {
+	// Port is the TCP port on 127.0.0.1. It never changes, across Stop and
+	// Start too.
+	Port int
+
+	bin     string
+	dir     string
+	logFile string
+
+	mu   sync.Mutex // guards proc; serializes Start and Stop
+	proc *process
+
+	closeOnce sync.Once
+	closed    bool // guarded by mu
+	closeErr  error
+}
+
+// Redis starts a fresh redis-server for the test and stops it when the test
+// ends: each call has its own server, so no test sees another's keys.
+//
+// Without the binary, the test is skipped with a one-line reason naming the
+// package to install, or fails if RWSPLIT_REQUIRE_DB=1.
+func Redis(tb testing.TB) *RedisServer {
+	tb.Helper()
+	bin, err := findRedisBin()
+	if err != nil {
+		skipOrFatal(tb, err)
+		return nil
+	}
+	ctx, cancel := opCtx(tb, startTimeout)
+	defer cancel()
+	s, err := startRedis(ctx, bin, nil)
+	if err != nil {
+		tb.Fatal(err)
+		return nil
+	}
+	tb.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			tb.Error(err)
+		}
+	})
+	return s
+}
+
+// StartRedis starts a redis-server, for programs without a testing.TB. logf,
+// if not nil, receives progress messages. The caller must Close it;
+// Teardown also does.
+func StartRedis(ctx context.Context, logf func(string, ...any)) (*RedisServer, error) {
+	bin, err := findRedisBin()
+	if err != nil {
+		return nil, err
+	}
+	return startRedis(ctx, bin, logf)
+}
+
+// findRedisBin finds redis-server: in RWSPLIT_REDIS_BINDIR, else in
+// /usr/bin or on PATH.
+func findRedisBin() (string, error) {
+	bins, err := findBins("RWSPLIT_REDIS_BINDIR", "redis-server", []string{"/usr/bin"}, "redis-server")
+	if err != nil {
+		return "", err
+	}
+	return bins["redis-server"], nil
+}
+
+func startRedis(ctx context.Context, bin string, logf func(string, ...any)) (*RedisServer, error) {
+	// redis-server runs as whoever runs the tests, root included.
+	dir, err := makeClusterDir("redis", currentUser())
+	if err != nil {
+		return nil, err
+	}
+	s := &RedisServer{bin: bin, dir: dir, logFile: filepath.Join(dir, "redis.log")}
+	track(s)
+	for attempt := 1; ; attempt++ {
+		port, err := reservePort()
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.Port = port
+		s.mu.Lock()
+		err = s.startLocked(ctx)
+		s.mu.Unlock()
+		if err == nil {
+			break
+		}
+		releasePort(port)
+		s.Port = 0
+		if !errors.Is(err, errAddrInUse) || attempt == 5 {
+			s.Close()
+			return nil, err
+		}
+		if logf != nil {
+			logf("testdb: redis: port %d taken, retrying on another", port)
+		}
+	}
+	if logf != nil {
+		logf("redis accepting connections on %s (%s)", s.Addr(), dir)
+	}
+	return s, nil
+}
+
+// startLocked starts redis-server and waits until it answers PING. s.mu
+// must be held.
+func (s *RedisServer) startLocked(ctx context.Context) error {
+	if s.closed {
+		return errors.New("testdb: start redis: server is closed")
+	}
+	p, err := startProcess(procSpec{
+		name: "redis", path: s.bin, dir: s.dir, log: s.logFile, env: childEnv(s.dir),
+		args: []string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+			"--dir", s.dir, "--daemonize", "no", "--logfile", "", "--protected-mode", "no",
+			"--unixsocket", s.sockPath(), "--unixsocketperm", "700"},
+	})
+	if err != nil {
+		return err
+	}
+	s.proc = p
+	err = poll(ctx, 5*time.Millisecond, "start redis", func(ctx context.Context) (bool, error) {
+		if p.exited() {
+			if p.addrInUse() {
+				return false, stopPolling(fmt.Errorf("testdb: start redis on port %d: %w", s.Port, errAddrInUse))
+			}
+			return false, stopPolling(p.exitError())
+		}
+		// Through the unix socket in our own folder: a server that took
+		// our TCP port meanwhile cannot answer for ours.
+		err := redisPing(ctx, "unix", s.sockPath())
+		return err == nil, err
+	})
+	if err != nil {
+		p.stop(syscall.SIGKILL, 0)
+		if errors.Is(err, errAddrInUse) {
+			return err
+		}
+		return fmt.Errorf("%w%s", err, logTail(p.log, p.logFrom))
+	}
+	return nil
+}
+
+// redisPing sends PING in RESP and expects +PONG.
+func redisPing(ctx context.Context, network, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if line != "+PONG\r\n" {
+		return fmt.Errorf("testdb: redis answered PING with %q", line)
+	}
+	return nil
+}
+
+func (s *RedisServer) sockPath() string { return filepath.Join(s.dir, "redis.sock") }
+
+// Addr returns the server's "127.0.0.1:port".
+func (s *RedisServer) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
+
+// LogFile returns the file that receives the server's log.
+func (s *RedisServer) LogFile() string { return s.logFile }
+
+// Running reports whether redis-server is up.
+func (s *RedisServer) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proc != nil && !s.proc.exited()
+}
+
+// Stop shuts redis-server down (SIGTERM) and waits until it is gone:
+// connections are then refused, and every key is lost. Start brings it back
+// on the same port.
+func (s *RedisServer) Stop(tb testing.TB) {
+	tb.Helper()
+	ctx, cancel := opCtx(tb, opTimeout)
+	defer cancel()
+	must(tb, s.StopContext(ctx))
+}
+
+// StopContext is Stop returning its error.
+func (s *RedisServer) StopContext(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil || s.proc.exited() {
+		return errors.New("testdb: stop redis: not running")
+	}
+	if err := s.proc.signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	if err := s.proc.wait(ctx); err != nil {
+		s.proc.killGroup()
+		<-s.proc.done
+	}
+	return nil
+}
+
+// Start restarts a stopped redis-server on the same port and waits until it
+// answers PING. It does nothing if the server is running.
+func (s *RedisServer) Start(tb testing.TB) {
+	tb.Helper()
+	ctx, cancel := opCtx(tb, opTimeout)
+	defer cancel()
+	must(tb, s.StartContext(ctx))
+}
+
+// StartContext is Start returning its error.
+func (s *RedisServer) StartContext(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc != nil && !s.proc.exited() {
+		return nil
+	}
+	return s.startLocked(ctx)
+}
+
+// Close stops the server, removes its folder and frees its port. It is safe
+// to call more than once.
+func (s *RedisServer) Close() error {
+	s.closeOnce.Do(func() {
+		untrack(s)
+		s.mu.Lock()
+		s.closed = true
+		if s.proc != nil {
+			s.proc.stop(syscall.SIGKILL, 0)
+		}
+		s.mu.Unlock()
+		if s.Port != 0 {
+			releasePort(s.Port)
+		}
+		s.closeErr = removeDir(s.dir)
+	})
+	return s.closeErr
+}
