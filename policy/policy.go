@@ -6,6 +6,10 @@
 // balancer/picker split: a Picker is an immutable snapshot, so picking needs
 // no lock, and per-replica Stats live outside it, so a rebuild keeps what the
 // policy has learnt.
+//
+// The built-in policies are Random, RoundRobin, Weighted (smooth weighted
+// round robin), LeastInFlight and P2C (latency × load, the Default). A
+// custom policy implements Policy and Picker, or wraps a function in Func.
 package policy
 
 import (
@@ -16,10 +20,13 @@ import (
 type Replica struct {
 	// Name is the replica's configured name.
 	Name string
-	// Weight is the replica's configured weight, at least 1.
+	// Weight is the replica's configured weight, at least 1. Only
+	// Weighted uses it.
 	Weight int
 	// Stats are the replica's live counters. The pointer stays the same for
 	// the life of the plugin, so a Picker built later sees the same counters.
+	// The plugin always sets it; the built-in policies treat nil as a
+	// replica with no statistics.
 	Stats *Stats
 }
 
@@ -59,3 +66,12 @@ func (f Func) NewPicker(replicas []Replica) Picker { return pickFunc(f(replicas)
 type pickFunc func(ctx context.Context) int
 
 func (f pickFunc) Pick(ctx context.Context) int { return f(ctx) }
+
+// Default returns the policy the plugin uses when none is configured:
+// P2C with its defaults. Of the built-in policies it is the one that
+// avoids a slow or overloaded replica (RoundRobin, Random and Weighted
+// keep sending it their share; LeastInFlight only notices once statements
+// pile up on it) while still spreading reads among equal replicas by load,
+// and it re-measures a replica it avoids, so a recovered one comes back.
+// The choice is to be confirmed by measurement against real replicas.
+func Default() Policy { return P2C() }

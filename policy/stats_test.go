@@ -1,0 +1,207 @@
+package policy
+
+import (
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// finish records on s a statement that took lat and ended now.
+func finish(s *Stats, lat time.Duration, failed bool) {
+	s.Done(s.Start()-int64(lat), failed)
+}
+
+func TestStatsZeroValue(t *testing.T) {
+	var s Stats
+	if got, want := s.Snapshot(), (Snapshot{}); got != want {
+		t.Errorf("Snapshot of the zero value = %+v, want %+v", got, want)
+	}
+}
+
+func TestStatsCounts(t *testing.T) {
+	tests := []struct {
+		name    string
+		started int // statements started and not finished
+		ok      int // statements that succeeded
+		failed  int // statements that failed because of the replica
+		want    Snapshot
+	}{
+		{name: "none", want: Snapshot{}},
+		{name: "in flight", started: 3, want: Snapshot{InFlight: 3}},
+		{name: "served", ok: 5, want: Snapshot{Served: 5, Latency: time.Millisecond}},
+		{name: "failed", failed: 2, want: Snapshot{Served: 2, Failed: 2, Latency: failPenalty}},
+		{name: "all", started: 1, ok: 4, failed: 1, want: Snapshot{InFlight: 1, Served: 5, Failed: 1, Latency: time.Millisecond}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var s Stats
+				for range tt.started {
+					s.Start()
+				}
+				// Failures first, then successes a few seconds later, so
+				// that the latency is that of the successes (a failure
+				// alone counts as failPenalty).
+				for range tt.failed {
+					finish(&s, time.Millisecond, true)
+				}
+				time.Sleep(time.Minute)
+				for range tt.ok {
+					finish(&s, time.Millisecond, false)
+					time.Sleep(time.Millisecond)
+				}
+				if got := s.Snapshot(); got != tt.want {
+					t.Errorf("Snapshot = %+v, want %+v", got, tt.want)
+				}
+			})
+		})
+	}
+}
+
+// The first latency is taken as it is; a failure counts as at least the
+// penalty.
+func TestStatsFirstSample(t *testing.T) {
+	tests := []struct {
+		name   string
+		give   time.Duration
+		failed bool
+		want   time.Duration
+	}{
+		{name: "success", give: 20 * time.Millisecond, want: 20 * time.Millisecond},
+		{name: "instant", give: 0, want: 0},
+		{name: "fast failure", give: time.Millisecond, failed: true, want: time.Second},
+		{name: "timeout", give: 5 * time.Second, failed: true, want: 5 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var s Stats
+				finish(&s, tt.give, tt.failed)
+				if got := s.Latency(); got != tt.want {
+					t.Errorf("Latency = %v, want %v", got, tt.want)
+				}
+			})
+		})
+	}
+}
+
+// The latency measured is the time between Start and Done.
+func TestStatsMeasuresStartToDone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var s Stats
+		start := s.Start()
+		time.Sleep(7 * time.Millisecond)
+		s.Done(start, false)
+		if got, want := s.Latency(), 7*time.Millisecond; got != want {
+			t.Errorf("Latency = %v, want %v", got, want)
+		}
+	})
+}
+
+// After 20ms, one sample of 1ms taken after a gap weighs 1−exp(−gap/600ms).
+// The wants are worked out by hand: 20ms·w + 1ms·(1−w).
+func TestStatsDecay(t *testing.T) {
+	tests := []struct {
+		name string
+		give time.Duration // gap between the two samples
+		want time.Duration
+	}{
+		{name: "same instant: no weight", give: 0, want: 20 * time.Millisecond},
+		{name: "60ms", give: 60 * time.Millisecond, want: 18191909 * time.Nanosecond},  // w = e^-0.1
+		{name: "600ms", give: 600 * time.Millisecond, want: 7989709 * time.Nanosecond}, // w = e^-1
+		{name: "1.2s", give: 1200 * time.Millisecond, want: 3571303 * time.Nanosecond}, // w = e^-2
+		{name: "10s", give: 10 * time.Second, want: 1000001 * time.Nanosecond},         // w = e^-16.7
+		{name: "1m", give: time.Minute, want: time.Millisecond},                        // w ≈ 0
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var s Stats
+				finish(&s, 20*time.Millisecond, false)
+				time.Sleep(tt.give)
+				finish(&s, time.Millisecond, false)
+				if got := s.Latency(); (got - tt.want).Abs() > time.Microsecond {
+					t.Errorf("Latency = %v, want %v ± 1µs", got, tt.want)
+				}
+			})
+		})
+	}
+}
+
+// Fed a steady latency every 50ms, the average converges to it within a
+// few τ, from above or below.
+func TestStatsConverges(t *testing.T) {
+	tests := []struct {
+		name string
+		from time.Duration
+		give time.Duration
+		want time.Duration // after 6s = 10τ: all but e^-10 ≈ 0.005% of the way
+	}{
+		{name: "up", from: time.Millisecond, give: 20 * time.Millisecond, want: 20 * time.Millisecond},
+		{name: "down", from: 20 * time.Millisecond, give: 500 * time.Microsecond, want: 500 * time.Microsecond},
+		{name: "from a failure", from: failPenalty, give: 2 * time.Millisecond, want: 2 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var s Stats
+				finish(&s, tt.from, false)
+				var halfway time.Duration
+				for k := range 120 {
+					time.Sleep(50 * time.Millisecond)
+					finish(&s, tt.give, false)
+					if k == 5 {
+						halfway = s.Latency() // after 300ms: about 40% of the way
+					}
+				}
+				step := (tt.want - tt.from).Abs()
+				if got := s.Latency(); (got - tt.want).Abs() > step/10000 {
+					t.Errorf("Latency after 6s = %v, want %v ± 0.01%% of the step", got, tt.want)
+				}
+				// After 300ms = τ/2 it has gone 1−e^-0.5 ≈ 39% of the way.
+				wantHalf := tt.from + time.Duration(0.3935*float64(tt.want-tt.from))
+				if (halfway - wantHalf).Abs() > (tt.want-tt.from).Abs()/100 {
+					t.Errorf("Latency after 300ms = %v, want %v ± 1%% of the step", halfway, wantHalf)
+				}
+			})
+		})
+	}
+}
+
+// Concurrent Start/Done from many goroutines balance out: nothing left in
+// flight, every statement and failure counted.
+func TestStatsConcurrent(t *testing.T) {
+	const goroutines, each = 8, 5000
+	var s Stats
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for k := range each {
+				start := s.Start()
+				_ = s.InFlight()
+				_ = s.Latency()
+				s.Done(start, (g+k)%10 == 0)
+			}
+		})
+	}
+	wg.Wait()
+	got := s.Snapshot()
+	got.Latency = 0 // depends on the machine
+	if want := (Snapshot{Served: goroutines * each, Failed: goroutines * each / 10}); got != want {
+		t.Errorf("Snapshot = %+v, want %+v", got, want)
+	}
+	if l := s.Latency(); l <= 0 || l > 2*failPenalty {
+		t.Errorf("Latency = %v, want in (0, %v]", l, 2*failPenalty)
+	}
+}
+
+func TestStatsDoesNotAllocate(t *testing.T) {
+	var s Stats
+	if got := testing.AllocsPerRun(1000, func() { s.Done(s.Start(), false) }); got != 0 {
+		t.Errorf("Start+Done allocate %v times, want 0", got)
+	}
+	if got := testing.AllocsPerRun(1000, func() { _ = s.Snapshot() }); got != 0 {
+		t.Errorf("Snapshot allocates %v times, want 0", got)
+	}
+}
