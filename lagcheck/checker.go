@@ -1,0 +1,538 @@
+package lagcheck
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Target is one replica to watch.
+type Target struct {
+	// Name identifies the replica in Status and Change. Zero means
+	// "replica<i>", i being its index.
+	Name string
+	// DB is the replica's pool. The Checker never closes it.
+	DB *sql.DB
+}
+
+// Change is one change of a replica's State, as given to
+// Config.OnStateChange.
+type Change struct {
+	// Index is the replica's index in the targets given to New.
+	Index int
+	// Replica is its name.
+	Replica  string
+	From, To State
+	// Reading is the reading that caused the change; for a change caused
+	// by Checker.ReportFailure, a Reading whose Err is the reported error.
+	Reading Reading
+	// Generation is the replica's generation after the change.
+	Generation uint64
+}
+
+// Status is a snapshot of one replica, for monitoring.
+type Status struct {
+	Index int
+	Name  string
+	State State
+	// Since is when the replica entered State (zero: never changed).
+	Since time.Time
+	// Lag and LagKnown are the last reading's (see Reading.Lag).
+	Lag      time.Duration
+	LagKnown bool
+	// Behind is the last reading's Behind: bytes (PostgreSQL) or
+	// transactions (GTIDs) behind the primary; -1 when unknown.
+	Behind int64
+	// ReplayPosition is the last position the replica reported.
+	ReplayPosition Position
+	// LastProbe is when the last probe finished (zero before the first).
+	LastProbe time.Time
+	// LastErr is the last reading's error (nil if it succeeded).
+	LastErr error
+	// PrimaryErr is set when the primary could not be sampled for the
+	// last reading.
+	PrimaryErr error
+	// Evictions counts moves from Healthy to Evicted; Readmissions moves
+	// back to Healthy.
+	Evictions, Readmissions uint64
+	// Generation counts ReportFailure calls: a probe started before the
+	// latest one has its result dropped.
+	Generation uint64
+}
+
+// Checker measures each replica's replication lag and health in the
+// background, and decides which replicas may serve reads.
+//
+// One goroutine samples the primary every Config.Interval and then wakes
+// one goroutine per replica, which probes its replica under
+// Config.Timeout: a replica that hangs costs only its own goroutine a
+// Timeout per round. With Config.OnStateChange, one more goroutine
+// delivers the state changes. Readers (State, Lag, Covers) are lock-free atomics,
+// cheap enough for every query.
+//
+// The Checker owns its goroutines: Start starts them, Close stops them
+// and waits. It never closes the *sql.DB handles it was given.
+type Checker struct {
+	cfg       Config // defaults applied
+	rules     rules
+	probe     Probe
+	positions Probe // reads the primary's position for PrimaryPosition; may be nil
+	primary   *sql.DB
+	reps      []*replica
+	hist      *history
+	notes     *notifier // nil without OnStateChange
+
+	ctx    context.Context // canceled by Close; every probe runs under it
+	cancel context.CancelFunc
+
+	mu        sync.Mutex // guards started, closed, and wg.Add against Close's wg.Wait
+	started   bool
+	closed    bool
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeDone chan struct{}
+}
+
+// replica is one watched replica. The atomics are its published state
+// for lock-free readers; mu guards the state machine and the last reading.
+type replica struct {
+	idx  int
+	name string
+	db   *sql.DB
+
+	wake      chan struct{} // a new round: probe (capacity 1, coalesces)
+	first     chan struct{} // closed after the first probe's result was applied
+	firstOnce sync.Once
+
+	state atomic.Int32
+	lag   atomic.Int64 // nanoseconds; -1 when unknown
+	gen   atomic.Uint64
+	pos   atomic.Pointer[Position]
+
+	mu   sync.Mutex
+	h    health
+	last Reading
+}
+
+// New returns a Checker for the primary and replicas, which it does not
+// probe until Start. dialect is GORM's Dialector.Name(): "postgres" or
+// "mysql" (MariaDB and MySQL both say "mysql"; the first probe tells them
+// apart with SELECT VERSION()); "mariadb" is accepted too. Any other
+// dialect needs Config.Probe or Config.Heartbeat. Errors wrap ErrConfig.
+func New(cfg Config, dialect string, primary *sql.DB, replicas []Target) (*Checker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if primary == nil {
+		return nil, fmt.Errorf("%w: nil primary *sql.DB", ErrConfig)
+	}
+	probe, positions, err := probeFor(cfg, dialect)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Checker{
+		cfg:       cfg,
+		rules:     rulesOf(cfg),
+		probe:     probe,
+		positions: positions,
+		primary:   primary,
+		hist:      newHistory(historyCap(cfg)),
+		ctx:       ctx,
+		cancel:    cancel,
+		closeDone: make(chan struct{}),
+	}
+	if cfg.OnStateChange != nil {
+		c.notes = newNotifier(cfg.OnStateChange)
+	}
+	for i, t := range replicas {
+		if t.DB == nil {
+			cancel()
+			return nil, fmt.Errorf("%w: replica %d (%q) has a nil *sql.DB", ErrConfig, i, t.Name)
+		}
+		name := t.Name
+		if name == "" {
+			name = fmt.Sprintf("replica%d", i)
+		}
+		r := &replica{idx: i, name: name, db: t.DB, wake: make(chan struct{}, 1), first: make(chan struct{})}
+		r.lag.Store(-1)
+		r.last.Behind = -1
+		c.reps = append(c.reps, r)
+	}
+	return c, nil
+}
+
+// Start runs one probe round synchronously, so that the states reflect
+// reality when it returns: a replica that is down, failing or lagging
+// beyond MaxLag starts Evicted (a single bad reading is enough here); one
+// whose lag cannot be told yet (the primary is down too) starts Healthy.
+// Then it starts the background loops. The round takes at most
+// about two Timeouts (the primary's sample, then the replicas in
+// parallel); ctx only bounds how long Start waits for it. The loops run
+// until Close. Start does nothing after the first call, after Close, or
+// without replicas.
+func (c *Checker) Start(ctx context.Context) {
+	c.mu.Lock()
+	if c.started || c.closed || len(c.reps) == 0 {
+		c.mu.Unlock()
+		return
+	}
+	c.started = true
+	for _, r := range c.reps {
+		c.wg.Add(1)
+		go c.replicaLoop(r)
+	}
+	if c.notes != nil {
+		go c.notes.loop()
+	}
+	c.mu.Unlock()
+
+	c.round()
+	for _, r := range c.reps {
+		select {
+		case <-r.first:
+		case <-ctx.Done():
+		case <-c.ctx.Done():
+		}
+	}
+
+	c.mu.Lock()
+	if !c.closed {
+		c.wg.Add(1)
+		go c.sampleLoop()
+	}
+	c.mu.Unlock()
+}
+
+// Close stops every goroutine of the Checker and waits for them, then
+// delivers the state changes still queued for OnStateChange. Probes in
+// flight are canceled. It is safe to call more than once; every call
+// waits. It always returns nil.
+func (c *Checker) Close() error {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		started := c.started
+		c.mu.Unlock()
+		c.cancel()
+		c.wg.Wait()
+		if c.notes != nil {
+			c.notes.stop(started)
+		}
+		close(c.closeDone)
+	})
+	<-c.closeDone
+	return nil
+}
+
+// sampleLoop runs a round every Interval.
+func (c *Checker) sampleLoop() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.round()
+	}
+}
+
+// round samples the primary, waits settleTime, then wakes every replica's
+// loop. A replica still busy with the previous round gets one wake-up for
+// both.
+func (c *Checker) round() {
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.Timeout)
+	start := time.Now()
+	pos, err := c.probe.Primary(ctx, c.primary)
+	end := time.Now()
+	cancel()
+	if c.ctx.Err() != nil {
+		return
+	}
+	c.hist.record(sample{start: start, end: end, pos: pos}, err)
+	// Give the replicas a moment to replay what the sample saw, so that a
+	// replica that is only its replication delay behind is seen to cover
+	// the sample (its lag then reads a few milliseconds, not an Interval).
+	t := time.NewTimer(settleTime(c.cfg.Interval))
+	select {
+	case <-t.C:
+	case <-c.ctx.Done():
+		t.Stop()
+		return
+	}
+	for _, r := range c.reps {
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// settleTime is how long after sampling the primary the replicas are
+// probed: Interval/50, within [1ms, 10ms] (5ms at the default Interval).
+// Replication on a local network delivers a commit in well under a
+// millisecond; a replica slower than this is seen one sample behind, and
+// its lag bound grows by an Interval.
+func settleTime(interval time.Duration) time.Duration {
+	return min(max(interval/50, time.Millisecond), 10*time.Millisecond)
+}
+
+// replicaLoop probes one replica each time a round wakes it.
+func (c *Checker) replicaLoop(r *replica) {
+	defer c.wg.Done()
+	defer r.firstOnce.Do(func() { close(r.first) })
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-r.wake:
+		}
+		c.probeReplica(r)
+		r.firstOnce.Do(func() { close(r.first) })
+	}
+}
+
+func (c *Checker) probeReplica(r *replica) {
+	gen := r.gen.Load()
+	primary := c.hist.latest()
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.Timeout)
+	start := time.Now()
+	rep, err := c.probe.Replica(ctx, r.db, primary)
+	end := time.Now()
+	cancel()
+	if c.ctx.Err() != nil {
+		return // closing: the probe was canceled, not the replica's fault
+	}
+	c.apply(r, gen, c.hist.estimate(rep, err, start, end))
+}
+
+// apply runs the state machine on a reading taken under generation gen,
+// publishes the result for the lock-free readers, and queues the change
+// for OnStateChange (under r.mu, so changes queue in the order they
+// happen).
+func (c *Checker) apply(r *replica, gen uint64, rd Reading) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h, tr := c.rules.step(r.h, c.rules.classify(rd), gen, rd.At)
+	if tr.dropped {
+		return
+	}
+	r.h = h
+	if rd.Position.IsZero() && !r.last.Position.IsZero() {
+		rd.Position = r.last.Position // a failed probe does not forget how far the replica got
+	}
+	r.last = rd
+	r.publish(rd)
+	if tr.changed {
+		c.notify(r, tr, rd)
+	}
+}
+
+func (r *replica) publish(rd Reading) {
+	r.state.Store(int32(r.h.state))
+	r.gen.Store(r.h.gen)
+	if rd.LagKnown {
+		r.lag.Store(int64(rd.Lag))
+	} else {
+		r.lag.Store(-1)
+	}
+	if !rd.Position.IsZero() {
+		p := rd.Position
+		r.pos.Store(&p)
+	}
+}
+
+func (c *Checker) notify(r *replica, tr transition, rd Reading) {
+	if c.notes == nil {
+		return
+	}
+	c.notes.push(Change{Index: r.idx, Replica: r.name, From: tr.from, To: tr.to, Reading: rd, Generation: r.h.gen})
+}
+
+var errReported = errors.New("lagcheck: failure reported")
+
+// ReportFailure tells the Checker that a statement on replica i failed
+// with a connection-class error (see IsConnError): the replica is evicted
+// at once, whatever err is, and its generation is bumped, so that a probe
+// already in flight cannot readmit it. Readmission then takes
+// ReadmitAfter good readings. It is safe to call from any goroutine, does
+// no I/O, and does nothing for an index out of range.
+func (c *Checker) ReportFailure(i int, err error) {
+	if i < 0 || i >= len(c.reps) {
+		return
+	}
+	if err == nil {
+		err = errReported
+	}
+	r := c.reps[i]
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	r.h.gen++
+	h, tr := c.rules.step(r.h, fatal, r.h.gen, now)
+	r.h = h
+	rd := Reading{Err: err, At: now, Behind: -1, Position: r.last.Position}
+	r.last = rd
+	r.publish(rd)
+	if tr.changed {
+		c.notify(r, tr, rd)
+	}
+}
+
+// State returns replica i's state; Evicted for an index out of range. It
+// is a single atomic load.
+func (c *Checker) State(i int) State {
+	if i < 0 || i >= len(c.reps) {
+		return Evicted
+	}
+	return State(c.reps[i].state.Load())
+}
+
+// Lag returns the last lag measured on replica i, an upper bound (see
+// Reading.Lag), and false when the last probe could not bound it (it
+// failed, or the primary could not be sampled). It is lock-free.
+func (c *Checker) Lag(i int) (time.Duration, bool) {
+	if i < 0 || i >= len(c.reps) {
+		return 0, false
+	}
+	v := c.reps[i].lag.Load()
+	if v < 0 {
+		return 0, false
+	}
+	return time.Duration(v), true
+}
+
+// Covers reports whether replica i's last measured replay position covers
+// p (see Position.Covers): a read there sees every write made before p
+// was taken. It says nothing about the replica's health: check State too.
+// A replica replays a write in well under a millisecond, but Covers sees
+// it only at the next probe, within about one Interval. It is lock-free
+// and does not allocate.
+func (c *Checker) Covers(i int, p Position) bool {
+	if i < 0 || i >= len(c.reps) {
+		return false
+	}
+	pos := c.reps[i].pos.Load()
+	return pos != nil && pos.Covers(p)
+}
+
+// PrimaryPosition reads the primary's current replication position: take
+// it right after a write and pass it to Covers to find replicas that have
+// the write. It runs pg_current_wal_lsn(), @@gtid_binlog_pos (MariaDB) or
+// @@gtid_executed (MySQL), whatever Config.Probe is; it fails with
+// ErrNoPosition for a dialect without positions.
+func (c *Checker) PrimaryPosition(ctx context.Context) (Position, error) {
+	if c.positions == nil {
+		return Position{}, ErrNoPosition
+	}
+	return c.positions.Primary(ctx, c.primary)
+}
+
+// Len returns the number of replicas.
+func (c *Checker) Len() int { return len(c.reps) }
+
+// Status returns a snapshot of every replica, in index order.
+func (c *Checker) Status() []Status {
+	out := make([]Status, len(c.reps))
+	for i, r := range c.reps {
+		r.mu.Lock()
+		out[i] = Status{
+			Index:          i,
+			Name:           r.name,
+			State:          r.h.state,
+			Since:          r.h.since,
+			Lag:            r.last.Lag,
+			LagKnown:       r.last.LagKnown,
+			Behind:         r.last.Behind,
+			ReplayPosition: r.last.Position,
+			LastProbe:      r.last.At,
+			LastErr:        r.last.Err,
+			PrimaryErr:     r.last.PrimaryErr,
+			Evictions:      r.h.evictions,
+			Readmissions:   r.h.readmissions,
+			Generation:     r.h.gen,
+		}
+		r.mu.Unlock()
+	}
+	return out
+}
+
+// notifier delivers state changes to Config.OnStateChange from one
+// goroutine, in the order they were queued, outside every lock.
+type notifier struct {
+	fn func(Change)
+
+	mu     sync.Mutex
+	queue  []Change
+	closed bool
+
+	kick chan struct{} // capacity 1
+	quit chan struct{} // closed by stop
+	done chan struct{} // closed when loop returns
+}
+
+func newNotifier(fn func(Change)) *notifier {
+	return &notifier{fn: fn, kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (n *notifier) push(ch Change) {
+	n.mu.Lock()
+	if !n.closed {
+		n.queue = append(n.queue, ch)
+	}
+	n.mu.Unlock()
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (n *notifier) loop() {
+	defer close(n.done)
+	for {
+		select {
+		case <-n.kick:
+			n.drain(false)
+		case <-n.quit:
+			n.drain(true)
+			return
+		}
+	}
+}
+
+// drain delivers everything queued; last also refuses later pushes.
+func (n *notifier) drain(last bool) {
+	for {
+		n.mu.Lock()
+		q := n.queue
+		n.queue = nil
+		if last && len(q) == 0 {
+			n.closed = true
+		}
+		n.mu.Unlock()
+		if len(q) == 0 {
+			return
+		}
+		for _, ch := range q {
+			n.fn(ch)
+		}
+	}
+}
+
+// stop delivers what is queued and ends the loop (if it was started).
+func (n *notifier) stop(started bool) {
+	close(n.quit)
+	if started {
+		<-n.done
+		return
+	}
+	n.drain(true)
+}

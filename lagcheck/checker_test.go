@@ -1,0 +1,371 @@
+package lagcheck
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"syscall"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/DATA-DOG/go-sqlmock"
+	"go.uber.org/goleak"
+)
+
+const (
+	tick = 100 * time.Millisecond
+	poll = time.Millisecond // waitFor's granularity
+)
+
+// waitFor sleeps in 1ms steps of the bubble's fake clock until cond holds,
+// and returns how long that took; it fails the test after limit.
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > limit {
+			t.Fatalf("%s: not after %v", what, limit)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// TestStartReflectsReality: the state after Start is the first round's,
+// without waiting for EvictAfter readings.
+func TestStartReflectsReality(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, f := newFakeChecker(t, Config{Interval: tick, MaxLag: time.Second}, 4)
+		f.set(0, fakeReplica{lag: 10 * time.Millisecond})
+		f.set(1, fakeReplica{err: fmt.Errorf("dial tcp: %w", syscall.ECONNREFUSED)})
+		f.set(2, fakeReplica{lag: 5 * time.Second})
+		f.set(3, fakeReplica{lag: 700 * time.Millisecond}) // between the marks: healthy, not good enough to readmit
+		if got := c.State(1); got != Healthy {
+			t.Errorf("before Start, state %v, want healthy", got)
+		}
+		start := time.Now()
+		c.Start(context.Background())
+		if took := time.Since(start); took != settleTime(tick) {
+			t.Errorf("Start took %v of fake time with instant probes, want the settle time %v", took, settleTime(tick))
+		}
+		want := []State{Healthy, Evicted, Evicted, Healthy}
+		for i, w := range want {
+			if got := c.State(i); got != w {
+				t.Errorf("replica %d: %v, want %v", i, got, w)
+			}
+		}
+		st := c.Status()
+		if st[0].Name != "r0" || !st[0].LagKnown || st[0].Lag != 10*time.Millisecond || st[0].LastErr != nil || st[0].LastProbe.IsZero() {
+			t.Errorf("status 0 = %+v", st[0])
+		}
+		if !errors.Is(st[1].LastErr, syscall.ECONNREFUSED) || st[1].Evictions != 1 || st[1].LagKnown {
+			t.Errorf("status 1 = %+v", st[1])
+		}
+		if lag, ok := c.Lag(2); !ok || lag != 5*time.Second {
+			t.Errorf("Lag(2) = %v, %v", lag, ok)
+		}
+		if _, ok := c.Lag(1); ok {
+			t.Error("Lag(1) known after a failed probe")
+		}
+		c.Close()
+	})
+}
+
+// TestEvictionAndReadmissionTiming: evicted within 2×Interval after the
+// readings go bad (EvictAfter 2), readmitted within (M+1)×Interval after
+// they recover (ReadmitAfter M=3).
+func TestEvictionAndReadmissionTiming(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var (
+			mu      sync.Mutex
+			changes []string
+			c       *Checker
+			f       *fakeProbe
+		)
+		cfg := Config{Interval: tick, MaxLag: 500 * time.Millisecond, OnStateChange: func(ch Change) {
+			// Runs outside every lock: the Checker's own methods,
+			// Status included (it takes the replica's lock), work here.
+			st := c.Status()[ch.Index]
+			mu.Lock()
+			changes = append(changes, fmt.Sprintf("%s %v->%v", ch.Replica, ch.From, ch.To))
+			mu.Unlock()
+			_ = st
+		}}
+		c, f = newFakeChecker(t, cfg, 2)
+		f.set(0, fakeReplica{lag: 10 * time.Millisecond})
+		f.set(1, fakeReplica{lag: 10 * time.Millisecond})
+		c.Start(context.Background())
+		defer c.Close()
+
+		time.Sleep(tick/2 + 3*tick) // mid-interval
+		f.set(0, fakeReplica{lag: 800 * time.Millisecond})
+		evictedAfter := waitFor(t, 10*tick, "eviction", func() bool { return c.State(0) == Evicted })
+		// Two bad readings (EvictAfter), an interval apart; the first may
+		// come at the very instant the lag goes bad.
+		if evictedAfter > 2*tick+poll || evictedAfter < tick {
+			t.Errorf("evicted %v after the lag went bad; want within [1, 2] intervals (%v)", evictedAfter, 2*tick)
+		}
+		time.Sleep(3 * tick)
+		f.set(0, fakeReplica{lag: 10 * time.Millisecond})
+		readmittedAfter := waitFor(t, 10*tick, "readmission", func() bool { return c.State(0) == Healthy })
+		// Three good readings (ReadmitAfter), an interval apart.
+		if readmittedAfter > 4*tick+poll || readmittedAfter < 2*tick {
+			t.Errorf("readmitted %v after recovery; want within [2, 4] intervals", readmittedAfter)
+		}
+		t.Logf("evicted after %v, readmitted after %v (Interval %v)", evictedAfter, readmittedAfter, tick)
+		if got := c.State(1); got != Healthy {
+			t.Errorf("replica 1 is %v", got)
+		}
+		c.Close()
+		st := c.Status()[0]
+		if st.Evictions != 1 || st.Readmissions != 1 {
+			t.Errorf("evictions %d readmissions %d", st.Evictions, st.Readmissions)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		want := "[r0 healthy->evicted r0 evicted->probation r0 probation->healthy]"
+		if fmt.Sprint(changes) != want {
+			t.Errorf("changes %v, want %v", changes, want)
+		}
+	})
+}
+
+// TestHungReplica: a replica that hangs times out after Timeout on every
+// probe, is evicted after EvictAfter timeouts, and the other replica's
+// loop keeps its cadence.
+func TestHungReplica(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, f := newFakeChecker(t, Config{Interval: tick}, 2) // Timeout = Interval
+		f.set(0, fakeReplica{lag: time.Millisecond})
+		f.set(1, fakeReplica{lag: time.Millisecond})
+		c.Start(context.Background())
+		time.Sleep(tick / 2)
+		f.set(1, fakeReplica{hang: true})
+		evictedAfter := waitFor(t, 10*tick, "eviction of the hung replica", func() bool { return c.State(1) == Evicted })
+		st := c.Status()[1]
+		if !IsTimeout(st.LastErr) || st.LagKnown {
+			t.Errorf("hung replica status: %+v", st)
+		}
+		// First hung probe starts at the next tick (≤ 1 interval), each
+		// takes Timeout: evicted by 1 + 2×Timeout intervals.
+		if limit := tick/2 + 2*tick + settleTime(tick) + poll; evictedAfter > limit {
+			t.Errorf("hung replica evicted after %v, want within %v", evictedAfter, limit)
+		}
+		time.Sleep(10 * tick)
+		c.Close()
+
+		probes := f.probes(0)
+		for k := 2; k < len(probes); k++ { // from the first round on the ticker (Start's round is off its cadence)
+			if d := probes[k].Sub(probes[k-1]); d != tick {
+				t.Errorf("healthy replica probe %d came %v after the previous, want %v", k, d, tick)
+			}
+		}
+		if len(probes) < 12 {
+			t.Errorf("healthy replica probed %d times in 12 intervals", len(probes))
+		}
+		if got := c.State(0); got != Healthy {
+			t.Errorf("healthy replica is %v", got)
+		}
+		t.Logf("hung replica evicted %v after it froze; healthy replica probed %d times at a steady %v", evictedAfter, len(probes), tick)
+	})
+}
+
+// TestReportFailureGeneration: ReportFailure evicts at once, and a probe
+// that started before it cannot readmit the replica.
+func TestReportFailureGeneration(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var changes []Change
+		var mu sync.Mutex
+		cfg := Config{Interval: tick, ReadmitAfter: 1, OnStateChange: func(ch Change) {
+			mu.Lock()
+			changes = append(changes, ch)
+			mu.Unlock()
+		}}
+		c, f := newFakeChecker(t, cfg, 1)
+		gate := make(chan struct{})
+		f.set(0, fakeReplica{lag: time.Millisecond})
+		c.Start(context.Background())
+		defer c.Close()
+
+		reported := io.ErrUnexpectedEOF
+		c.ReportFailure(0, reported)
+		if got := c.State(0); got != Evicted {
+			t.Fatalf("after ReportFailure: %v", got)
+		}
+		// The next probe blocks in flight until the gate opens.
+		f.setGate(0, gate)
+		time.Sleep(tick) // the probe of the next round has started
+		synctest.Wait()
+		c.ReportFailure(0, reported) // a second failure while that probe runs
+		close(gate)                  // its good result arrives, stamped with the old generation
+		synctest.Wait()
+		if got := c.State(0); got != Evicted {
+			t.Errorf("a probe from before the failure readmitted the replica: %v", got)
+		}
+		f.setGate(0, nil)
+		time.Sleep(tick)
+		synctest.Wait()
+		if got := c.State(0); got != Healthy {
+			t.Errorf("a probe after the failure did not readmit: %v", got)
+		}
+		c.Close()
+		st := c.Status()[0]
+		if st.Generation != 2 || st.Evictions != 1 || st.Readmissions != 1 {
+			t.Errorf("status %+v", st)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(changes) != 2 || changes[0].To != Evicted || !errors.Is(changes[0].Reading.Err, reported) || changes[0].Generation != 1 ||
+			changes[1].From != Evicted || changes[1].To != Healthy || changes[1].Generation != 2 {
+			t.Errorf("changes %+v", changes)
+		}
+		// Out of range: no panic, nothing eligible.
+		c.ReportFailure(5, reported)
+		c.ReportFailure(-1, reported)
+		if c.State(5) != Evicted || c.Covers(5, LSNPosition(1)) {
+			t.Error("out-of-range replica")
+		}
+		if _, ok := c.Lag(-1); ok {
+			t.Error("Lag(-1) known")
+		}
+	})
+}
+
+// TestPrimaryDown: while the primary cannot be sampled, replicas keep
+// their state (their own errors still count).
+func TestPrimaryDown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, f := newFakeChecker(t, Config{Interval: tick}, 3)
+		f.setPrimary(LSNPosition(100), nil)
+		for i := range 3 {
+			f.set(i, fakeReplica{pos: LSNPosition(100)})
+		}
+		c.Start(context.Background())
+		defer c.Close()
+		if lag, ok := c.Lag(0); !ok || lag != settleTime(tick) {
+			t.Errorf("caught-up replica lag %v, %v; want the settle time %v with instant probes", lag, ok, settleTime(tick))
+		}
+		f.setPrimary(Position{}, fmt.Errorf("dial: %w", syscall.ECONNREFUSED))
+		f.set(1, fakeReplica{pos: LSNPosition(100), err: ErrNotReceiving}) // its IO thread lost the primary too
+		f.set(2, fakeReplica{pos: LSNPosition(100), err: ErrReplicationStopped})
+		time.Sleep(20 * tick)
+		want := []State{Healthy, Healthy, Evicted}
+		for i, w := range want {
+			if got := c.State(i); got != w {
+				t.Errorf("replica %d: %v, want %v (%+v)", i, got, w, c.Status()[i])
+			}
+		}
+		st := c.Status()[0]
+		if st.PrimaryErr == nil || st.LagKnown {
+			t.Errorf("status during the primary's outage: %+v", st)
+		}
+	})
+}
+
+// TestCovers: Covers follows each replica's last probed position.
+func TestCovers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, f := newFakeChecker(t, Config{Interval: tick}, 2)
+		f.setPrimary(LSNPosition(200), nil)
+		f.set(0, fakeReplica{pos: LSNPosition(200)})
+		f.set(1, fakeReplica{pos: LSNPosition(150)})
+		if c.Covers(0, LSNPosition(1)) {
+			t.Error("Covers before any probe")
+		}
+		c.Start(context.Background())
+		defer c.Close()
+		write := LSNPosition(180)
+		if !c.Covers(0, write) || c.Covers(1, write) {
+			t.Errorf("Covers(180): r0 %v r1 %v, want true false", c.Covers(0, write), c.Covers(1, write))
+		}
+		if st := c.Status()[1]; st.Behind != 50 || st.ReplayPosition.String() != "0/96" {
+			t.Errorf("status 1: behind %d at %v", st.Behind, st.ReplayPosition)
+		}
+		f.set(1, fakeReplica{pos: LSNPosition(200)})
+		took := waitFor(t, 5*tick, "Covers", func() bool { return c.Covers(1, write) })
+		if took > tick+settleTime(tick)+poll {
+			t.Errorf("Covers became true %v after the replica replayed, want within one interval", took)
+		}
+		// A failing probe does not forget the position.
+		f.set(1, fakeReplica{err: errors.New("boom")})
+		time.Sleep(2 * tick)
+		if !c.Covers(1, write) || c.Status()[1].ReplayPosition.String() != "0/C8" {
+			t.Errorf("position forgotten after a failed probe: %v", c.Status()[1].ReplayPosition)
+		}
+		if n := testing.AllocsPerRun(100, func() { c.Covers(0, write) }); n != 0 {
+			t.Errorf("Checker.Covers allocates %v times", n)
+		}
+	})
+}
+
+func TestLifecycle(t *testing.T) {
+	// Registered first, so it runs last: after the sqlmock pools close.
+	ignore := goleak.IgnoreCurrent() // TestMain's (testdb.Main's) own goroutines
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+	// Close without Start; Close twice; Start after Close.
+	c, f := newFakeChecker(t, Config{Interval: 5 * time.Millisecond}, 2)
+	f.set(0, fakeReplica{lag: time.Millisecond})
+	c.Close()
+	c.Close()
+	c.Start(context.Background())
+	if f.primaries != 0 {
+		t.Errorf("Start after Close probed the primary %d times", f.primaries)
+	}
+
+	// Start, run, Close concurrently from several goroutines.
+	c, f = newFakeChecker(t, Config{Interval: 5 * time.Millisecond, OnStateChange: func(Change) {}}, 3)
+	f.set(2, fakeReplica{hang: true})
+	c.Start(context.Background())
+	c.Start(context.Background()) // no-op
+	time.Sleep(30 * time.Millisecond)
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() { c.Close() })
+	}
+	wg.Wait()
+	c.ReportFailure(0, io.EOF) // after Close: harmless
+}
+
+// TestStartContext: ctx bounds how long Start waits for the first round.
+func TestStartContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, f := newFakeChecker(t, Config{Interval: tick, Timeout: time.Hour}, 1)
+		f.set(0, fakeReplica{hang: true})
+		ctx, cancel := context.WithTimeout(context.Background(), tick)
+		defer cancel()
+		start := time.Now()
+		c.Start(ctx)
+		if took := time.Since(start); took != tick {
+			t.Errorf("Start returned after %v, want %v", took, tick)
+		}
+		c.Close()
+	})
+}
+
+func TestPrimaryPosition(t *testing.T) {
+	db, mock, err := sqlmock.New(sqlmock.QueryMatcherOption(sqlmock.QueryMatcherEqual))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	mock.ExpectQuery(pgPrimarySQL).WillReturnRows(sqlmock.NewRows([]string{"lsn"}).AddRow("0/3000148"))
+	c, err := New(Config{Probe: newFakeProbe()}, "postgres", db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if pos, err := c.PrimaryPosition(context.Background()); err != nil || pos.String() != "0/3000148" {
+		t.Errorf("PrimaryPosition = %v, %v", pos, err)
+	}
+	c2, err := New(Config{Heartbeat: &Heartbeat{}}, "sqlite", db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if _, err := c2.PrimaryPosition(context.Background()); !errors.Is(err, ErrNoPosition) {
+		t.Errorf("PrimaryPosition without positions = %v", err)
+	}
+}

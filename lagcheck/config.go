@@ -1,0 +1,207 @@
+package lagcheck
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Config says how often to probe and when a replica stops and starts
+// serving reads. The zero Config is ready to use: each zero field means
+// the default its comment names, applied in one place (withDefaults).
+type Config struct {
+	// Interval is how often every replica is probed. Zero means 250ms.
+	//
+	// Each round samples the primary's position, waits a moment
+	// (Interval/50, within 1–10ms) for replication to deliver what the
+	// sample saw, and then probes every replica. A replica that has
+	// replayed the sample reads a lag of a few milliseconds; one that has
+	// not is bounded by an older sample, so without a finer bound
+	// (PostgreSQL's replay timestamp) its lag reads up to about an
+	// Interval more than the truth. Keep ReadmitLag (and so MaxLag) well
+	// above Interval.
+	Interval time.Duration
+
+	// Timeout bounds each probe query (the primary's sample, and each
+	// replica's probe), so a replica that hangs instead of failing (a
+	// frozen process, a black-holed network) costs one Timeout per round
+	// and cannot stall the others. Zero means Interval. A primary that
+	// hangs delays every replica's round by up to Timeout, since rounds
+	// start with the primary's sample.
+	Timeout time.Duration
+
+	// MaxLag is the replication lag above which a replica stops serving
+	// reads (after EvictAfter readings). Zero means 1s.
+	MaxLag time.Duration
+
+	// ReadmitLag is the lag a replica must be at or below, ReadmitAfter
+	// readings in a row, to serve reads again. Keeping it below MaxLag
+	// stops a replica whose lag hovers around MaxLag from flapping.
+	// Zero means MaxLag/2. It must not exceed MaxLag.
+	ReadmitLag time.Duration
+
+	// EvictAfter is how many bad readings in a row (lag above MaxLag, a
+	// probe error or timeout, replication stopped) evict a healthy
+	// replica. A connection-class probe error (see IsConnError), and
+	// Checker.ReportFailure, evict at once. Zero means 2.
+	EvictAfter int
+
+	// ReadmitAfter is how many good readings in a row (lag at or below
+	// ReadmitLag) readmit an evicted replica: the first moves it to
+	// Probation, the ReadmitAfter-th back to Healthy. Zero means 3.
+	ReadmitAfter int
+
+	// Probe measures the replicas. Nil means the probe for the dialect
+	// given to New: PostgresProbe for "postgres", and for "mysql"
+	// MariaDBProbe or MySQLProbe, chosen at the first probe from SELECT
+	// VERSION(). With Heartbeat set, the heartbeat is added to it.
+	Probe Probe
+
+	// Heartbeat, when set, adds a heartbeat probe: every round the Checker
+	// writes its clock into a row on the primary and reads the row back
+	// on each replica (see HeartbeatProbe). Nil means no heartbeat.
+	Heartbeat *Heartbeat
+
+	// OnStateChange, if set, is called after each change of a replica's
+	// State, in the order the changes happened for that replica. It runs
+	// on a goroutine of the Checker, outside any lock, one call at a time;
+	// a slow callback delays later callbacks, never probing or routing.
+	// It must not call Checker.Close.
+	OnStateChange func(Change)
+}
+
+// Heartbeat configures the heartbeat probe. The zero value is ready to use.
+//
+// The table is the same on PostgreSQL, MySQL and MariaDB:
+//
+//	CREATE TABLE IF NOT EXISTS rwsplit_heartbeat (
+//	    id BIGINT NOT NULL PRIMARY KEY,
+//	    ts BIGINT NOT NULL -- the writer's clock, microseconds since 1970
+//	);
+//
+// The writer's own clock is stored and compared, not the database's, so
+// the database servers' clocks do not matter.
+type Heartbeat struct {
+	// Table is the heartbeat table, optionally schema-qualified
+	// ("ops.heartbeat"). Zero means "rwsplit_heartbeat".
+	Table string
+
+	// ID is the row this Checker writes. Zero means 1. Several processes
+	// may share a row when their clocks agree; otherwise give each its
+	// own ID, since the bound includes the difference between the clocks.
+	ID int64
+
+	// SkipCreate stops the Checker from creating the table (CREATE TABLE
+	// IF NOT EXISTS on the primary, once, before the first write): set it
+	// when the Checker's user may not run DDL and the table exists. Zero
+	// (false) means the table is created when missing.
+	SkipCreate bool
+}
+
+// Defaults for the zero fields of Config and Heartbeat.
+const (
+	DefaultInterval       = 250 * time.Millisecond
+	DefaultMaxLag         = time.Second
+	DefaultEvictAfter     = 2
+	DefaultReadmitAfter   = 3
+	DefaultHeartbeatTable = "rwsplit_heartbeat"
+)
+
+// ErrConfig is wrapped by every error Validate and New return for a bad
+// Config or bad arguments.
+var ErrConfig = errors.New("lagcheck: invalid config")
+
+// Validate reports the first problem with c, after the defaults are
+// applied: negative durations or counts, an Interval below a millisecond,
+// ReadmitLag above MaxLag, a heartbeat table name that is not a plain
+// (optionally schema-qualified) identifier.
+func (c Config) Validate() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"Interval", c.Interval}, {"Timeout", c.Timeout}, {"MaxLag", c.MaxLag}, {"ReadmitLag", c.ReadmitLag}} {
+		if d.v < 0 {
+			return fmt.Errorf("%w: %s is negative (%v)", ErrConfig, d.name, d.v)
+		}
+	}
+	if c.Interval > 0 && c.Interval < time.Millisecond {
+		return fmt.Errorf("%w: Interval %v is below 1ms", ErrConfig, c.Interval)
+	}
+	if c.EvictAfter < 0 {
+		return fmt.Errorf("%w: EvictAfter is negative (%d)", ErrConfig, c.EvictAfter)
+	}
+	if c.ReadmitAfter < 0 {
+		return fmt.Errorf("%w: ReadmitAfter is negative (%d)", ErrConfig, c.ReadmitAfter)
+	}
+	d := c.withDefaults()
+	if d.ReadmitLag > d.MaxLag {
+		return fmt.Errorf("%w: ReadmitLag %v is above MaxLag %v", ErrConfig, d.ReadmitLag, d.MaxLag)
+	}
+	if d.Heartbeat != nil && !validTable(d.Heartbeat.Table) {
+		return fmt.Errorf("%w: Heartbeat.Table %q is not an identifier like rwsplit_heartbeat or schema.table", ErrConfig, d.Heartbeat.Table)
+	}
+	return nil
+}
+
+// withDefaults returns c with every zero field replaced by its default.
+// It is the only place defaults are applied.
+func (c Config) withDefaults() Config {
+	if c.Interval == 0 {
+		c.Interval = DefaultInterval
+	}
+	if c.Timeout == 0 {
+		c.Timeout = c.Interval
+	}
+	if c.MaxLag == 0 {
+		c.MaxLag = DefaultMaxLag
+	}
+	if c.ReadmitLag == 0 {
+		c.ReadmitLag = c.MaxLag / 2
+	}
+	if c.EvictAfter == 0 {
+		c.EvictAfter = DefaultEvictAfter
+	}
+	if c.ReadmitAfter == 0 {
+		c.ReadmitAfter = DefaultReadmitAfter
+	}
+	if c.Heartbeat != nil {
+		h := c.Heartbeat.withDefaults()
+		c.Heartbeat = &h
+	}
+	return c
+}
+
+func (h Heartbeat) withDefaults() Heartbeat {
+	if h.Table == "" {
+		h.Table = DefaultHeartbeatTable
+	}
+	if h.ID == 0 {
+		h.ID = 1
+	}
+	return h
+}
+
+// validTable accepts name or schema.name, each [A-Za-z_][A-Za-z0-9_]* of
+// at most 63 bytes: the table name is written into SQL text, so nothing
+// else may pass.
+func validTable(s string) bool {
+	parts := strings.Split(s, ".")
+	if len(parts) > 2 {
+		return false
+	}
+	for _, p := range parts {
+		if p == "" || len(p) > 63 {
+			return false
+		}
+		for i := 0; i < len(p); i++ {
+			switch c := p[i]; {
+			case c == '_', 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+			case '0' <= c && c <= '9' && i > 0:
+			default:
+				return false
+			}
+		}
+	}
+	return true
+}

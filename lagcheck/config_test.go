@@ -1,0 +1,154 @@
+package lagcheck
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigDefaults(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name string
+		give Config
+		want Config
+	}{
+		{
+			name: "zero",
+			give: Config{},
+			want: Config{Interval: 250 * ms, Timeout: 250 * ms, MaxLag: time.Second, ReadmitLag: 500 * ms, EvictAfter: 2, ReadmitAfter: 3},
+		},
+		{
+			name: "timeout follows interval",
+			give: Config{Interval: 100 * ms},
+			want: Config{Interval: 100 * ms, Timeout: 100 * ms, MaxLag: time.Second, ReadmitLag: 500 * ms, EvictAfter: 2, ReadmitAfter: 3},
+		},
+		{
+			name: "readmit lag follows max lag",
+			give: Config{MaxLag: 3 * time.Second},
+			want: Config{Interval: 250 * ms, Timeout: 250 * ms, MaxLag: 3 * time.Second, ReadmitLag: 1500 * ms, EvictAfter: 2, ReadmitAfter: 3},
+		},
+		{
+			name: "all set",
+			give: Config{Interval: 50 * ms, Timeout: 20 * ms, MaxLag: 400 * ms, ReadmitLag: 100 * ms, EvictAfter: 1, ReadmitAfter: 5},
+			want: Config{Interval: 50 * ms, Timeout: 20 * ms, MaxLag: 400 * ms, ReadmitLag: 100 * ms, EvictAfter: 1, ReadmitAfter: 5},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tt.give.withDefaults()
+			if got.Interval != tt.want.Interval || got.Timeout != tt.want.Timeout || got.MaxLag != tt.want.MaxLag ||
+				got.ReadmitLag != tt.want.ReadmitLag || got.EvictAfter != tt.want.EvictAfter || got.ReadmitAfter != tt.want.ReadmitAfter {
+				t.Errorf("withDefaults() = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestHeartbeatDefaults(t *testing.T) {
+	got := Config{Heartbeat: &Heartbeat{}}.withDefaults().Heartbeat
+	if *got != (Heartbeat{Table: "rwsplit_heartbeat", ID: 1}) {
+		t.Errorf("Heartbeat defaults = %+v", *got)
+	}
+	set := Heartbeat{Table: "ops.hb", ID: 7, SkipCreate: true}
+	if got := (Config{Heartbeat: &set}).withDefaults().Heartbeat; *got != set {
+		t.Errorf("Heartbeat kept = %+v, want %+v", *got, set)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		give    Config
+		wantErr string // "" for valid
+	}{
+		{name: "zero", give: Config{}},
+		{name: "negative interval", give: Config{Interval: -1}, wantErr: "Interval is negative"},
+		{name: "sub-millisecond interval", give: Config{Interval: time.Microsecond}, wantErr: "below 1ms"},
+		{name: "negative timeout", give: Config{Timeout: -time.Second}, wantErr: "Timeout is negative"},
+		{name: "negative max lag", give: Config{MaxLag: -time.Second}, wantErr: "MaxLag is negative"},
+		{name: "negative readmit lag", give: Config{ReadmitLag: -time.Second}, wantErr: "ReadmitLag is negative"},
+		{name: "readmit lag above max lag", give: Config{MaxLag: time.Second, ReadmitLag: 2 * time.Second}, wantErr: "ReadmitLag 2s is above MaxLag 1s"},
+		{name: "readmit lag above default max lag", give: Config{ReadmitLag: 1500 * time.Millisecond}, wantErr: "above MaxLag 1s"},
+		{name: "readmit lag equal to max lag", give: Config{MaxLag: time.Second, ReadmitLag: time.Second}},
+		{name: "negative evict after", give: Config{EvictAfter: -1}, wantErr: "EvictAfter is negative"},
+		{name: "negative readmit after", give: Config{ReadmitAfter: -2}, wantErr: "ReadmitAfter is negative"},
+		{name: "heartbeat default table", give: Config{Heartbeat: &Heartbeat{}}},
+		{name: "heartbeat schema table", give: Config{Heartbeat: &Heartbeat{Table: "ops.rw_hb1"}}},
+		{name: "heartbeat injection", give: Config{Heartbeat: &Heartbeat{Table: "hb; DROP TABLE users"}}, wantErr: "Heartbeat.Table"},
+		{name: "heartbeat three parts", give: Config{Heartbeat: &Heartbeat{Table: "a.b.c"}}, wantErr: "Heartbeat.Table"},
+		{name: "heartbeat leading digit", give: Config{Heartbeat: &Heartbeat{Table: "1hb"}}, wantErr: "Heartbeat.Table"},
+		{name: "heartbeat empty part", give: Config{Heartbeat: &Heartbeat{Table: "ops."}}, wantErr: "Heartbeat.Table"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.give.Validate()
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("Validate() = %v, want nil", err)
+			case tt.wantErr != "" && (!errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("Validate() = %v, want ErrConfig containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	db := openMock(t)
+	tests := []struct {
+		name     string
+		cfg      Config
+		dialect  string
+		primary  bool
+		replicas []Target
+		wantErr  string
+	}{
+		{name: "bad config", cfg: Config{MaxLag: -1}, dialect: "postgres", primary: true, wantErr: "MaxLag is negative"},
+		{name: "nil primary", dialect: "postgres", wantErr: "nil primary"},
+		{name: "nil replica", dialect: "postgres", primary: true, replicas: []Target{{Name: "r1"}}, wantErr: `replica 0 ("r1") has a nil`},
+		{name: "unknown dialect", dialect: "sqlite", primary: true, wantErr: `no probe for dialect "sqlite"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var primary = db
+			if !tt.primary {
+				primary = nil
+			}
+			c, err := New(tt.cfg, tt.dialect, primary, tt.replicas)
+			if c != nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("New() = %v, %v; want ErrConfig containing %q", c, err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestProbeFor(t *testing.T) {
+	custom := &fakeProbe{}
+	tests := []struct {
+		name          string
+		cfg           Config
+		dialect       string
+		wantProbe     string
+		wantPositions string
+	}{
+		{name: "postgres", dialect: "postgres", wantProbe: "lagcheck.postgresProbe", wantPositions: "lagcheck.postgresProbe"},
+		{name: "mysql detects", dialect: "mysql", wantProbe: "*lagcheck.mysqlAuto", wantPositions: "*lagcheck.mysqlAuto"},
+		{name: "mariadb", dialect: "mariadb", wantProbe: "lagcheck.mariaProbe", wantPositions: "lagcheck.mariaProbe"},
+		{name: "heartbeat added", cfg: Config{Heartbeat: &Heartbeat{}}, dialect: "postgres", wantProbe: "lagcheck.withHeartbeat", wantPositions: "lagcheck.postgresProbe"},
+		{name: "heartbeat alone", cfg: Config{Heartbeat: &Heartbeat{}}, dialect: "sqlite", wantProbe: "*lagcheck.heartbeat", wantPositions: "<nil>"},
+		{name: "custom probe", cfg: Config{Probe: custom}, dialect: "postgres", wantProbe: "*lagcheck.fakeProbe", wantPositions: "lagcheck.postgresProbe"},
+		{name: "custom probe unknown dialect", cfg: Config{Probe: custom}, dialect: "sqlite", wantProbe: "*lagcheck.fakeProbe", wantPositions: "<nil>"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			probe, positions, err := probeFor(tt.cfg.withDefaults(), tt.dialect)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, gotPos := typeName(probe), typeName(positions); got != tt.wantProbe || gotPos != tt.wantPositions {
+				t.Errorf("probeFor = %s, %s; want %s, %s", got, gotPos, tt.wantProbe, tt.wantPositions)
+			}
+		})
+	}
+}

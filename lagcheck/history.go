@@ -1,0 +1,153 @@
+package lagcheck
+
+import (
+	"sync"
+	"time"
+)
+
+// Reading is the outcome of one probe of one replica.
+type Reading struct {
+	// Lag bounds how stale the replica's data was when it was probed.
+	//
+	// When LagKnown, Lag is an upper bound: the replica had every commit
+	// the primary made up to Lag before the probe. It is the smallest of
+	// the bounds available: now minus the start of the newest primary
+	// sample the replica's position covers, and the probe's own bound
+	// (heartbeat age; PostgreSQL's time since the last replayed commit).
+	// It is never below what the samples prove (see below).
+	//
+	// When LagKnown is false, Lag is a lower bound, possibly zero: the
+	// replica lacks a primary sample taken Lag before the probe. That
+	// happens while the primary cannot be sampled (PrimaryErr), when the
+	// replica is behind every sample kept, or when the probe failed.
+	Lag      time.Duration
+	LagKnown bool
+
+	// Behind is how far the replica's position is behind the primary's
+	// newest sample: bytes of WAL on PostgreSQL, transactions with GTIDs;
+	// -1 when unknown.
+	Behind int64
+
+	// Position is the replica's replay position (zero if unknown).
+	Position Position
+
+	// Err is why the probe failed or the replica cannot serve fresh
+	// reads (ErrNotReplica, ErrReplicationStopped, a timeout, a
+	// connection error, ...), or the error Checker.ReportFailure got.
+	Err error
+
+	// PrimaryErr is set when the primary could not be sampled in this
+	// round. The lag is then only a lower bound, and a replica's state
+	// changes only on what is certain (its own errors, or a lag proven
+	// above MaxLag): a primary outage does not take the replicas' reads
+	// down with it.
+	PrimaryErr error
+
+	// At is when the probe finished; Took how long it ran.
+	At   time.Time
+	Took time.Duration
+}
+
+// sample is one reading of the primary's position. pos was current at
+// some instant between start and end.
+type sample struct {
+	start, end time.Time
+	pos        Position
+}
+
+// history keeps the primary's recent samples, oldest first, in a ring.
+type history struct {
+	mu      sync.Mutex
+	ring    []sample
+	head, n int   // ring[head] is the oldest of n samples
+	lastErr error // error of the latest attempt; nil if it succeeded
+}
+
+// historyCap is how many samples to keep: enough to span 4×MaxLag (at
+// least 30s), so that a replica lagging around MaxLag still has a sample
+// it covers, within [16, 1024].
+func historyCap(c Config) int {
+	span := max(4*c.MaxLag, 30*time.Second)
+	return min(max(int(span/c.Interval)+2, 16), 1024)
+}
+
+func newHistory(capacity int) *history {
+	return &history{ring: make([]sample, capacity)}
+}
+
+func (h *history) at(k int) *sample { return &h.ring[(h.head+k)%len(h.ring)] }
+
+// record stores the outcome of one attempt to sample the primary.
+func (h *history) record(s sample, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.lastErr = err
+	if err != nil {
+		return
+	}
+	if h.n == len(h.ring) {
+		h.ring[h.head] = s
+		h.head = (h.head + 1) % len(h.ring)
+		return
+	}
+	*h.at(h.n) = s
+	h.n++
+}
+
+// latest returns the newest sampled position (zero if the latest attempt
+// failed or there is none).
+func (h *history) latest() Position {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.lastErr != nil || h.n == 0 {
+		return Position{}
+	}
+	return h.at(h.n - 1).pos
+}
+
+// estimate turns a replica probe that ran from start to end into a
+// Reading, against the samples kept.
+//
+// Positions only grow, so the samples the replica covers are a prefix of
+// the history. If the newest covered sample was started at t, everything
+// the primary had committed by t is on the replica: its staleness is at
+// most end − t. If the oldest sample it does not cover was finished at u,
+// it lacks something committed by u: its staleness is at least start − u.
+func (h *history) estimate(rep Replay, probeErr error, start, end time.Time) Reading {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := Reading{
+		Behind:     -1,
+		Position:   rep.Position,
+		Err:        probeErr,
+		PrimaryErr: h.lastErr,
+		At:         end,
+		Took:       end.Sub(start),
+	}
+	upper, upperOK := time.Duration(0), false
+	lower := rep.LagAtLeast
+	if !rep.Position.IsZero() && h.n > 0 {
+		if b, ok := rep.Position.Behind(h.at(h.n - 1).pos); ok {
+			r.Behind = b
+		}
+		k := h.n - 1
+		for k >= 0 && !rep.Position.Covers(h.at(k).pos) {
+			k--
+		}
+		if k >= 0 {
+			upper, upperOK = max(0, end.Sub(h.at(k).start)), true
+		}
+		if k+1 < h.n {
+			lower = max(lower, start.Sub(h.at(k+1).end))
+		}
+	}
+	if rep.LagAtMostKnown && (!upperOK || rep.LagAtMost < upper) {
+		upper, upperOK = max(0, rep.LagAtMost), true
+	}
+	if probeErr != nil || h.lastErr != nil || !upperOK {
+		r.Lag = lower
+		return r
+	}
+	r.Lag, r.LagKnown = max(upper, lower), true
+	return r
+}

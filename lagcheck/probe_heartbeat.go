@@ -1,0 +1,147 @@
+package lagcheck
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// HeartbeatProbe returns a probe that works on any SQL database that
+// replicates a table: each round it writes the Checker's clock
+// (microseconds since 1970) into row h.ID of h.Table on the primary, and
+// reads the row on each replica. A replica whose row says ts has every
+// commit made before ts, so its staleness is at most now − ts: a bound
+// well under a second, as fine as the replication delay plus one probe
+// round trip, because the write happens right before the replicas are
+// probed. The writer's clock is compared with itself, so the database
+// servers' clocks do not matter.
+//
+// A replica without the row (or the table) yet has not replayed the first
+// write: its lag is unknown, at least the time since that write, and it
+// is evicted once that exceeds MaxLag.
+//
+// The heartbeat cannot see why a replica falls behind: on MariaDB the row
+// still reads while the IO thread is down, only older and older. It gives
+// no positions, so Checker.Covers is never true with it alone; with
+// Config.Heartbeat the Checker runs it alongside the dialect's position
+// probe.
+//
+// Unless h.SkipCreate, the first primary round runs (see Heartbeat)
+//
+//	CREATE TABLE IF NOT EXISTS rwsplit_heartbeat (id BIGINT NOT NULL PRIMARY KEY, ts BIGINT NOT NULL)
+//
+// and every round then runs UPDATE, and INSERT when no row was updated:
+//
+//	UPDATE rwsplit_heartbeat SET ts = 1764111111000000 WHERE id = 1
+//	INSERT INTO rwsplit_heartbeat (id, ts) VALUES (1, 1764111111000000)
+//
+// which is the same SQL on PostgreSQL, MySQL and MariaDB (integers are
+// written into the text: no placeholder syntax to choose). Replicas run
+//
+//	SELECT ts FROM rwsplit_heartbeat WHERE id = 1
+//
+// An invalid Table makes every call fail (Config.Validate reports it
+// earlier).
+func HeartbeatProbe(h Heartbeat) Probe {
+	h = h.withDefaults()
+	id := strconv.FormatInt(h.ID, 10)
+	return &heartbeat{
+		h:      h,
+		create: "CREATE TABLE IF NOT EXISTS " + h.Table + " (id BIGINT NOT NULL PRIMARY KEY, ts BIGINT NOT NULL)",
+		update: "UPDATE " + h.Table + " SET ts = %d WHERE id = " + id,
+		insert: "INSERT INTO " + h.Table + " (id, ts) VALUES (" + id + ", %d)",
+		read:   "SELECT ts FROM " + h.Table + " WHERE id = " + id,
+	}
+}
+
+type heartbeat struct {
+	h                            Heartbeat
+	create, update, insert, read string
+
+	mu      sync.Mutex
+	created bool
+	first   time.Time // end of the first successful write
+}
+
+func (hb *heartbeat) Primary(ctx context.Context, db *sql.DB) (Position, error) {
+	if !validTable(hb.h.Table) {
+		return Position{}, fmt.Errorf("%w: Heartbeat.Table %q", ErrConfig, hb.h.Table)
+	}
+	hb.mu.Lock()
+	created := hb.created || hb.h.SkipCreate
+	hb.mu.Unlock()
+	if !created {
+		if _, err := db.ExecContext(ctx, hb.create); err != nil {
+			return Position{}, fmt.Errorf("lagcheck: creating the heartbeat table: %w", err)
+		}
+		hb.mu.Lock()
+		hb.created = true
+		hb.mu.Unlock()
+	}
+	ts := time.Now().UnixMicro()
+	res, err := db.ExecContext(ctx, fmt.Sprintf(hb.update, ts))
+	if err != nil {
+		return Position{}, err
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		if _, err := db.ExecContext(ctx, fmt.Sprintf(hb.insert, ts)); err != nil && !isDuplicateKey(err) {
+			return Position{}, err
+		}
+		// A duplicate key means another writer created the row between
+		// our UPDATE and INSERT; its value is as recent as ours.
+	}
+	hb.mu.Lock()
+	if hb.first.IsZero() {
+		hb.first = time.Now()
+	}
+	hb.mu.Unlock()
+	return Position{}, nil
+}
+
+func (hb *heartbeat) Replica(ctx context.Context, db *sql.DB, _ Position) (Replay, error) {
+	if !validTable(hb.h.Table) {
+		return Replay{}, fmt.Errorf("%w: Heartbeat.Table %q", ErrConfig, hb.h.Table)
+	}
+	var ts int64
+	err := db.QueryRowContext(ctx, hb.read).Scan(&ts)
+	now := time.Now()
+	if errors.Is(err, sql.ErrNoRows) || isUndefinedTable(err) {
+		hb.mu.Lock()
+		first := hb.first
+		hb.mu.Unlock()
+		if first.IsZero() {
+			return Replay{}, nil
+		}
+		return Replay{LagAtLeast: max(0, now.Sub(first))}, nil
+	}
+	if err != nil {
+		return Replay{}, err
+	}
+	return Replay{LagAtMost: max(0, now.Sub(time.UnixMicro(ts))), LagAtMostKnown: true}, nil
+}
+
+// isUndefinedTable: PostgreSQL 42P01, MySQL/MariaDB 1146.
+func isUndefinedTable(err error) bool {
+	var state interface{ SQLState() string }
+	if errors.As(err, &state) {
+		return state.SQLState() == "42P01"
+	}
+	var my *mysql.MySQLError
+	return errors.As(err, &my) && my.Number == 1146
+}
+
+// isDuplicateKey: PostgreSQL 23505, MySQL/MariaDB 1062.
+func isDuplicateKey(err error) bool {
+	var state interface{ SQLState() string }
+	if errors.As(err, &state) {
+		return state.SQLState() == "23505"
+	}
+	var my *mysql.MySQLError
+	return errors.As(err, &my) && my.Number == 1062
+}
