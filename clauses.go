@@ -1,0 +1,120 @@
+package rwsplit
+
+import (
+	"context"
+	"database/sql"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// directiveKey is where a routing clause lives in Statement.Clauses. The
+// last routing clause given wins.
+const directiveKey = "rwsplit:route"
+
+// Primary is a query clause that sends the statement to the primary:
+//
+//	db.Clauses(rwsplit.Primary).First(&user)
+var Primary clause.Expression = primaryClause{}
+
+type primaryClause struct{}
+
+// Build implements clause.Expression; the clause adds no SQL.
+func (primaryClause) Build(clause.Builder) {}
+
+// ModifyStatement implements gorm.StatementModifier.
+func (c primaryClause) ModifyStatement(stmt *gorm.Statement) {
+	stmt.Clauses[directiveKey] = clause.Clause{Name: directiveKey, Expression: c}
+	if !isPinned(stmt.ConnPool) && stmt.DB != nil {
+		stmt.ConnPool = stmt.DB.Config.ConnPool
+	}
+}
+
+// Build implements clause.Expression, so that a Replica value is a query
+// clause; it adds no SQL.
+func (Replica) Build(clause.Builder) {}
+
+// ModifyStatement implements gorm.StatementModifier. A read runs on a
+// replica even when it would otherwise go to the primary (for example
+// while its user is sticky). A transaction begun from the statement runs on
+// one replica, read-only: a write inside it fails with ErrReadOnly. With
+// Name set, that replica is used whatever its health.
+//
+// A write never goes to a replica: Create, Update, Delete and raw SQL that
+// may write still run on the primary.
+func (r Replica) ModifyStatement(stmt *gorm.Statement) {
+	stmt.Clauses[directiveKey] = clause.Clause{Name: directiveKey, Expression: Replica{Name: r.Name}}
+	if isPinned(stmt.ConnPool) || stmt.DB == nil {
+		return
+	}
+	p, _ := stmt.DB.Config.Plugins[pluginName].(*Plugin)
+	if p == nil {
+		return
+	}
+	prepared := stmt.DB.PrepareStmt
+	if n := p.byName[r.Name]; r.Name != "" && n != nil {
+		stmt.ConnPool = n.conn(prepared, false)
+		return
+	}
+	stmt.ConnPool = p.anyReplica[b2i(prepared)]
+}
+
+const pluginName = "rwsplit"
+
+func isPinned(pool gorm.ConnPool) bool {
+	switch pool.(type) {
+	case gorm.TxCommitter, *sql.Conn:
+		return true
+	}
+	return false
+}
+
+// anyReplica is the ConnPool a statement carries after
+// Clauses(rwsplit.Replica{}) until routing runs. Its BeginTx starts a
+// read-only transaction on a replica the policy picks; its other methods
+// pick a replica per call.
+type anyReplica struct {
+	p        *Plugin
+	prepared bool
+}
+
+var (
+	_ gorm.ConnPool         = (*anyReplica)(nil)
+	_ gorm.ConnPoolBeginner = (*anyReplica)(nil)
+	_ gorm.GetDBConnector   = (*anyReplica)(nil)
+)
+
+func (a *anyReplica) pool(ctx context.Context) gorm.ConnPool {
+	if n := a.p.pick(ctx, nil); n != nil {
+		return n.conn(a.prepared, true)
+	}
+	return a.p.primaryPool
+}
+
+func (a *anyReplica) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool, error) {
+	return a.p.beginReadOnly(ctx, opts, a.prepared, nil)
+}
+
+// GetDBConn returns the primary's *sql.DB: a connection pinned with
+// db.Connection may be used for anything, writes included.
+func (a *anyReplica) GetDBConn() (*sql.DB, error) {
+	return sqlDBOf(a.p.primaryPool), nil
+}
+
+func (a *anyReplica) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
+	return a.pool(ctx).PrepareContext(ctx, query)
+}
+
+// ExecContext runs on the primary: only routing may send a statement to a
+// replica, and it has not run.
+func (a *anyReplica) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return a.p.primaryPool.ExecContext(ctx, query, args...)
+}
+
+func (a *anyReplica) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return a.pool(ctx).QueryContext(ctx, query, args...)
+}
+
+func (a *anyReplica) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return a.pool(ctx).QueryRowContext(ctx, query, args...)
+}

@@ -1,0 +1,23 @@
+package rwsplit
+
+import "errors"
+
+var (
+	// ErrReadOnly is returned for a write (Create, Update, Delete, or raw
+	// SQL that may write) issued inside a transaction that runs on a
+	// replica. rwsplit never sends a write to a replica, and never moves a
+	// transaction's statement to another node, so the statement fails
+	// without reaching any server.
+	ErrReadOnly = errors.New("rwsplit: write in a read-only replica transaction")
+
+	// ErrNoReplica is returned for a read when no replica is eligible and
+	// Config.Fallback is FallbackFail.
+	ErrNoReplica = errors.New("rwsplit: no replica available")
+
+	// ErrClosed is returned by Initialize after Close.
+	ErrClosed = errors.New("rwsplit: plugin closed")
+
+	// ErrConfig wraps every configuration error, so callers can tell bad
+	// configuration from a failure to reach a database.
+	ErrConfig = errors.New("rwsplit: invalid config")
+)

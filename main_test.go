@@ -1,0 +1,157 @@
+package rwsplit_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"gorm.io/driver/mysql"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"github.com/rwsplit/rwsplit"
+	"github.com/rwsplit/rwsplit/internal/testdb"
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(testdb.Main(m))
+}
+
+// cluster is a GORM database with rwsplit over a real replication cluster,
+// where every statement is recorded, at the driver, with the node that
+// executed it.
+type cluster struct {
+	t      testing.TB
+	DB     *gorm.DB
+	Plugin *rwsplit.Plugin
+	rec    *testdb.Recorder
+
+	mu     sync.Mutex
+	routes []rwsplit.Route
+}
+
+type clusterOpts struct {
+	gorm   gorm.Config
+	config rwsplit.Config
+}
+
+// pgCluster opens the package's PostgreSQL cluster (a primary and two
+// streaming replicas) through rwsplit.
+func pgCluster(t testing.TB, o clusterOpts) (*cluster, *testdb.PGCluster) {
+	t.Helper()
+	pg := testdb.Postgres(t, 2)
+	c := &cluster{t: t, rec: &testdb.Recorder{}}
+	replicas := make([]rwsplit.Replica, len(pg.Replicas))
+	for i, r := range pg.Replicas {
+		replicas[i] = rwsplit.Replica{Name: r.Name, Dialector: postgres.New(postgres.Config{Conn: r.OpenDB(c.rec)})}
+	}
+	c.open(postgres.New(postgres.Config{Conn: pg.Primary.OpenDB(c.rec)}), replicas, o)
+	return c, pg
+}
+
+// mariaCluster opens the package's MariaDB cluster (a primary and two GTID
+// replicas) through rwsplit.
+func mariaCluster(t testing.TB, o clusterOpts) (*cluster, *testdb.MariaCluster) {
+	t.Helper()
+	my := testdb.MariaDB(t, 2)
+	c := &cluster{t: t, rec: &testdb.Recorder{}}
+	replicas := make([]rwsplit.Replica, len(my.Replicas))
+	for i, r := range my.Replicas {
+		replicas[i] = rwsplit.Replica{Name: r.Name, Dialector: mysql.New(mysql.Config{Conn: r.OpenDB(c.rec)})}
+	}
+	c.open(mysql.New(mysql.Config{Conn: my.Primary.OpenDB(c.rec)}), replicas, o)
+	return c, my
+}
+
+func (c *cluster) open(primary gorm.Dialector, replicas []rwsplit.Replica, o clusterOpts) {
+	t := c.t
+	t.Helper()
+	gcfg := o.gorm
+	if gcfg.Logger == nil {
+		gcfg.Logger = logger.Discard
+	}
+	db, err := gorm.Open(primary, &gcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := o.config
+	if cfg.Replicas == nil {
+		cfg.Replicas = replicas
+	}
+	userHook := cfg.OnRoute
+	cfg.OnRoute = func(ctx context.Context, r rwsplit.Route) {
+		c.mu.Lock()
+		c.routes = append(c.routes, r)
+		c.mu.Unlock()
+		if userHook != nil {
+			userHook(ctx, r)
+		}
+	}
+	c.Plugin = rwsplit.New(cfg)
+	if err := db.Use(c.Plugin); err != nil {
+		t.Fatal(err)
+	}
+	c.DB = db
+	t.Cleanup(func() {
+		if err := c.Plugin.Close(); err != nil {
+			t.Errorf("Plugin.Close: %v", err)
+		}
+		if sqlDB, err := db.DB(); err == nil {
+			sqlDB.Close()
+		}
+	})
+}
+
+// served runs fn and returns, for each statement recorded at the driver
+// whose SQL contains marker, the node that executed it.
+func (c *cluster) served(marker string, fn func()) []string {
+	c.t.Helper()
+	mark := c.rec.Mark()
+	fn()
+	var nodes []string
+	for _, e := range c.rec.Since(mark) {
+		if strings.Contains(e.SQL, marker) {
+			nodes = append(nodes, e.Node)
+		}
+	}
+	return nodes
+}
+
+// routed returns the routing records since the last call.
+func (c *cluster) takeRoutes() []rwsplit.Route {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.routes
+	c.routes = nil
+	return r
+}
+
+// table returns a table name unique to the test.
+func table(t testing.TB) string {
+	name := strings.ToLower(t.Name())
+	name = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '_'
+	}, name)
+	if len(name) > 40 {
+		name = name[len(name)-40:]
+	}
+	return fmt.Sprintf("t_%s_%d", name, time.Now().UnixNano()%1e6)
+}
+
+func isReplica(node string) bool { return strings.HasPrefix(node, "replica") }
+
+func allOn(nodes []string, want func(string) bool) bool {
+	return len(nodes) > 0 && !slices.ContainsFunc(nodes, func(n string) bool { return !want(n) })
+}
+
+var _ = sql.ErrNoRows

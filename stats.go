@@ -1,0 +1,55 @@
+package rwsplit
+
+import (
+	"github.com/rwsplit/rwsplit/policy"
+)
+
+// Stats is a snapshot of the plugin's state and counters. It holds plain
+// values and may be kept.
+type Stats struct {
+	// Policy is the name of the policy choosing among replicas.
+	Policy string
+	// Replicas has one entry per configured replica, in Config order.
+	Replicas []ReplicaStats
+	// Routes counts routing decisions by reason since Initialize; a read
+	// served again after a connection error counts once more under
+	// ReasonRetry.
+	Routes map[Reason]uint64
+}
+
+// ReplicaStats describes one replica.
+type ReplicaStats struct {
+	Name string
+	// Eligible reports whether reads may go to the replica now.
+	Eligible bool
+	// LastError is the error that last took the replica out of service,
+	// or nil.
+	LastError error
+	// Policy statistics: statements in flight, EWMA latency, statements
+	// served and failed (connection errors and timeouts).
+	policy.Snapshot
+}
+
+// Stats returns a snapshot of the plugin's counters.
+func (p *Plugin) Stats() Stats {
+	s := Stats{Routes: make(map[Reason]uint64, numReasons)}
+	if p.pol != nil {
+		s.Policy = p.pol.Name()
+	}
+	for r := Reason(1); r < numReasons; r++ {
+		if v := p.counts[r].Load(); v > 0 {
+			s.Routes[r] = v
+		}
+	}
+	for _, n := range p.nodes {
+		if n == nil {
+			continue
+		}
+		rs := ReplicaStats{Name: n.name, Eligible: n.eligible(), Snapshot: n.stats.Snapshot()}
+		if e := n.err.Load(); e != nil {
+			rs.LastError = *e
+		}
+		s.Replicas = append(s.Replicas, rs)
+	}
+	return s
+}
