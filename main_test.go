@@ -47,13 +47,20 @@ type clusterOpts struct {
 func pgCluster(t testing.TB, o clusterOpts) (*cluster, *testdb.PGCluster) {
 	t.Helper()
 	pg := testdb.Postgres(t, 2)
+	return pgOn(t, pg, o), pg
+}
+
+// pgOn opens pg through rwsplit, as it is (a test may have crashed or
+// paused a node first).
+func pgOn(t testing.TB, pg *testdb.PGCluster, o clusterOpts) *cluster {
+	t.Helper()
 	c := &cluster{t: t, rec: &testdb.Recorder{}}
 	replicas := make([]rwsplit.Replica, len(pg.Replicas))
 	for i, r := range pg.Replicas {
 		replicas[i] = rwsplit.Replica{Name: r.Name, Dialector: postgres.New(postgres.Config{Conn: r.OpenDB(c.rec)})}
 	}
 	c.open(postgres.New(postgres.Config{Conn: pg.Primary.OpenDB(c.rec)}), replicas, o)
-	return c, pg
+	return c
 }
 
 // mariaCluster opens the package's MariaDB cluster (a primary and two GTID
@@ -61,13 +68,19 @@ func pgCluster(t testing.TB, o clusterOpts) (*cluster, *testdb.PGCluster) {
 func mariaCluster(t testing.TB, o clusterOpts) (*cluster, *testdb.MariaCluster) {
 	t.Helper()
 	my := testdb.MariaDB(t, 2)
+	return mariaOn(t, my, o), my
+}
+
+// mariaOn opens my through rwsplit, as it is.
+func mariaOn(t testing.TB, my *testdb.MariaCluster, o clusterOpts) *cluster {
+	t.Helper()
 	c := &cluster{t: t, rec: &testdb.Recorder{}}
 	replicas := make([]rwsplit.Replica, len(my.Replicas))
 	for i, r := range my.Replicas {
 		replicas[i] = rwsplit.Replica{Name: r.Name, Dialector: mysql.New(mysql.Config{Conn: r.OpenDB(c.rec)})}
 	}
 	c.open(mysql.New(mysql.Config{Conn: my.Primary.OpenDB(c.rec)}), replicas, o)
-	return c, my
+	return c
 }
 
 func (c *cluster) open(primary gorm.Dialector, replicas []rwsplit.Replica, o clusterOpts) {

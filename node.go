@@ -205,9 +205,16 @@ func isCachedPlanError(err error) bool {
 }
 
 // cachedPlanRetry runs a read again on the same replica until a connection
-// without the stale plan serves it. Each failure makes pgx drop the stale
-// statement on the connection that failed, so at most one attempt per open
-// connection (plus one) is made.
+// without the stale plan serves it. It runs the statement unprepared, with
+// a trailing newline added to its text. The statement means the same, but
+// the driver sees new SQL: pgx's stdlib keeps a prepared statement per
+// connection keyed by its SQL text, and reuses it for unprepared queries of
+// the same text as long as any *sql.Stmt refers to it, so the original text
+// could meet the stale plan again. pgx drops a stale entry of its own
+// statement cache on the connection that failed, so at most one attempt
+// per open connection (plus one) is made. Dropping the statement from
+// GORM's store (see again) closes it, and the next prepared read prepares
+// afresh once no connection holds the stale statement.
 type cachedPlanRetry struct {
 	c    *nodeConn
 	left int
@@ -219,30 +226,27 @@ func (r cachedPlanRetry) PrepareContext(ctx context.Context, query string) (*sql
 
 func (r cachedPlanRetry) ExecContext(ctx context.Context, query string, args ...any) (res sql.Result, err error) {
 	for range r.left {
-		if res, err = r.c.n.conn(r.c.prepared, false).ExecContext(ctx, query, args...); !isCachedPlanError(err) {
+		if res, err = r.c.n.conn(false, false).ExecContext(ctx, query+"\n", args...); !isCachedPlanError(err) {
 			break
 		}
-		r.c.again(ctx, err, query)
 	}
 	return res, err
 }
 
 func (r cachedPlanRetry) QueryContext(ctx context.Context, query string, args ...any) (rows *sql.Rows, err error) {
 	for range r.left {
-		if rows, err = r.c.n.conn(r.c.prepared, false).QueryContext(ctx, query, args...); !isCachedPlanError(err) {
+		if rows, err = r.c.n.conn(false, false).QueryContext(ctx, query+"\n", args...); !isCachedPlanError(err) {
 			break
 		}
-		r.c.again(ctx, err, query)
 	}
 	return rows, err
 }
 
 func (r cachedPlanRetry) QueryRowContext(ctx context.Context, query string, args ...any) (row *sql.Row) {
 	for range r.left {
-		if row = r.c.n.conn(r.c.prepared, false).QueryRowContext(ctx, query, args...); !isCachedPlanError(row.Err()) {
+		if row = r.c.n.conn(false, false).QueryRowContext(ctx, query+"\n", args...); !isCachedPlanError(row.Err()) {
 			break
 		}
-		r.c.again(ctx, row.Err(), query)
 	}
 	return row
 }

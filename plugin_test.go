@@ -1,0 +1,245 @@
+package rwsplit_test
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"gorm.io/driver/mysql"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+
+	"github.com/rwsplit/rwsplit"
+	"github.com/rwsplit/rwsplit/internal/testdb"
+	"github.com/rwsplit/rwsplit/policy"
+)
+
+// TestConfigErrors checks that bad configuration is an error from db.Use,
+// never a panic, and that the DB keeps working without the plugin.
+func TestConfigErrors(t *testing.T) {
+	replica := func(name string) rwsplit.Replica {
+		d, _ := fakeDialector(t)
+		return rwsplit.Replica{Name: name, Dialector: d}
+	}
+	tests := []struct {
+		name string
+		cfg  rwsplit.Config
+		want string
+	}{
+		{"no replicas", rwsplit.Config{}, "no replicas"},
+		{"unnamed replica", rwsplit.Config{Replicas: []rwsplit.Replica{replica("")}}, "has no Name"},
+		{"duplicate name", rwsplit.Config{Replicas: []rwsplit.Replica{replica("a"), replica("a")}}, `duplicate name "a"`},
+		{"replica named like the primary", rwsplit.Config{Replicas: []rwsplit.Replica{replica("primary")}}, `duplicate name "primary"`},
+		{"nil dialector", rwsplit.Config{Replicas: []rwsplit.Replica{{Name: "a"}}}, "has no Dialector"},
+		{"negative weight", rwsplit.Config{Replicas: []rwsplit.Replica{{Name: "a", Dialector: replica("a").Dialector, Weight: -1}}}, "negative Weight"},
+		{"bad primary function", rwsplit.Config{Replicas: []rwsplit.Replica{replica("a")}, PrimaryFunctions: []string{"drop table x;"}}, "PrimaryFunctions"},
+		{"unknown fallback", rwsplit.Config{Replicas: []rwsplit.Replica{replica("a")}, Fallback: 9}, "unknown Fallback"},
+		{"negative startup timeout", rwsplit.Config{Replicas: []rwsplit.Replica{replica("a")}, StartupTimeout: -time.Second}, "negative StartupTimeout"},
+		{"replica with empty DSN", rwsplit.Config{Replicas: []rwsplit.Replica{{Name: "a", Dialector: postgres.Open("")}}}, "empty DSN"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db, fake := openFake(t)
+			err := db.Use(rwsplit.New(tt.cfg))
+			if !errors.Is(err, rwsplit.ErrConfig) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("db.Use = %v, want ErrConfig mentioning %q", err, tt.want)
+			}
+			// The DB still works, on its own pool.
+			var u benchUser
+			before := fake.Queries.Load()
+			if err := db.First(&u, 1).Error; err != nil {
+				t.Fatal(err)
+			}
+			if fake.Queries.Load() != before+1 {
+				t.Fatal("the primary did not serve the read")
+			}
+		})
+	}
+}
+
+func TestUseTwiceAndAfterClose(t *testing.T) {
+	d, _ := fakeDialector(t)
+	p := rwsplit.New(rwsplit.Config{Replicas: []rwsplit.Replica{{Name: "a", Dialector: d}}})
+	db1, _ := openFake(t)
+	if err := db1.Use(p); err != nil {
+		t.Fatal(err)
+	}
+	db2, _ := openFake(t)
+	if err := db2.Use(p); !errors.Is(err, rwsplit.ErrConfig) {
+		t.Fatalf("the same plugin on a second DB: %v, want ErrConfig", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	p2 := rwsplit.New(rwsplit.Config{Replicas: []rwsplit.Replica{{Name: "a", Dialector: d}}})
+	p2.Close()
+	db3, _ := openFake(t)
+	if err := db3.Use(p2); !errors.Is(err, rwsplit.ErrClosed) {
+		t.Fatalf("Use after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestCachedPlanAfterDDL: pgx caches prepared statements per connection;
+// after DDL changes a table's columns, a cached SELECT * fails on the
+// replica with "cached plan must not change result type" (0A000). rwsplit
+// serves such a read again, so the caller never sees it.
+func TestCachedPlanAfterDDL(t *testing.T) {
+	for _, prepare := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PrepareStmt=%v", prepare), func(t *testing.T) {
+			c, pg := pgCluster(t, clusterOpts{gorm: gorm.Config{PrepareStmt: prepare}, config: rwsplit.Config{Policy: policy.RoundRobin()}})
+			type rtPlan struct {
+				ID int
+				A  int
+			}
+			noErr(t, c.DB.Migrator().DropTable(&rtPlan{}))
+			noErr(t, c.DB.AutoMigrate(&rtPlan{}))
+			noErr(t, c.DB.Create(&rtPlan{ID: 1, A: 1}).Error)
+			pg.WaitCaughtUp(t, 10*time.Second)
+
+			readAll := func() (errs []error) {
+				var mu sync.Mutex
+				var wg sync.WaitGroup
+				for range 4 { // several connections per replica
+					wg.Go(func() {
+						for range 10 {
+							var rows []rtPlan
+							if err := c.DB.Find(&rows).Error; err != nil {
+								mu.Lock()
+								errs = append(errs, err)
+								mu.Unlock()
+							}
+						}
+					})
+				}
+				wg.Wait()
+				return errs
+			}
+			if errs := readAll(); len(errs) > 0 {
+				t.Fatal(errs[0])
+			}
+			noErr(t, c.DB.Exec("ALTER TABLE rt_plans ADD COLUMN b int").Error)
+			pg.WaitCaughtUp(t, 10*time.Second)
+			nodes := c.served("rt_plans", func() {
+				if errs := readAll(); len(errs) > 0 {
+					t.Fatalf("%d of 40 reads failed after DDL, first: %v", len(errs), errs[0])
+				}
+			})
+			for _, n := range nodes {
+				if !isReplica(n) {
+					t.Fatalf("a read after DDL ran on %s; want replicas only", n)
+				}
+			}
+		})
+	}
+}
+
+// TestReplicaDownAtStartup: a replica that is down when db.Use runs does
+// not fail it; reads skip that replica.
+func TestReplicaDownAtStartup(t *testing.T) {
+	t.Run("postgres", func(t *testing.T) {
+		pg := testdb.Postgres(t, 2)
+		pg.Replicas[0].Crash(t)
+		c := pgOn(t, pg, clusterOpts{config: rwsplit.Config{StartupTimeout: time.Second}})
+		checkOnlyReplica2(t, c)
+	})
+	t.Run("postgres Open(dsn)", func(t *testing.T) {
+		pg := testdb.Postgres(t, 2)
+		pg.Replicas[0].Crash(t)
+		db, err := gorm.Open(postgres.Open(pg.Primary.DSN()), &gorm.Config{})
+		noErr(t, err)
+		p := rwsplit.New(rwsplit.Config{Replicas: []rwsplit.Replica{
+			{Name: "replica1", Dialector: postgres.Open(pg.Replicas[0].DSN())},
+			{Name: "replica2", Dialector: postgres.Open(pg.Replicas[1].DSN())},
+		}})
+		noErr(t, db.Use(p))
+		defer p.Close()
+		s := p.Stats()
+		if s.Replicas[0].Eligible || !s.Replicas[1].Eligible || s.Replicas[0].LastError == nil {
+			t.Fatalf("stats %+v: want replica1 out with an error, replica2 in", s.Replicas)
+		}
+	})
+	t.Run("mariadb", func(t *testing.T) {
+		my := testdb.MariaDB(t, 2)
+		my.Replicas[0].Crash(t)
+		c := mariaOn(t, my, clusterOpts{config: rwsplit.Config{StartupTimeout: time.Second}})
+		checkOnlyReplica2(t, c)
+	})
+	t.Run("mariadb Open(dsn)", func(t *testing.T) {
+		my := testdb.MariaDB(t, 2)
+		my.Replicas[0].Crash(t)
+		db, err := gorm.Open(mysql.Open(my.Primary.DSN()), &gorm.Config{})
+		noErr(t, err)
+		p := rwsplit.New(rwsplit.Config{Replicas: []rwsplit.Replica{
+			{Name: "replica1", Dialector: mysql.Open(my.Replicas[0].DSN())},
+			{Name: "replica2", Dialector: mysql.Open(my.Replicas[1].DSN())},
+		}})
+		noErr(t, db.Use(p))
+		defer p.Close()
+		if s := p.Stats(); s.Replicas[0].Eligible || !s.Replicas[1].Eligible {
+			t.Fatalf("stats %+v: want replica1 out, replica2 in", s.Replicas)
+		}
+	})
+	t.Run("all down, fallback primary", func(t *testing.T) {
+		pg := testdb.Postgres(t, 2)
+		pg.Replicas[0].Crash(t)
+		pg.Replicas[1].Crash(t)
+		c := pgOn(t, pg, clusterOpts{config: rwsplit.Config{StartupTimeout: time.Second}})
+		c.takeRoutes()
+		nodes := c.served("SELECT 1", func() {
+			var n int
+			noErr(t, c.DB.Raw("SELECT 1").Scan(&n).Error)
+		})
+		if len(nodes) != 1 || nodes[0] != "primary" {
+			t.Fatalf("read ran on %v, want the primary", nodes)
+		}
+		if r := c.takeRoutes(); len(r) != 1 || r[0].Reason != rwsplit.ReasonNoReplica {
+			t.Fatalf("routes %v, want one no-replica", r)
+		}
+	})
+	t.Run("all down, fallback fail", func(t *testing.T) {
+		pg := testdb.Postgres(t, 2)
+		pg.Replicas[0].Crash(t)
+		pg.Replicas[1].Crash(t)
+		c := pgOn(t, pg, clusterOpts{config: rwsplit.Config{StartupTimeout: time.Second, Fallback: rwsplit.FallbackFail}})
+		nodes := c.served("SELECT 1", func() {
+			var n int
+			if err := c.DB.Raw("SELECT 1").Scan(&n).Error; !errors.Is(err, rwsplit.ErrNoReplica) {
+				t.Errorf("read error %v, want ErrNoReplica", err)
+			}
+			if err := c.DB.Exec("UPDATE pg_stat_statements_none SET x = 1 WHERE false AND 'SELECT 1' = ''").Error; errors.Is(err, rwsplit.ErrNoReplica) {
+				t.Errorf("a write failed with ErrNoReplica")
+			}
+		})
+		if len(nodes) != 1 || nodes[0] != "primary" {
+			t.Fatalf("statements ran on %v, want only the write, on the primary", nodes)
+		}
+	})
+}
+
+func checkOnlyReplica2(t *testing.T, c *cluster) {
+	t.Helper()
+	s := c.Plugin.Stats()
+	if s.Replicas[0].Eligible || !s.Replicas[1].Eligible {
+		t.Fatalf("stats %+v: want replica1 out, replica2 in", s.Replicas)
+	}
+	nodes := c.served("SELECT 1", func() {
+		for range 20 {
+			var n int
+			noErr(t, c.DB.Raw("SELECT 1").Scan(&n).Error)
+		}
+	})
+	if len(nodes) != 20 {
+		t.Fatalf("%d statements recorded, want 20", len(nodes))
+	}
+	for _, n := range nodes {
+		if n != "replica2" {
+			t.Fatalf("reads ran on %v, want replica2 only", nodes)
+		}
+	}
+}
