@@ -35,9 +35,9 @@ type rtPet struct {
 type want int
 
 const (
-	onPrimary want = iota
-	onReplica      // any replica
-	onReplica2     // replica2 exactly
+	onPrimary  want = iota
+	onReplica       // any replica
+	onReplica2      // replica2 exactly
 )
 
 func (w want) String() string {
