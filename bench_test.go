@@ -1,6 +1,7 @@
 package rwsplit_test
 
 import (
+	"context"
 	"database/sql"
 	"database/sql/driver"
 	"testing"
@@ -13,7 +14,20 @@ import (
 
 	"github.com/rwsplit/rwsplit"
 	"github.com/rwsplit/rwsplit/internal/fakedb"
+	"github.com/rwsplit/rwsplit/lagcheck"
 )
+
+// freshProbe reports every replica fresh, for fakedb replicas, which cannot
+// answer a real probe.
+type freshProbe struct{}
+
+func (freshProbe) Primary(context.Context, *sql.DB) (lagcheck.Position, error) {
+	return lagcheck.Position{}, nil
+}
+
+func (freshProbe) Replica(context.Context, *sql.DB, lagcheck.Position) (lagcheck.Replay, error) {
+	return lagcheck.Replay{LagAtMostKnown: true}, nil
+}
 
 type benchUser struct {
 	ID        uint
@@ -64,9 +78,10 @@ func BenchmarkRead(b *testing.B) {
 		db, _ := openFake(b)
 		r1, c1 := fakeDialector(b)
 		r2, c2 := fakeDialector(b)
-		p := rwsplit.New(rwsplit.Config{Replicas: []rwsplit.Replica{
-			{Name: "r1", Dialector: r1}, {Name: "r2", Dialector: r2},
-		}})
+		p := rwsplit.New(rwsplit.Config{
+			Replicas: []rwsplit.Replica{{Name: "r1", Dialector: r1}, {Name: "r2", Dialector: r2}},
+			Lag:      lagcheck.Config{Probe: freshProbe{}},
+		})
 		if err := db.Use(p); err != nil {
 			b.Fatal(err)
 		}

@@ -3,6 +3,7 @@ package rwsplit
 import (
 	"context"
 	"database/sql"
+	"time"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -85,7 +86,7 @@ var (
 )
 
 func (a *anyReplica) pool(ctx context.Context) gorm.ConnPool {
-	if n := a.p.pick(ctx, nil); n != nil {
+	if n := a.p.pick(ctx, nil, nil); n != nil {
 		return n.conn(a.prepared, true)
 	}
 	return a.p.primaryPool
@@ -117,4 +118,26 @@ func (a *anyReplica) QueryContext(ctx context.Context, query string, args ...any
 
 func (a *anyReplica) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
 	return a.pool(ctx).QueryRowContext(ctx, query, args...)
+}
+
+// MaxStaleness returns a query clause that bounds how stale the read may
+// be: it runs on a replica whose measured replication lag is at most d, and
+// on the primary when no eligible replica is known to be that fresh.
+//
+//	db.Clauses(rwsplit.MaxStaleness(100 * time.Millisecond)).Find(&orders)
+//
+// The lag is the checker's last measurement (see Config.Lag), an upper
+// bound on staleness when it was taken; with Lag.Interval at 250ms it is
+// at most that old. A d below the checker's resolution sends the read to
+// the primary.
+func MaxStaleness(d time.Duration) clause.Expression { return maxStaleness(d) }
+
+type maxStaleness time.Duration
+
+// Build implements clause.Expression; the clause adds no SQL.
+func (maxStaleness) Build(clause.Builder) {}
+
+// ModifyStatement implements gorm.StatementModifier.
+func (m maxStaleness) ModifyStatement(stmt *gorm.Statement) {
+	stmt.Clauses[directiveKey] = clause.Clause{Name: directiveKey, Expression: m}
 }

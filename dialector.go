@@ -36,7 +36,7 @@ func (d *replicaDialector) Initialize(db *gorm.DB) error {
 		if pool == nil || !lagcheck.IsConnError(err) {
 			return fmt.Errorf("replica %q: %w", d.node.name, err)
 		}
-		d.node.setDown(err)
+		d.node.openErr = err
 	}
 	if pool == nil {
 		return fmt.Errorf("replica %q: the dialector opened no *sql.DB", d.node.name)

@@ -5,7 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"sync"
-	"sync/atomic"
+	"time"
 
 	"gorm.io/gorm"
 
@@ -22,11 +22,10 @@ type node struct {
 	weight int
 	stats  policy.Stats
 
-	sqlDB *sql.DB               // the replica pool, opened by dbresolver
-	store *gorm.PreparedStmtDB  // dbresolver's prepared-statement store for it
-	views [2][2]*nodeConn       // [prepared][retry]
-	down  atomic.Bool           // out of service after a connection error
-	err   atomic.Pointer[error] // why it is down
+	sqlDB   *sql.DB              // the replica pool, opened by dbresolver
+	store   *gorm.PreparedStmtDB // dbresolver's prepared-statement store for it
+	views   [2][2]*nodeConn      // [prepared][retry]
+	openErr error                // why the driver could not reach it at start-up
 }
 
 func newNode(p *Plugin, idx int, r Replica) *node {
@@ -69,12 +68,18 @@ func b2i(b bool) int {
 	return 0
 }
 
-func (n *node) eligible() bool { return !n.down.Load() }
+// eligible reports whether the node may serve reads: the checker's verdict.
+func (n *node) eligible() bool {
+	c := n.p.checker
+	return c == nil || c.State(n.idx).Eligible()
+}
 
-// setDown takes the node out of service and reports whether it was in.
-func (n *node) setDown(err error) bool {
-	n.err.Store(&err)
-	return n.down.CompareAndSwap(false, true)
+// lag returns the node's last measured lag, and whether it is known.
+func (n *node) lag() (time.Duration, bool) {
+	if c := n.p.checker; c != nil {
+		return n.p.checker.Lag(n.idx)
+	}
+	return 0, false
 }
 
 // nodeConn is the gorm.ConnPool rwsplit hands to GORM for a statement on a
@@ -408,7 +413,7 @@ func (p *Plugin) beginPrimary(ctx context.Context, pool gorm.ConnPool, opts *sql
 // Config.Fallback: a read-only transaction on the primary, or ErrNoReplica.
 func (p *Plugin) beginReadOnly(ctx context.Context, opts *sql.TxOptions, prepared bool, skip *node) (gorm.ConnPool, error) {
 	for range len(p.nodes) {
-		n := p.pick(ctx, skip)
+		n := p.pick(ctx, skip, nil)
 		if n == nil {
 			break
 		}
@@ -424,6 +429,15 @@ func (p *Plugin) beginReadOnly(ctx context.Context, opts *sql.TxOptions, prepare
 			return nil, err
 		}
 		skip = n
+	}
+	if n := p.fallback(); n != nil {
+		if tx, err := n.beginTx(ctx, opts); err == nil {
+			p.route(ctx, n.name, ReasonNoReplica)
+			if prepared {
+				return tx.prepared(), nil
+			}
+			return tx, nil
+		}
 	}
 	if p.cfg.Fallback == FallbackFail {
 		return nil, ErrNoReplica

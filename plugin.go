@@ -30,6 +30,7 @@ import (
 	"gorm.io/plugin/dbresolver"
 
 	"github.com/rwsplit/rwsplit/internal/sqlclass"
+	"github.com/rwsplit/rwsplit/lagcheck"
 	"github.com/rwsplit/rwsplit/policy"
 )
 
@@ -64,9 +65,22 @@ type Config struct {
 	// Zero means FallbackPrimary.
 	Fallback Fallback
 
-	// StartupTimeout bounds the health check of each replica in
-	// Initialize. A replica that does not answer in time starts out of
-	// service instead of failing db.Use. Zero means 2s.
+	// Lag configures the background checker that measures each replica's
+	// replication lag and health, and takes a replica out of service
+	// while it lags beyond Lag.MaxLag (default 1s), fails or hangs, until
+	// it has caught up. The zero value is ready to use: see
+	// lagcheck.Config for every default. Lag.OnStateChange, if set, is
+	// called after rwsplit has applied the change.
+	//
+	// The probe is chosen from the primary's dialect: PostgreSQL, MySQL and
+	// MariaDB are known. For another database set Lag.Probe or
+	// Lag.Heartbeat, or db.Use fails.
+	Lag lagcheck.Config
+
+	// StartupTimeout bounds the first health and lag check of the
+	// replicas in Initialize. A replica that does not answer in time starts
+	// out of service instead of failing db.Use, and joins when the
+	// checker sees it healthy. Zero means 2s.
 	StartupTimeout time.Duration
 }
 
@@ -102,6 +116,11 @@ const (
 	// FallbackFail fails the read with ErrNoReplica, to protect the
 	// primary from the read load.
 	FallbackFail
+	// FallbackLeastLagged serves the read from the replica with the least
+	// measured lag among those that answer the checker, even though it
+	// lags beyond MaxLag; with none answering, from the primary. It
+	// trades freshness for keeping read load off the primary.
+	FallbackLeastLagged
 )
 
 // Plugin is the rwsplit GORM plugin. Create it with New and install it with
@@ -110,9 +129,10 @@ type Plugin struct {
 	cfg     Config
 	initErr error // configuration error found by New, returned by Initialize
 
-	mu          sync.Mutex // serializes membership changes and Close
+	mu          sync.Mutex // serializes Initialize and Close
 	initialized bool
-	closed      bool
+	closed      atomic.Bool
+	pickMu      sync.Mutex // serializes picker rebuilds
 
 	db          *gorm.DB
 	resolver    *dbresolver.DBResolver
@@ -124,6 +144,7 @@ type Plugin struct {
 	byName      map[string]*node
 	anyReplica  [2]*anyReplica // [prepared]
 	picker      atomic.Pointer[pickerSnapshot]
+	checker     *lagcheck.Checker
 	counts      [numReasons]atomic.Uint64
 }
 
@@ -170,7 +191,7 @@ func (p *Plugin) applyDefaults() error {
 		}
 		seen[r.Name] = true
 	}
-	if c.Fallback > FallbackFail {
+	if c.Fallback > FallbackLeastLagged {
 		return fmt.Errorf("%w: unknown Fallback %d", ErrConfig, c.Fallback)
 	}
 	if c.StartupTimeout < 0 {
@@ -178,6 +199,9 @@ func (p *Plugin) applyDefaults() error {
 	}
 	if c.StartupTimeout == 0 {
 		c.StartupTimeout = 2 * time.Second
+	}
+	if err := c.Lag.Validate(); err != nil {
+		return fmt.Errorf("%w: Lag: %w", ErrConfig, err)
 	}
 	funcs, err := sqlclass.NewFunctions(c.PrimaryFunctions...)
 	if err != nil {
@@ -202,18 +226,37 @@ func (p *Plugin) Initialize(db *gorm.DB) (err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
-	case p.closed:
+	case p.closed.Load():
 		return ErrClosed
 	case p.initialized:
 		return fmt.Errorf("%w: plugin already installed on a *gorm.DB; create one Plugin per DB", ErrConfig)
 	case db == nil || db.Config == nil || db.Dialector == nil || db.ConnPool == nil:
 		return fmt.Errorf("%w: Initialize needs an opened *gorm.DB", ErrConfig)
 	}
+	// Find what would stop the checker before touching db.
+	if _, err := lagcheck.New(p.cfg.Lag, db.Dialector.Name(), sqlDBOf(db.ConnPool), nil); err != nil {
+		return fmt.Errorf("%w: Lag: %w", ErrConfig, err)
+	}
 	p.initialized = true
 	p.db = db
 	p.anyReplica = [2]*anyReplica{{p: p}, {p: p, prepared: true}}
+	origPool, origDialector := db.ConnPool, db.Dialector
 	defer func() {
 		if err != nil {
+			// Leave db as it was: without dbresolver's callbacks, which
+			// would send reads to replica pools closed below.
+			if p.resolver != nil {
+				for _, proc := range []interface{ Remove(string) error }{
+					db.Callback().Create(), db.Callback().Update(), db.Callback().Delete(),
+					db.Callback().Query(), db.Callback().Row(), db.Callback().Raw(),
+				} {
+					_ = proc.Remove("gorm:db_resolver")
+				}
+			}
+			db.ConnPool, db.Dialector = origPool, origDialector
+			if db.Statement != nil {
+				db.Statement.ConnPool = origPool
+			}
 			p.closeLocked()
 		}
 	}()
@@ -222,11 +265,13 @@ func (p *Plugin) Initialize(db *gorm.DB) (err error) {
 		return err
 	}
 	p.wrapPrimary(db)
+	if err := p.startChecker(db); err != nil {
+		return err
+	}
+	p.rebuild()
 	if err := p.registerCallbacks(db); err != nil {
 		return fmt.Errorf("rwsplit: register callbacks: %w", err)
 	}
-	p.checkReplicas()
-	p.rebuildLocked()
 	return nil
 }
 
@@ -291,43 +336,56 @@ func (p *Plugin) replicaStores(db *gorm.DB, pick *atomic.Int32) {
 	}
 }
 
-// checkReplicas pings every replica concurrently, bounded by
-// StartupTimeout, and takes the ones that do not answer out of service.
-func (p *Plugin) checkReplicas() {
-	var wg sync.WaitGroup
-	for _, n := range p.nodes {
-		if n.down.Load() {
-			continue
+// startChecker creates the lag checker over the replica pools and runs its
+// first round, bounded by StartupTimeout, so that a replica that is down or
+// lagging starts out of service.
+func (p *Plugin) startChecker(db *gorm.DB) error {
+	cfg := p.cfg.Lag
+	user := cfg.OnStateChange
+	cfg.OnStateChange = func(ch lagcheck.Change) {
+		p.rebuild()
+		if user != nil {
+			user(ch)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), p.cfg.StartupTimeout)
-			defer cancel()
-			if err := n.sqlDB.PingContext(ctx); err != nil {
-				n.setDown(err)
-			}
-		}()
 	}
-	wg.Wait()
+	targets := make([]lagcheck.Target, len(p.nodes))
+	for i, n := range p.nodes {
+		targets[i] = lagcheck.Target{Name: n.name, DB: n.sqlDB}
+	}
+	primary := sqlDBOf(p.primaryPool)
+	if primary == nil {
+		return fmt.Errorf("%w: the primary's ConnPool has no *sql.DB", ErrConfig)
+	}
+	c, err := lagcheck.New(cfg, db.Dialector.Name(), primary, targets)
+	if err != nil {
+		return fmt.Errorf("%w: Lag: %w", ErrConfig, err)
+	}
+	p.checker = c
+	for _, n := range p.nodes {
+		if n.openErr != nil {
+			c.ReportFailure(n.idx, n.openErr)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.StartupTimeout)
+	defer cancel()
+	c.Start(ctx)
+	return nil
 }
 
-// markDown takes n out of service after a connection-class error on it and
-// publishes a picker without it.
+// markDown takes n out of service at once after a connection-class error
+// on one of its statements, without waiting for the next probe.
 func (p *Plugin) markDown(n *node, err error) {
-	if !n.setDown(err) {
+	if p.checker == nil || !n.eligible() {
 		return
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.closed {
-		p.rebuildLocked()
-	}
+	p.checker.ReportFailure(n.idx, err)
+	p.rebuild()
 }
 
-// rebuildLocked publishes a new picker over the eligible replicas. The
-// caller holds p.mu.
-func (p *Plugin) rebuildLocked() {
+// rebuild publishes a new picker over the eligible replicas.
+func (p *Plugin) rebuild() {
+	p.pickMu.Lock()
+	defer p.pickMu.Unlock()
 	var (
 		eligible []*node
 		views    []policy.Replica
@@ -351,11 +409,15 @@ func (p *Plugin) Close() error {
 }
 
 func (p *Plugin) closeLocked() error {
-	if p.closed {
+	if p.closed.Swap(true) {
 		return nil
 	}
-	p.closed = true
 	var errs []error
+	if p.checker != nil {
+		// The checker's callback takes pickMu, never mu: waiting for it
+		// here cannot deadlock.
+		errs = append(errs, p.checker.Close())
+	}
 	for _, n := range p.nodes {
 		if n != nil && n.sqlDB != nil {
 			errs = append(errs, n.sqlDB.Close())

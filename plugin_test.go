@@ -160,7 +160,7 @@ func TestReplicaDownAtStartup(t *testing.T) {
 		noErr(t, db.Use(p))
 		defer p.Close()
 		s := p.Stats()
-		if s.Replicas[0].Eligible || !s.Replicas[1].Eligible || s.Replicas[0].LastError == nil {
+		if s.Replicas[0].Eligible || !s.Replicas[1].Eligible || s.Replicas[0].Health.LastErr == nil {
 			t.Fatalf("stats %+v: want replica1 out with an error, replica2 in", s.Replicas)
 		}
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"strings"
+	"time"
 
 	"gorm.io/gorm"
 
@@ -41,6 +42,9 @@ const (
 	// ReasonRetry: a read served again on another node after a
 	// connection error on the first.
 	ReasonRetry
+	// ReasonStale: a read with a freshness bound (MaxStaleness) that no
+	// eligible replica met, sent to the primary.
+	ReasonStale
 	numReasons
 )
 
@@ -56,6 +60,7 @@ var reasonNames = [numReasons]string{
 	ReasonReadOnlyTx:    "read-only-tx",
 	ReasonNoReplica:     "no-replica",
 	ReasonRetry:         "retry",
+	ReasonStale:         "stale",
 }
 
 func (r Reason) String() string {
@@ -160,6 +165,9 @@ func (p *Plugin) decide(db *gorm.DB, k kind) {
 			}
 			p.toReplica(db, ReasonForcedReplica)
 			return
+		case maxStaleness:
+			p.toFreshReplica(db, filter{maxLag: time.Duration(d), bounded: true})
+			return
 		}
 	}
 	if rc := routeCtxOf(ctx); rc != nil && rc.primary {
@@ -238,21 +246,56 @@ func (p *Plugin) toPrimary(db *gorm.DB, r Reason) {
 // Config.Fallback when none is eligible.
 func (p *Plugin) toReplica(db *gorm.DB, r Reason) {
 	ctx := db.Statement.Context
-	n := p.pick(ctx, nil)
+	n := p.pick(ctx, nil, nil)
 	if n == nil {
-		if p.cfg.Fallback == FallbackFail {
-			_ = db.AddError(ErrNoReplica)
+		if n = p.fallback(); n == nil {
+			if p.cfg.Fallback == FallbackFail {
+				_ = db.AddError(ErrNoReplica)
+				return
+			}
+			p.toPrimary(db, ReasonNoReplica)
 			return
 		}
-		p.toPrimary(db, ReasonNoReplica)
-		return
+		r = ReasonNoReplica
 	}
 	db.Statement.ConnPool = n.conn(db.PrepareStmt, true)
 	p.route(ctx, n.name, r)
 }
 
-// pick asks the current picker for an eligible replica other than skip.
-func (p *Plugin) pick(ctx context.Context, skip *node) *node {
+// toFreshReplica sends a read to an eligible replica that passes f, or to
+// the primary: a freshness bound is never traded for availability.
+func (p *Plugin) toFreshReplica(db *gorm.DB, f filter) {
+	ctx := db.Statement.Context
+	if n := p.pick(ctx, nil, &f); n != nil {
+		db.Statement.ConnPool = n.conn(db.PrepareStmt, true)
+		p.route(ctx, n.name, ReasonRead)
+		return
+	}
+	p.toPrimary(db, ReasonStale)
+}
+
+// filter narrows the replicas a read may use beyond eligibility.
+type filter struct {
+	bounded bool          // maxLag applies
+	maxLag  time.Duration // the measured lag must be known and at most this
+}
+
+func (f *filter) ok(n *node) bool {
+	if f == nil {
+		return true
+	}
+	if f.bounded {
+		if lag, known := n.lag(); !known || lag > f.maxLag {
+			return false
+		}
+	}
+	return true
+}
+
+// pick asks the current picker for an eligible replica other than skip
+// that passes f (nil: any). When the policy's choices fail f, the first
+// eligible replica that passes it is used.
+func (p *Plugin) pick(ctx context.Context, skip *node, f *filter) *node {
 	snap := p.picker.Load()
 	if snap == nil {
 		return nil
@@ -260,20 +303,45 @@ func (p *Plugin) pick(ctx context.Context, skip *node) *node {
 	for range len(snap.nodes) {
 		i := snap.picker.Pick(ctx)
 		if i < 0 || i >= len(snap.nodes) {
-			return nil
+			break
 		}
-		if n := snap.nodes[i]; n != skip {
+		if n := snap.nodes[i]; n != skip && f.ok(n) {
+			return n
+		}
+	}
+	if f == nil && skip == nil {
+		return nil
+	}
+	for _, n := range snap.nodes {
+		if n != skip && f.ok(n) {
 			return n
 		}
 	}
 	return nil
 }
 
+// fallback returns the replica a read uses when none is eligible, under
+// FallbackLeastLagged: the one with the least known lag. It returns nil
+// otherwise, or when no replica's lag is known (none answers).
+func (p *Plugin) fallback() *node {
+	if p.cfg.Fallback != FallbackLeastLagged {
+		return nil
+	}
+	var best *node
+	var bestLag time.Duration
+	for _, n := range p.nodes {
+		if lag, known := n.lag(); known && (best == nil || lag < bestLag) {
+			best, bestLag = n, lag
+		}
+	}
+	return best
+}
+
 // retryTarget returns where a read that failed to reach replica failed
 // may run again: another eligible replica, or the primary. The returned
 // pool never retries again.
 func (p *Plugin) retryTarget(ctx context.Context, failed *node, prepared bool) gorm.ConnPool {
-	if n := p.pick(ctx, failed); n != nil {
+	if n := p.pick(ctx, failed, nil); n != nil {
 		p.route(ctx, n.name, ReasonRetry)
 		return n.conn(prepared, false)
 	}

@@ -1,6 +1,7 @@
 package rwsplit
 
 import (
+	"github.com/rwsplit/rwsplit/lagcheck"
 	"github.com/rwsplit/rwsplit/policy"
 )
 
@@ -22,9 +23,9 @@ type ReplicaStats struct {
 	Name string
 	// Eligible reports whether reads may go to the replica now.
 	Eligible bool
-	// LastError is the error that last took the replica out of service,
-	// or nil.
-	LastError error
+	// Health is the lag checker's view: state, last lag (time and
+	// position), last probe error, evictions and readmissions.
+	Health lagcheck.Status
 	// Policy statistics: statements in flight, EWMA latency, statements
 	// served and failed (connection errors and timeouts).
 	policy.Snapshot
@@ -41,15 +42,18 @@ func (p *Plugin) Stats() Stats {
 			s.Routes[r] = v
 		}
 	}
-	for _, n := range p.nodes {
+	var health []lagcheck.Status
+	if p.checker != nil {
+		health = p.checker.Status()
+	}
+	for i, n := range p.nodes {
 		if n == nil {
 			continue
 		}
-		rs := ReplicaStats{Name: n.name, Eligible: n.eligible(), Snapshot: n.stats.Snapshot()}
-		if e := n.err.Load(); e != nil {
-			rs.LastError = *e
+		s.Replicas = append(s.Replicas, ReplicaStats{Name: n.name, Eligible: n.eligible(), Snapshot: n.stats.Snapshot()})
+		if i < len(health) {
+			s.Replicas[len(s.Replicas)-1].Health = health[i]
 		}
-		s.Replicas = append(s.Replicas, rs)
 	}
 	return s
 }
