@@ -123,6 +123,18 @@ const (
 	FallbackLeastLagged
 )
 
+func (f Fallback) String() string {
+	switch f {
+	case FallbackPrimary:
+		return "primary"
+	case FallbackFail:
+		return "fail"
+	case FallbackLeastLagged:
+		return "least-lagged"
+	}
+	return fmt.Sprintf("Fallback(%d)", uint8(f))
+}
+
 // Plugin is the rwsplit GORM plugin. Create it with New and install it with
 // db.Use. It is safe for concurrent use.
 type Plugin struct {
@@ -343,6 +355,9 @@ func (p *Plugin) startChecker(db *gorm.DB) error {
 	cfg := p.cfg.Lag
 	user := cfg.OnStateChange
 	cfg.OnStateChange = func(ch lagcheck.Change) {
+		if ch.To == lagcheck.Healthy && ch.Index >= 0 && ch.Index < len(p.nodes) {
+			p.nodes[ch.Index].stats.ResetLatency()
+		}
 		p.rebuild()
 		if user != nil {
 			user(ch)

@@ -100,6 +100,16 @@ func (s *Stats) observe(now, lat int64) {
 	}
 }
 
+// ResetLatency forgets the latency history, so that the next statement to
+// finish sets Latency afresh. The plugin calls it when the health checker
+// returns a replica to service: the failure penalties it collected while
+// it was failing say nothing about the replica that is back, and a
+// latency-driven policy would otherwise keep avoiding it until they decay.
+func (s *Stats) ResetLatency() {
+	s.stamp.Store(0)
+	s.ewma.Store(0)
+}
+
 // InFlight returns the number of statements running on the replica: Start
 // calls not yet matched by Done.
 func (s *Stats) InFlight() int64 { return s.inflight.Load() }

@@ -1,0 +1,502 @@
+package rwsplit_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/rwsplit/rwsplit"
+	"github.com/rwsplit/rwsplit/lagcheck"
+	"github.com/rwsplit/rwsplit/policy"
+)
+
+// The health tests use the settings: MaxLag 500ms, probing every
+// 100ms, each probe bounded by 250ms.
+var healthLag = lagcheck.Config{Interval: 100 * time.Millisecond, Timeout: 250 * time.Millisecond, MaxLag: 500 * time.Millisecond}
+
+// stateLog records the checker's state changes with their times.
+type stateLog struct {
+	mu      sync.Mutex
+	changes []stateChange
+	notify  chan struct{}
+}
+
+type stateChange struct {
+	at      time.Time
+	replica string
+	to      lagcheck.State
+}
+
+func newStateLog() *stateLog { return &stateLog{notify: make(chan struct{}, 1)} }
+
+func (l *stateLog) record(ch lagcheck.Change) {
+	l.mu.Lock()
+	l.changes = append(l.changes, stateChange{time.Now(), ch.Replica, ch.To})
+	l.mu.Unlock()
+	select {
+	case l.notify <- struct{}{}:
+	default:
+	}
+}
+
+// wait returns the time of the first change of replica to state at or
+// after since, waiting up to timeout.
+func (l *stateLog) wait(t *testing.T, replica string, to lagcheck.State, since time.Time, timeout time.Duration) time.Time {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		l.mu.Lock()
+		for _, c := range l.changes {
+			if c.replica == replica && c.to == to && !c.at.Before(since) {
+				l.mu.Unlock()
+				return c.at
+			}
+		}
+		l.mu.Unlock()
+		select {
+		case <-l.notify:
+		case <-time.After(10 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("%s did not become %v within %v of %v; changes: %+v", replica, to, timeout, since.Format("15:04:05.000"), l.changes)
+		}
+	}
+}
+
+func healthConfig(l *stateLog, lag lagcheck.Config) rwsplit.Config {
+	lag.OnStateChange = l.record
+	return rwsplit.Config{Lag: lag}
+}
+
+// counter is a row the primary updates every 10ms; it remembers when each
+// value was superseded (the newer value's commit acknowledged), so a reader
+// can tell how stale a value it read was: a read that started after that
+// and still saw the old value is stale by the difference.
+type counter struct {
+	db         *gorm.DB
+	mu         sync.Mutex
+	superseded []time.Time // superseded[v]: when the UPDATE to v+1 had committed
+	stop       chan struct{}
+	done       chan struct{}
+}
+
+type rtCounter struct {
+	ID int
+	V  int64
+}
+
+func startCounter(t *testing.T, c *cluster, wait func(testing.TB, time.Duration)) *counter {
+	t.Helper()
+	noErr(t, c.DB.Migrator().DropTable(&rtCounter{}))
+	noErr(t, c.DB.AutoMigrate(&rtCounter{}))
+	noErr(t, c.DB.Create(&rtCounter{ID: 1, V: 0}).Error)
+	wait(t, 10*time.Second)
+	k := &counter{db: c.DB, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(k.done)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for v := int64(1); ; v++ {
+			select {
+			case <-k.stop:
+				return
+			case <-tick.C:
+			}
+			if err := k.db.Model(&rtCounter{ID: 1}).Update("v", v).Error; err != nil {
+				t.Errorf("counter update: %v", err)
+				return
+			}
+			k.mu.Lock()
+			k.superseded = append(k.superseded, time.Now())
+			k.mu.Unlock()
+		}
+	}()
+	t.Cleanup(k.close)
+	return k
+}
+
+func (k *counter) close() {
+	select {
+	case <-k.stop:
+	default:
+		close(k.stop)
+	}
+	<-k.done
+}
+
+// staleness is how long before at the value v had been superseded (0 if
+// it was current).
+func (k *counter) staleness(v int64, at time.Time) time.Duration {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if v >= int64(len(k.superseded)) || k.superseded[v].After(at) {
+		return 0
+	}
+	return at.Sub(k.superseded[v])
+}
+
+// read is one counter read as a reader saw it.
+type read struct {
+	start, end time.Time
+	node       string
+	stale      time.Duration
+	err        error
+}
+
+// readers runs n goroutines reading the counter until stop, each read
+// bounded by timeout (0: none), and returns every read.
+func readers(c *cluster, k *counter, n int, timeout time.Duration, stop <-chan struct{}) func() []read {
+	var (
+		mu  sync.Mutex
+		all []read
+		wg  sync.WaitGroup
+	)
+	for range n {
+		wg.Go(func() {
+			var mine []read
+			for {
+				select {
+				case <-stop:
+					mu.Lock()
+					all = append(all, mine...)
+					mu.Unlock()
+					return
+				default:
+				}
+				ctx, cancel := context.Background(), context.CancelFunc(func() {})
+				if timeout > 0 {
+					ctx, cancel = context.WithTimeout(ctx, timeout)
+				}
+				var node atomic.Value
+				ctx = context.WithValue(ctx, nodeKey{}, &node)
+				r := read{start: time.Now()}
+				var x rtCounter
+				r.err = c.DB.WithContext(ctx).First(&x, 1).Error
+				cancel()
+				r.end = time.Now()
+				if s, ok := node.Load().(string); ok {
+					r.node = s
+				}
+				if r.err == nil {
+					r.stale = k.staleness(x.V, r.start)
+				}
+				mine = append(mine, r)
+			}
+		})
+	}
+	return func() []read { wg.Wait(); return all }
+}
+
+// nodeKey carries, in a read's context, where OnRoute says it ran (the
+// last route wins, so a retried read reports its final node).
+type nodeKey struct{}
+
+func withNodeHook(cfg rwsplit.Config) rwsplit.Config {
+	cfg.OnRoute = func(ctx context.Context, r rwsplit.Route) {
+		if v, ok := ctx.Value(nodeKey{}).(*atomic.Value); ok {
+			v.Store(r.Node)
+		}
+	}
+	return cfg
+}
+
+func summarizeReads(reads []read, from, to time.Time) (n, errs int, maxStale time.Duration, nodes map[string]int) {
+	nodes = map[string]int{}
+	for _, r := range reads {
+		if r.start.Before(from) || !r.start.Before(to) {
+			continue
+		}
+		n++
+		if r.err != nil {
+			errs++
+			continue
+		}
+		nodes[r.node]++
+		maxStale = max(maxStale, r.stale)
+	}
+	return
+}
+
+// TestPauseReplay: replica1 stops replaying WAL. It is evicted within
+// 2 x Interval + probe time of its lag passing MaxLag; afterwards no read
+// returns data older than MaxLag; after resume it is readmitted within
+// (ReadmitAfter + 1) x Interval.
+func TestPauseReplay(t *testing.T) {
+	log := newStateLog()
+	c, pg := pgCluster(t, clusterOpts{config: withNodeHook(healthConfig(log, healthLag))})
+	k := startCounter(t, c, pg.WaitCaughtUp)
+	stop := make(chan struct{})
+	collect := readers(c, k, 4, 0, stop)
+
+	time.Sleep(300 * time.Millisecond)
+	paused := time.Now()
+	pg.Replicas[0].PauseReplay(t)
+	evicted := log.wait(t, "replica1", lagcheck.Evicted, paused, 5*time.Second)
+	time.Sleep(1500 * time.Millisecond)
+	resumed := time.Now()
+	pg.Replicas[0].ResumeReplay(t)
+	healthy := log.wait(t, "replica1", lagcheck.Healthy, resumed, 5*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	reads := collect()
+
+	lag := healthLag
+	evictBound := lag.MaxLag + 2*lag.Interval + lag.Timeout
+	readmitBound := time.Duration(3+1)*lag.Interval + 50*time.Millisecond // M = 3, plus scheduling slack
+	n, errs, maxStale, nodes := summarizeReads(reads, evicted, resumed)
+	t.Logf("evicted %v after pause (%v after lag passed MaxLag; bound %v); readmitted %v after resume (bound %v)",
+		evicted.Sub(paused).Round(time.Millisecond), (evicted.Sub(paused) - lag.MaxLag).Round(time.Millisecond), evictBound,
+		healthy.Sub(resumed).Round(time.Millisecond), readmitBound)
+	t.Logf("while evicted: %d reads, %d errors, max staleness %v, by node %v", n, errs, maxStale, nodes)
+	nAll, _, maxAll, _ := summarizeReads(reads, time.Time{}, time.Now())
+	t.Logf("whole run: %d reads, max staleness %v", nAll, maxAll)
+
+	if d := evicted.Sub(paused); d > evictBound {
+		t.Errorf("evicted %v after the pause, want <= MaxLag + 2 x Interval + Timeout = %v", d, evictBound)
+	}
+	if d := healthy.Sub(resumed); d > readmitBound {
+		t.Errorf("readmitted %v after resume, want <= %v", d, readmitBound)
+	}
+	if errs > 0 || n < 50 {
+		t.Errorf("while evicted: %d reads, %d errors; want many reads and no error", n, errs)
+	}
+	if nodes["replica1"] > 0 {
+		t.Errorf("evicted replica1 served %d reads", nodes["replica1"])
+	}
+	if maxStale > lag.MaxLag {
+		t.Errorf("a read after eviction returned data %v stale, want <= MaxLag %v", maxStale, lag.MaxLag)
+	}
+	if nodes["replica2"] == 0 {
+		t.Errorf("replica2 served no read while replica1 was out: %v", nodes)
+	}
+}
+
+// TestCrashReplica: replica2 is killed (immediate shutdown) under load and
+// restarted. No error reaches a caller; it is out in under 1s and back soon
+// after it is reachable.
+func TestCrashReplica(t *testing.T) {
+	log := newStateLog()
+	lag := healthLag
+	lag.ReadmitAfter = 2
+	cfg := healthConfig(log, lag)
+	// Round robin, so that the readmitted replica's share shows at once
+	// (P2C sends it reads as its latency measurements allow).
+	cfg.Policy = policy.RoundRobin()
+	c, pg := pgCluster(t, clusterOpts{config: withNodeHook(cfg)})
+	k := startCounter(t, c, pg.WaitCaughtUp)
+	stop := make(chan struct{})
+	collect := readers(c, k, 4, 0, stop)
+
+	time.Sleep(300 * time.Millisecond)
+	crashed := time.Now()
+	pg.Replicas[1].Crash(t)
+	evicted := log.wait(t, "replica2", lagcheck.Evicted, crashed, 5*time.Second)
+	time.Sleep(time.Second)
+	pg.Replicas[1].Start(t)
+	reachable := time.Now()
+	healthy := log.wait(t, "replica2", lagcheck.Healthy, reachable, 5*time.Second)
+	time.Sleep(500 * time.Millisecond)
+	close(stop)
+	reads := collect()
+
+	n, errs, _, nodes := summarizeReads(reads, time.Time{}, time.Now())
+	nOut, _, _, nodesOut := summarizeReads(reads, evicted, reachable)
+	nBack, _, _, nodesBack := summarizeReads(reads, healthy.Add(100*time.Millisecond), time.Now())
+	t.Logf("crash: evicted %v after kill; back %v after it was reachable (ReadmitAfter %d, Interval %v)",
+		evicted.Sub(crashed).Round(time.Millisecond), healthy.Sub(reachable).Round(time.Millisecond), lag.ReadmitAfter, lag.Interval)
+	t.Logf("%d reads, %d errors, by node %v; while out %d %v; after readmission %d %v", n, errs, nodes, nOut, nodesOut, nBack, nodesBack)
+	for _, ch := range log.changes {
+		t.Logf("  %s %s -> %v", ch.at.Sub(crashed).Round(time.Millisecond), ch.replica, ch.to)
+	}
+	t.Logf("replica2 stats: %+v", c.Plugin.Stats().Replicas[1])
+	retries := c.Plugin.Stats().Routes[rwsplit.ReasonRetry]
+	t.Logf("reads retried on another node: %d", retries)
+
+	if errs > 0 {
+		for _, r := range reads {
+			if r.err != nil {
+				t.Errorf("a read failed: %v", r.err)
+				break
+			}
+		}
+		t.Errorf("%d of %d reads failed, want 0", errs, n)
+	}
+	if d := evicted.Sub(crashed); d >= time.Second {
+		t.Errorf("evicted %v after the crash, want < 1s", d)
+	}
+	if d, bound := healthy.Sub(reachable), 2*lag.Interval+50*time.Millisecond; d > bound {
+		t.Errorf("back %v after reachable, want <= 2 intervals (+50ms slack) = %v", d, bound)
+	}
+	if nodesOut["replica2"] > 0 {
+		t.Errorf("replica2 served %d reads while evicted", nodesOut["replica2"])
+	}
+	if nodesBack["replica2"] == 0 {
+		t.Errorf("replica2 served no read after readmission: %v", nodesBack)
+	}
+}
+
+// TestFreezeReplica: replica2's process is stopped (SIGSTOP): connections
+// hang instead of failing. With a 500ms timeout per read, under 1% of reads
+// time out and throughput stays above half of healthy.
+func TestFreezeReplica(t *testing.T) {
+	log := newStateLog()
+	c, pg := pgCluster(t, clusterOpts{config: withNodeHook(healthConfig(log, healthLag))})
+	k := startCounter(t, c, pg.WaitCaughtUp)
+	stop := make(chan struct{})
+	collect := readers(c, k, 8, 500*time.Millisecond, stop)
+
+	start := time.Now()
+	time.Sleep(1500 * time.Millisecond)
+	frozen := time.Now()
+	pg.Replicas[1].Freeze(t)
+	evicted := log.wait(t, "replica2", lagcheck.Evicted, frozen, 5*time.Second)
+	time.Sleep(2500 * time.Millisecond)
+	end := time.Now()
+	pg.Replicas[1].Thaw(t)
+	close(stop)
+	reads := collect()
+
+	nHealthy, _, _, _ := summarizeReads(reads, start.Add(500*time.Millisecond), frozen)
+	nFrozen, errs, _, nodes := summarizeReads(reads, frozen, end)
+	healthyRate := float64(nHealthy) / frozen.Sub(start.Add(500*time.Millisecond)).Seconds()
+	frozenRate := float64(nFrozen) / end.Sub(frozen).Seconds()
+	t.Logf("freeze: evicted %v after SIGSTOP; healthy %.0f reads/s, frozen %.0f reads/s (%.0f%%); %d of %d reads failed (%.2f%%); by node %v",
+		evicted.Sub(frozen).Round(time.Millisecond), healthyRate, frozenRate, 100*frozenRate/healthyRate, errs, nFrozen, 100*float64(errs)/float64(nFrozen), nodes)
+	for _, r := range reads {
+		if r.err != nil && !errors.Is(r.err, context.DeadlineExceeded) && !lagcheck.IsTimeout(r.err) {
+			t.Errorf("a read failed with %v, not a timeout", r.err)
+			break
+		}
+	}
+	if float64(errs) >= 0.01*float64(nFrozen) {
+		t.Errorf("%d of %d reads timed out, want < 1%%", errs, nFrozen)
+	}
+	if frozenRate < 0.5*healthyRate {
+		t.Errorf("throughput %.0f/s while frozen, want > 50%% of healthy %.0f/s", frozenRate, healthyRate)
+	}
+}
+
+// TestAllReplicasPaused: with every replica lagging, reads are served fresh
+// by the primary (the default fallback), fail with ErrNoReplica
+// (FallbackFail), or go to the least-lagged replica (FallbackLeastLagged).
+func TestAllReplicasPaused(t *testing.T) {
+	for _, fb := range []rwsplit.Fallback{rwsplit.FallbackPrimary, rwsplit.FallbackFail, rwsplit.FallbackLeastLagged} {
+		t.Run(fmt.Sprint(fb), func(t *testing.T) {
+			log := newStateLog()
+			cfg := healthConfig(log, healthLag)
+			cfg.Fallback = fb
+			c, pg := pgCluster(t, clusterOpts{config: withNodeHook(cfg)})
+			k := startCounter(t, c, pg.WaitCaughtUp)
+			now := time.Now()
+			pg.Replicas[0].PauseReplay(t)
+			time.Sleep(300 * time.Millisecond) // replica1 lags more than replica2
+			pg.Replicas[1].PauseReplay(t)
+			log.wait(t, "replica1", lagcheck.Evicted, now, 5*time.Second)
+			log.wait(t, "replica2", lagcheck.Evicted, now, 5*time.Second)
+
+			stop := make(chan struct{})
+			collect := readers(c, k, 2, 0, stop)
+			time.Sleep(500 * time.Millisecond)
+			close(stop)
+			n, errs, maxStale, nodes := summarizeReads(collect(), time.Time{}, time.Now())
+			t.Logf("%v: %d reads, %d errors, max staleness %v, by node %v", fb, n, errs, maxStale, nodes)
+			switch fb {
+			case rwsplit.FallbackPrimary:
+				if errs > 0 || nodes["primary"] != n || maxStale > 0 {
+					t.Errorf("want every read fresh from the primary")
+				}
+			case rwsplit.FallbackFail:
+				if errs != n {
+					t.Errorf("want every read to fail with ErrNoReplica")
+				}
+				var x rtCounter
+				if err := c.DB.First(&x, 1).Error; !errors.Is(err, rwsplit.ErrNoReplica) {
+					t.Errorf("read error %v, want ErrNoReplica", err)
+				}
+			case rwsplit.FallbackLeastLagged:
+				if errs > 0 || nodes["replica2"] != n {
+					t.Errorf("want every read on replica2, the least lagged")
+				}
+			}
+		})
+	}
+}
+
+// TestMaxStaleness: a read with MaxStaleness(d) runs on a replica whose
+// measured lag is at most d, else on the primary.
+func TestMaxStaleness(t *testing.T) {
+	log := newStateLog()
+	lag := healthLag
+	lag.MaxLag = time.Minute // keep the paused replica eligible
+	c, pg := pgCluster(t, clusterOpts{config: withNodeHook(healthConfig(log, lag))})
+	k := startCounter(t, c, pg.WaitCaughtUp)
+	pg.Replicas[0].PauseReplay(t)
+	time.Sleep(600 * time.Millisecond)
+
+	check := func(d time.Duration, want func(node string) bool, desc string) {
+		t.Helper()
+		nodes := map[string]int{}
+		var worst time.Duration
+		for range 60 {
+			var node atomic.Value
+			ctx := context.WithValue(context.Background(), nodeKey{}, &node)
+			start := time.Now()
+			var x rtCounter
+			noErr(t, c.DB.WithContext(ctx).Clauses(rwsplit.MaxStaleness(d)).First(&x, 1).Error)
+			n, _ := node.Load().(string)
+			nodes[n]++
+			worst = max(worst, k.staleness(x.V, start))
+			if !want(n) {
+				t.Fatalf("MaxStaleness(%v) read ran on %s, want %s", d, n, desc)
+			}
+		}
+		t.Logf("MaxStaleness(%v): %v, max staleness %v", d, nodes, worst)
+		if worst > d {
+			t.Errorf("MaxStaleness(%v) returned data %v stale", d, worst)
+		}
+	}
+	check(200*time.Millisecond, func(n string) bool { return n == "replica2" }, "replica2")
+	pg.Replicas[1].PauseReplay(t)
+	time.Sleep(600 * time.Millisecond)
+	check(200*time.Millisecond, func(n string) bool { return n == "primary" }, "the primary")
+	check(time.Hour, isReplica, "a replica")
+}
+
+// TestMariaDBSQLThread: stopping a MariaDB replica's SQL thread (NULL
+// Seconds_Behind_Master) evicts it; starting it again readmits it.
+func TestMariaDBSQLThread(t *testing.T) {
+	log := newStateLog()
+	c, my := mariaCluster(t, clusterOpts{config: withNodeHook(healthConfig(log, healthLag))})
+	k := startCounter(t, c, my.WaitCaughtUp)
+	stop := make(chan struct{})
+	collect := readers(c, k, 2, 0, stop)
+	time.Sleep(300 * time.Millisecond)
+	stopped := time.Now()
+	my.Replicas[0].StopSQLThread(t)
+	evicted := log.wait(t, "replica1", lagcheck.Evicted, stopped, 5*time.Second)
+	time.Sleep(time.Second)
+	started := time.Now()
+	my.Replicas[0].StartSQLThread(t)
+	healthy := log.wait(t, "replica1", lagcheck.Healthy, started, 5*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	reads := collect()
+	nOut, errs, maxStale, nodesOut := summarizeReads(reads, evicted, started)
+	t.Logf("SQL thread stopped: evicted %v after; readmitted %v after start; while out %d reads, %d errors, max staleness %v, %v",
+		evicted.Sub(stopped).Round(time.Millisecond), healthy.Sub(started).Round(time.Millisecond), nOut, errs, maxStale, nodesOut)
+	if nodesOut["replica1"] > 0 || errs > 0 {
+		t.Errorf("while evicted replica1 served %d reads and %d failed", nodesOut["replica1"], errs)
+	}
+	if maxStale > healthLag.MaxLag {
+		t.Errorf("max staleness %v > MaxLag", maxStale)
+	}
+	if s := c.Plugin.Stats().Replicas[0].Health; s.Evictions == 0 {
+		t.Errorf("Stats shows no eviction: %+v", s)
+	}
+}
