@@ -248,7 +248,7 @@ func TestPauseReplay(t *testing.T) {
 
 	lag := healthLag
 	evictBound := lag.MaxLag + 2*lag.Interval + lag.Timeout
-	readmitBound := time.Duration(3+1)*lag.Interval + 50*time.Millisecond // M = 3, plus scheduling slack
+	readmitBound := time.Duration(3+1)*lag.Interval + lag.Timeout // M = 3; a round may take up to Timeout
 	n, errs, maxStale, nodes := summarizeReads(reads, evicted, resumed)
 	t.Logf("evicted %v after pause (%v after lag passed MaxLag; bound %v); readmitted %v after resume (bound %v)",
 		evicted.Sub(paused).Round(time.Millisecond), (evicted.Sub(paused) - lag.MaxLag).Round(time.Millisecond), evictBound,
@@ -330,8 +330,10 @@ func TestCrashReplica(t *testing.T) {
 	if d := evicted.Sub(crashed); d >= time.Second {
 		t.Errorf("evicted %v after the crash, want < 1s", d)
 	}
-	if d, bound := healthy.Sub(reachable), 2*lag.Interval+50*time.Millisecond; d > bound {
-		t.Errorf("back %v after reachable, want <= 2 intervals (+50ms slack) = %v", d, bound)
+	// Two good readings, an Interval apart; the round that takes the
+	// second may itself take up to Timeout on a loaded machine.
+	if d, bound := healthy.Sub(reachable), 2*lag.Interval+lag.Timeout; d > bound {
+		t.Errorf("back %v after reachable, want <= 2 x Interval + Timeout = %v", d, bound)
 	}
 	if nodesOut["replica2"] > 0 {
 		t.Errorf("replica2 served %d reads while evicted", nodesOut["replica2"])

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gorm.io/gorm"
@@ -22,10 +23,11 @@ type node struct {
 	weight int
 	stats  policy.Stats
 
-	sqlDB   *sql.DB              // the replica pool, opened by dbresolver
-	store   *gorm.PreparedStmtDB // dbresolver's prepared-statement store for it
-	views   [2][2]*nodeConn      // [prepared][retry]
-	openErr error                // why the driver could not reach it at start-up
+	sqlDB   *sql.DB                  // the replica pool, opened by dbresolver
+	views   [2]*nodeConn             // unprepared views, [retry]
+	prep    atomic.Pointer[prepared] // dbresolver's statement store and views over it
+	prepMu  sync.Mutex
+	openErr error // why the driver could not reach it at start-up
 }
 
 func newNode(p *Plugin, idx int, r Replica) *node {
@@ -41,24 +43,48 @@ func (n *node) opened(db *sql.DB) {
 	n.sqlDB = db
 }
 
-// setStore records the prepared-statement store and builds the four
-// ConnPool views routing chooses from, so routing allocates nothing.
-func (n *node) setStore(store *gorm.PreparedStmtDB) {
-	n.store = store
-	for prepared := range 2 {
-		for retry := range 2 {
-			var inner gorm.ConnPool = n.sqlDB
-			if prepared == 1 {
-				inner = store
-			}
-			n.views[prepared][retry] = &nodeConn{n: n, inner: inner, prepared: prepared == 1, retry: retry == 1}
-		}
+// initViews builds the unprepared ConnPool views routing chooses from, so
+// routing allocates nothing.
+func (n *node) initViews() {
+	for retry := range 2 {
+		n.views[retry] = &nodeConn{n: n, inner: n.sqlDB, retry: retry == 1}
 	}
 }
 
 // conn returns the ConnPool view for a statement.
 func (n *node) conn(prepared, retry bool) *nodeConn {
-	return n.views[b2i(prepared)][b2i(retry)]
+	if !prepared {
+		return n.views[b2i(retry)]
+	}
+	return n.preparedViews().views[b2i(retry)]
+}
+
+// preparedViews returns the replica's prepared-statement store and the views
+// over it, made on first use.
+func (n *node) preparedViews() *prepared {
+	if pv := n.prep.Load(); pv != nil {
+		return pv
+	}
+	n.prepMu.Lock()
+	defer n.prepMu.Unlock()
+	if pv := n.prep.Load(); pv != nil {
+		return pv
+	}
+	pv := &prepared{store: n.p.replicaStore(n)}
+	for retry := range 2 {
+		pv.views[retry] = &nodeConn{n: n, inner: pv.store, prepared: true, retry: retry == 1}
+	}
+	n.prep.Store(pv)
+	return pv
+}
+
+// store returns the replica's prepared-statement store.
+func (n *node) store() *gorm.PreparedStmtDB { return n.preparedViews().store }
+
+// prepared is a replica's prepared-statement store with its views.
+type prepared struct {
+	store *gorm.PreparedStmtDB
+	views [2]*nodeConn // [retry]
 }
 
 func b2i(b bool) int {
@@ -192,9 +218,10 @@ func (c *nodeConn) again(ctx context.Context, err error, query string) gorm.Conn
 		// type. pgx has dropped the cached statement on that connection;
 		// with PrepareStmt the store still has it, so drop it there too.
 		if c.prepared {
-			c.n.store.Mux.Lock()
-			c.n.store.Stmts.Delete(query)
-			c.n.store.Mux.Unlock()
+			st := c.n.store()
+			st.Mux.Lock()
+			st.Stmts.Delete(query)
+			st.Mux.Unlock()
 		}
 		return cachedPlanRetry{c: c, left: c.n.sqlDB.Stats().OpenConnections + 1}
 	}
@@ -285,7 +312,7 @@ var _ gorm.Tx = (*nodeTx)(nil)
 // prepared returns this transaction paired with the replica's
 // prepared-statement store, made once per transaction.
 func (t *nodeTx) prepared() *gorm.PreparedStmtTX {
-	t.prepOnce.Do(func() { t.prep = &gorm.PreparedStmtTX{Tx: t, PreparedStmtDB: t.n.store} })
+	t.prepOnce.Do(func() { t.prep = &gorm.PreparedStmtTX{Tx: t, PreparedStmtDB: t.n.store()} })
 	return t.prep
 }
 

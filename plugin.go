@@ -158,6 +158,10 @@ type Plugin struct {
 	picker      atomic.Pointer[pickerSnapshot]
 	checker     *lagcheck.Checker
 	counts      [numReasons]atomic.Uint64
+
+	storeMu    sync.Mutex     // serializes replicaStore
+	storePick  atomic.Int32   // the replica dbresolver's policy returns
+	dbrResolve func(*gorm.DB) // dbresolver's read resolution
 }
 
 // pickerSnapshot is an immutable pairing of a Picker with the nodes it
@@ -304,11 +308,10 @@ func (p *Plugin) openReplicas(db *gorm.DB) error {
 		dialectors[i] = &replicaDialector{Dialector: d, node: n}
 	}
 
-	var pick atomic.Int32 // which replica the resolver's policy returns, see replicaStores
 	p.resolver = dbresolver.Register(dbresolver.Config{
 		Replicas: dialectors,
 		Policy: dbresolver.PolicyFunc(func(pools []gorm.ConnPool) gorm.ConnPool {
-			return pools[int(pick.Load())%len(pools)]
+			return pools[int(p.storePick.Load())%len(pools)]
 		}),
 	})
 	if err := p.resolver.Initialize(db); err != nil {
@@ -318,34 +321,37 @@ func (p *Plugin) openReplicas(db *gorm.DB) error {
 		if n.sqlDB == nil {
 			return fmt.Errorf("rwsplit: replica %q: dialector did not open a *sql.DB", n.name)
 		}
+		n.initViews()
 	}
-	p.replicaStores(db, &pick)
+	// Keep dbresolver's read resolution, which rwsplit's callback is about
+	// to replace, to ask it for prepared-statement stores (replicaStore).
+	p.dbrResolve = db.Callback().Query().Get("gorm:db_resolver")
 	return nil
 }
 
-// replicaStores asks dbresolver for the prepared-statement store it keeps for
-// each replica, by running its read resolution once per replica with a policy
-// that returns that replica. dbresolver owns the stores; rwsplit keeps one
-// ready-made *gorm.PreparedStmtDB per replica so that routing a prepared
-// read allocates nothing. If dbresolver ever stops handing out its store,
-// rwsplit makes its own.
-func (p *Plugin) replicaStores(db *gorm.DB, pick *atomic.Int32) {
-	resolve := db.Callback().Query().Get("gorm:db_resolver")
-	cfg := *db.Config
+// replicaStore asks dbresolver for the prepared-statement store it keeps
+// for replica n, by running its read resolution with a policy that returns
+// that replica. dbresolver owns the stores. It runs once per replica, on
+// the first prepared statement routed there: a store starts a goroutine
+// that GORM never stops (gorm.io/gorm/internal/lru), so none is made for
+// an application that does not prepare statements. If dbresolver ever
+// stops handing out its store, rwsplit makes its own.
+func (p *Plugin) replicaStore(n *node) *gorm.PreparedStmtDB {
+	p.storeMu.Lock()
+	defer p.storeMu.Unlock()
+	cfg := *p.db.Config
 	cfg.PrepareStmt = true
-	for i, n := range p.nodes {
-		pick.Store(int32(i))
-		probe := &gorm.DB{Config: &cfg}
-		probe.Statement = &gorm.Statement{DB: probe, ConnPool: db.ConnPool, Context: context.Background(), Clauses: map[string]clause.Clause{}}
-		if resolve != nil {
-			resolve(probe)
-		}
-		store, ok := probe.Statement.ConnPool.(*gorm.PreparedStmtDB)
-		if !ok || store.ConnPool != gorm.ConnPool(n.sqlDB) {
-			store = gorm.NewPreparedStmtDB(n.sqlDB, db.PrepareStmtMaxSize, db.PrepareStmtTTL)
-		}
-		n.setStore(store)
+	p.storePick.Store(int32(n.idx))
+	probe := &gorm.DB{Config: &cfg}
+	probe.Statement = &gorm.Statement{DB: probe, ConnPool: p.primaryPool, Context: context.Background(), Clauses: map[string]clause.Clause{}}
+	if p.dbrResolve != nil {
+		p.dbrResolve(probe)
 	}
+	store, ok := probe.Statement.ConnPool.(*gorm.PreparedStmtDB)
+	if !ok || store.ConnPool != gorm.ConnPool(n.sqlDB) {
+		store = gorm.NewPreparedStmtDB(n.sqlDB, p.db.PrepareStmtMaxSize, p.db.PrepareStmtTTL)
+	}
+	return store
 }
 
 // startChecker creates the lag checker over the replica pools and runs its

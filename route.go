@@ -138,9 +138,19 @@ func (p *Plugin) decide(db *gorm.DB, k kind) {
 		p.toPrimary(db, ReasonWrite)
 		return
 	}
+	// Everything a Migrator runs, reads included: schema reads must see
+	// schema writes.
+	if rc := routeCtxOf(ctx); rc != nil && rc.primary {
+		p.toPrimary(db, ReasonMigrator)
+		return
+	}
 	if k == kindRaw || stmt.SQL.Len() > 0 {
-		if c, _ := sqlclass.Classify(stmt.SQL.String(), p.funcs); c != sqlclass.Read {
-			p.toPrimary(db, ReasonRawWrite)
+		if c, why := sqlclass.Classify(stmt.SQL.String(), p.funcs); c != sqlclass.Read {
+			if why == sqlclass.ReasonLocking {
+				p.toPrimary(db, ReasonLocking)
+			} else {
+				p.toPrimary(db, ReasonRawWrite)
+			}
 			return
 		}
 	}
@@ -149,7 +159,7 @@ func (p *Plugin) decide(db *gorm.DB, k kind) {
 		return
 	}
 
-	// Reads: explicit clauses first, then the Migrator, then the policy.
+	// Reads: explicit clauses first, then the policy.
 	if c, ok := stmt.Clauses[directiveKey]; ok {
 		switch d := c.Expression.(type) {
 		case primaryClause:
@@ -170,10 +180,6 @@ func (p *Plugin) decide(db *gorm.DB, k kind) {
 			return
 		}
 	}
-	if rc := routeCtxOf(ctx); rc != nil && rc.primary {
-		p.toPrimary(db, ReasonMigrator)
-		return
-	}
 	p.toReplica(db, ReasonRead)
 }
 
@@ -191,7 +197,7 @@ func (p *Plugin) pinned(db *gorm.DB, k kind) bool {
 			// A read-only transaction begun through a prepared session of
 			// the primary got the primary's statement store; give it the
 			// replica's, whose statements belong to that replica.
-			if c.PreparedStmtDB != t.n.store {
+			if c.PreparedStmtDB != t.n.store() {
 				stmt.ConnPool = t.prepared()
 			}
 			p.inReplicaTx(db, t, k)

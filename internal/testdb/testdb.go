@@ -446,3 +446,28 @@ func LeakIgnores() []goleak.Option {
 		goleak.IgnoreAnyFunction("github.com/rwsplit/rwsplit/internal/testdb.spawn.func1"),
 	}
 }
+
+// CheckPostgres reports whether the PostgreSQL server binaries are
+// installed: nil, or an error wrapping ErrMissingBinaries that names the
+// package to install. Code that cannot skip a single test with a
+// testing.TB (runnable examples) uses it to decide up front.
+func CheckPostgres() error {
+	_, err := findPGBins()
+	return err
+}
+
+// CheckMariaDB is CheckPostgres for the MariaDB server binaries.
+func CheckMariaDB() error {
+	_, err := findMariaBins()
+	return err
+}
+
+// CheckRedis is CheckPostgres for redis-server.
+func CheckRedis() error {
+	_, err := findRedisBin()
+	return err
+}
+
+// Required reports whether RWSPLIT_REQUIRE_DB=1: missing server binaries
+// then fail tests instead of skipping them.
+func Required() bool { return os.Getenv(envRequire) == "1" }
