@@ -417,7 +417,12 @@ func (c *primaryConn) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.Co
 	if opts != nil && opts.ReadOnly {
 		return c.p.beginReadOnly(ctx, opts, false, nil)
 	}
-	return c.p.beginPrimary(ctx, c.inner, opts)
+	pool, err := c.p.beginPrimary(ctx, c.inner, opts)
+	if tx, ok := pool.(*sql.Tx); ok && err == nil && c.p.sticky != nil {
+		// Hold the transaction's writes until it commits (stickiness).
+		return &primaryTx{Tx: tx, p: c.p, db: sqlDBOf(c.inner)}, nil
+	}
+	return pool, err
 }
 
 func (p *Plugin) beginPrimary(ctx context.Context, pool gorm.ConnPool, opts *sql.TxOptions) (gorm.ConnPool, error) {

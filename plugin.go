@@ -32,6 +32,7 @@ import (
 	"github.com/rwsplit/rwsplit/internal/sqlclass"
 	"github.com/rwsplit/rwsplit/lagcheck"
 	"github.com/rwsplit/rwsplit/policy"
+	"github.com/rwsplit/rwsplit/stickiness"
 )
 
 // Config configures a Plugin. It is a plain struct; every zero value means
@@ -76,6 +77,14 @@ type Config struct {
 	// MariaDB are known. For another database set Lag.Probe or
 	// Lag.Heartbeat, or db.Use fails.
 	Lag lagcheck.Config
+
+	// Stickiness configures read-your-own-writes: after a user writes
+	// (see WithUser), that user's reads go only to replicas that have
+	// replayed the write (stickiness.ModeCausal, the default), or to the
+	// primary for a fixed window (stickiness.ModeWindow). Statements with
+	// no user are not affected, unless Stickiness.Tables is set. The zero
+	// value is ready to use: see stickiness.Config.
+	Stickiness stickiness.Config
 
 	// StartupTimeout bounds the first health and lag check of the
 	// replicas in Initialize. A replica that does not answer in time starts
@@ -157,6 +166,7 @@ type Plugin struct {
 	anyReplica  [2]*anyReplica // [prepared]
 	picker      atomic.Pointer[pickerSnapshot]
 	checker     *lagcheck.Checker
+	sticky      *sticky
 	counts      [numReasons]atomic.Uint64
 
 	storeMu    sync.Mutex     // serializes replicaStore
@@ -218,6 +228,9 @@ func (p *Plugin) applyDefaults() error {
 	}
 	if err := c.Lag.Validate(); err != nil {
 		return fmt.Errorf("%w: Lag: %w", ErrConfig, err)
+	}
+	if _, err := c.Stickiness.WithDefaults(); err != nil {
+		return fmt.Errorf("%w: Stickiness: %w", ErrConfig, err)
 	}
 	funcs, err := sqlclass.NewFunctions(c.PrimaryFunctions...)
 	if err != nil {
@@ -283,6 +296,9 @@ func (p *Plugin) Initialize(db *gorm.DB) (err error) {
 	p.wrapPrimary(db)
 	if err := p.startChecker(db); err != nil {
 		return err
+	}
+	if err := p.initSticky(); err != nil {
+		return fmt.Errorf("%w: Stickiness: %w", ErrConfig, err)
 	}
 	p.rebuild()
 	if err := p.registerCallbacks(db); err != nil {
@@ -438,6 +454,9 @@ func (p *Plugin) closeLocked() error {
 		// The checker's callback takes pickMu, never mu: waiting for it
 		// here cannot deadlock.
 		errs = append(errs, p.checker.Close())
+	}
+	if p.sticky != nil {
+		errs = append(errs, p.sticky.close())
 	}
 	for _, n := range p.nodes {
 		if n != nil && n.sqlDB != nil {

@@ -153,6 +153,7 @@ func TestReplicaDownAtStartup(t *testing.T) {
 		pg.Replicas[0].Crash(t)
 		db, err := gorm.Open(postgres.Open(pg.Primary.DSN()), &gorm.Config{})
 		noErr(t, err)
+		closePrimary(t, db)
 		p := rwsplit.New(rwsplit.Config{Replicas: []rwsplit.Replica{
 			{Name: "replica1", Dialector: postgres.Open(pg.Replicas[0].DSN())},
 			{Name: "replica2", Dialector: postgres.Open(pg.Replicas[1].DSN())},
@@ -175,6 +176,7 @@ func TestReplicaDownAtStartup(t *testing.T) {
 		my.Replicas[0].Crash(t)
 		db, err := gorm.Open(mysql.Open(my.Primary.DSN()), &gorm.Config{})
 		noErr(t, err)
+		closePrimary(t, db)
 		p := rwsplit.New(rwsplit.Config{Replicas: []rwsplit.Replica{
 			{Name: "replica1", Dialector: mysql.Open(my.Replicas[0].DSN())},
 			{Name: "replica2", Dialector: mysql.Open(my.Replicas[1].DSN())},
@@ -242,4 +244,13 @@ func checkOnlyReplica2(t *testing.T, c *cluster) {
 			t.Fatalf("reads ran on %v, want replica2 only", nodes)
 		}
 	}
+}
+
+// closePrimary closes db's own pool when the test ends.
+func closePrimary(t testing.TB, db *gorm.DB) {
+	t.Cleanup(func() {
+		if sqlDB, err := db.DB(); err == nil {
+			sqlDB.Close()
+		}
+	})
 }

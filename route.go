@@ -9,6 +9,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/rwsplit/rwsplit/internal/sqlclass"
+	"github.com/rwsplit/rwsplit/lagcheck"
 )
 
 // Reason says why a statement went to the node it went to.
@@ -45,6 +46,13 @@ const (
 	// ReasonStale: a read with a freshness bound (MaxStaleness) that no
 	// eligible replica met, sent to the primary.
 	ReasonStale
+	// ReasonSticky: a read by a user who wrote recently (or of a table
+	// written recently, in table mode), sent to the primary because no
+	// eligible replica had replayed the write (see Config.Stickiness).
+	ReasonSticky
+	// ReasonCausal: a read by a sticky user served by a replica that had
+	// replayed the user's last write.
+	ReasonCausal
 	numReasons
 )
 
@@ -61,6 +69,8 @@ var reasonNames = [numReasons]string{
 	ReasonNoReplica:     "no-replica",
 	ReasonRetry:         "retry",
 	ReasonStale:         "stale",
+	ReasonSticky:        "sticky",
+	ReasonCausal:        "causal",
 }
 
 func (r Reason) String() string {
@@ -111,6 +121,19 @@ func (p *Plugin) registerCallbacks(db *gorm.DB) error {
 		// entry of a duplicated name sorts last, which would be
 		// dbresolver's.
 		if err := r.proc.Replace("gorm:db_resolver", r.fn); err != nil {
+			return err
+		}
+	}
+	// Stickiness marks a writer after the write commits: after GORM's
+	// own transaction (if any) in the write chains, after the statement
+	// in the raw chain.
+	for _, err := range []error{
+		cb.Create().After("gorm:commit_or_rollback_transaction").Register("rwsplit:sticky", p.afterWrite),
+		cb.Update().After("gorm:commit_or_rollback_transaction").Register("rwsplit:sticky", p.afterWrite),
+		cb.Delete().After("gorm:commit_or_rollback_transaction").Register("rwsplit:sticky", p.afterWrite),
+		cb.Raw().After("gorm:raw").Register("rwsplit:sticky", p.afterWrite),
+	} {
+		if err != nil {
 			return err
 		}
 	}
@@ -176,9 +199,20 @@ func (p *Plugin) decide(db *gorm.DB, k kind) {
 			p.toReplica(db, ReasonForcedReplica)
 			return
 		case maxStaleness:
-			p.toFreshReplica(db, filter{maxLag: time.Duration(d), bounded: true})
+			f := filter{maxLag: time.Duration(d), bounded: true}
+			if !p.stickyRoute(db, &f) {
+				p.toFreshReplica(db, f)
+			}
 			return
 		}
+	}
+	var f filter
+	if p.stickyRoute(db, &f) {
+		return
+	}
+	if f.causal {
+		p.toFreshReplica(db, f)
+		return
 	}
 	p.toReplica(db, ReasonRead)
 }
@@ -274,7 +308,15 @@ func (p *Plugin) toFreshReplica(db *gorm.DB, f filter) {
 	ctx := db.Statement.Context
 	if n := p.pick(ctx, nil, &f); n != nil {
 		db.Statement.ConnPool = n.conn(db.PrepareStmt, true)
-		p.route(ctx, n.name, ReasonRead)
+		r := ReasonRead
+		if f.causal {
+			r = ReasonCausal
+		}
+		p.route(ctx, n.name, r)
+		return
+	}
+	if f.causal {
+		p.toPrimary(db, ReasonSticky)
 		return
 	}
 	p.toPrimary(db, ReasonStale)
@@ -284,6 +326,8 @@ func (p *Plugin) toFreshReplica(db *gorm.DB, f filter) {
 type filter struct {
 	bounded bool          // maxLag applies
 	maxLag  time.Duration // the measured lag must be known and at most this
+	causal  bool          // pos applies
+	pos     lagcheck.Position
 }
 
 func (f *filter) ok(n *node) bool {
@@ -294,6 +338,9 @@ func (f *filter) ok(n *node) bool {
 		if lag, known := n.lag(); !known || lag > f.maxLag {
 			return false
 		}
+	}
+	if f.causal && !n.p.checker.Covers(n.idx, f.pos) {
+		return false
 	}
 	return true
 }

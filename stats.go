@@ -16,6 +16,8 @@ type Stats struct {
 	// served again after a connection error counts once more under
 	// ReasonRetry.
 	Routes map[Reason]uint64
+	// Sticky counts read-your-own-writes activity.
+	Sticky StickyStats
 }
 
 // ReplicaStats describes one replica.
@@ -41,6 +43,9 @@ func (p *Plugin) Stats() Stats {
 		if v := p.counts[r].Load(); v > 0 {
 			s.Routes[r] = v
 		}
+	}
+	if p.sticky != nil {
+		s.Sticky = p.sticky.stats()
 	}
 	var health []lagcheck.Status
 	if p.checker != nil {

@@ -1,0 +1,329 @@
+package stickiness
+
+import (
+	"context"
+	"hash/maphash"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/rwsplit/rwsplit/lagcheck"
+)
+
+// Defaults of MemoryOptions' zero values.
+const (
+	// DefaultMaxEntries is the default MemoryOptions.MaxEntries.
+	DefaultMaxEntries = 1 << 20
+	// DefaultSweepInterval is the default MemoryOptions.SweepInterval.
+	DefaultSweepInterval = time.Second
+)
+
+// MemoryOptions configures a Memory store. Every zero value means the
+// documented default.
+type MemoryOptions struct {
+	// MaxEntries bounds the number of records kept. When the store is
+	// full, Set makes room by evicting records that expire soonest (see
+	// Memory). Zero or negative means DefaultMaxEntries (1<<20; 1M
+	// records with PostgreSQL positions take about 85 MB).
+	MaxEntries int
+
+	// SweepInterval is how often the background sweeper deletes expired
+	// records. Expired records are never returned, whatever the interval;
+	// it only bounds how long they take memory. Zero or negative means
+	// DefaultSweepInterval (1s).
+	SweepInterval time.Duration
+
+	// Now returns the current time. Nil means time.Now. For tests.
+	Now func() time.Time
+}
+
+// Memory is a Store in the process's memory, for an application that runs
+// on one server (or whose load balancer pins users to servers). It is safe
+// for concurrent use: records are spread over up to 64 shards, each with
+// its own lock, and Get does not allocate.
+//
+// Memory keys records by a 64-bit hash of the key, seeded at random per
+// store, rather than by the key itself: a record with a PostgreSQL
+// position takes about 85 bytes, where keeping keys like "user-123456"
+// would take 120 or more. A GTID position adds its own size (about 80
+// bytes for one MariaDB domain) unless the previous record of the shard
+// had the same. Two keys whose hashes collide (odds about n²/2⁶⁵ among n
+// keys) share a record, which can only make reads go to the primary more,
+// never less.
+//
+// Memory is bounded by MemoryOptions.MaxEntries. When the shard of a new
+// key is full, Set samples a few of its records and evicts the expired
+// ones, or else the one that expires soonest; Evicted counts the records
+// evicted before they expired, whose users lost their stickiness early.
+// A background goroutine deletes expired records every
+// MemoryOptions.SweepInterval; Close stops it.
+type Memory struct {
+	seed     maphash.Seed
+	shards   []paddedShard
+	shift    uint // a key's shard is hash >> shift
+	perShard int
+	base     time.Time        // entries' times are nanoseconds since base
+	now      func() time.Time // nil: time.Since(base), one clock read
+	evicted  atomic.Uint64
+
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+type shard struct {
+	mu sync.RWMutex
+	m  map[uint64]entry
+	// last is the GTID position the shard stored last, reused by the next
+	// record with an equal position.
+	last *lagcheck.Position
+}
+
+// paddedShard keeps each shard's lock on its own cache lines.
+type paddedShard struct {
+	shard
+	_ [64 - unsafe.Sizeof(shard{})%64]byte
+}
+
+// entry is a Record in 24 bytes: a lagcheck.Position takes 64, and most
+// are PostgreSQL LSNs, which fit in 8.
+type entry struct {
+	until int64  // Record.Until in nanoseconds since Memory.base
+	lsn   uint64 // the LSN when pos is lsnMark
+	// pos is nil for the zero Position, lsnMark for an LSN, else the
+	// (immutable, shared) GTID position.
+	pos *lagcheck.Position
+}
+
+// lsnMark is entry.pos of a PostgreSQL LSN; only its address matters.
+var lsnMark = new(lagcheck.Position)
+
+func (m *Memory) record(e *entry) Record {
+	r := Record{Until: m.base.Add(time.Duration(e.until))}
+	switch e.pos {
+	case nil:
+	case lsnMark:
+		r.Position = lagcheck.LSNPosition(e.lsn)
+	default:
+		r.Position = *e.pos
+	}
+	return r
+}
+
+// encode makes the entry of rec, under s.mu. reuse, if not nil, is a
+// stored position to share if it equals rec's.
+func (m *Memory) encode(s *shard, rec Record, reuse *lagcheck.Position) entry {
+	e := entry{until: m.since(rec.Until)}
+	p := rec.Position
+	switch p.Kind() {
+	case lagcheck.NoPosition:
+	case lagcheck.PostgresLSN:
+		e.lsn, _ = p.LSN()
+		e.pos = lsnMark
+	default:
+		switch {
+		case reuse != nil && reuse != lsnMark && reuse.Equal(p):
+			e.pos = reuse
+		case s.last != nil && s.last.Equal(p):
+			e.pos = s.last
+		default:
+			np := new(lagcheck.Position)
+			*np = p
+			e.pos, s.last = np, np
+		}
+	}
+	return e
+}
+
+// NewMemory returns a Memory store and starts its sweeper. Close it to
+// stop the sweeper.
+func NewMemory(o MemoryOptions) *Memory {
+	if o.MaxEntries <= 0 {
+		o.MaxEntries = DefaultMaxEntries
+	}
+	if o.SweepInterval <= 0 {
+		o.SweepInterval = DefaultSweepInterval
+	}
+	// Up to 64 shards, of at least 64 records each, so that small stores
+	// are bounded exactly.
+	n, bits := 64, uint(6)
+	for n > 1 && o.MaxEntries/n < 64 {
+		n, bits = n/2, bits-1
+	}
+	m := &Memory{
+		seed:     maphash.MakeSeed(),
+		shards:   make([]paddedShard, n),
+		shift:    64 - bits,
+		perShard: o.MaxEntries / n,
+		base:     time.Now(),
+		now:      o.Now,
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	if m.now != nil {
+		m.base = m.now()
+	}
+	for i := range m.shards {
+		m.shards[i].m = make(map[uint64]entry)
+	}
+	go m.sweepLoop(o.SweepInterval)
+	return m
+}
+
+// clock returns the current time in nanoseconds since m.base. Without
+// MemoryOptions.Now, it reads only the monotonic clock, which is twice as
+// fast as time.Now.
+func (m *Memory) clock() int64 {
+	if m.now == nil {
+		return int64(time.Since(m.base))
+	}
+	return m.since(m.now())
+}
+
+// since returns t in nanoseconds since m.base, saturated to ±292 years.
+func (m *Memory) since(t time.Time) int64 { return int64(t.Sub(m.base)) }
+
+func (m *Memory) shard(h uint64) *shard {
+	return &m.shards[h>>m.shift].shard // shift is 64 with one shard: index 0
+}
+
+// Get returns the key's record, and false when it has none or it has
+// expired. It never fails and does not allocate.
+func (m *Memory) Get(ctx context.Context, key string) (Record, bool, error) {
+	h := maphash.String(m.seed, key)
+	s := m.shard(h)
+	s.mu.RLock()
+	e, ok := s.m[h]
+	s.mu.RUnlock()
+	if !ok || e.until <= m.clock() {
+		return Record{}, false, nil
+	}
+	return m.record(&e), true, nil
+}
+
+// Set merges rec into the key's active record (Record.Merge) and keeps the
+// result until its Until. It never fails.
+func (m *Memory) Set(ctx context.Context, key string, rec Record) error {
+	now := m.clock()
+	if m.since(rec.Until) <= now {
+		return nil
+	}
+	h := maphash.String(m.seed, key)
+	s := m.shard(h)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, ok := s.m[h]
+	var reuse *lagcheck.Position
+	switch {
+	case ok && old.until > now:
+		rec = m.record(&old).Merge(rec)
+		reuse = old.pos
+	case !ok && len(s.m) >= m.perShard:
+		m.evict(s, now)
+	}
+	s.m[h] = m.encode(s, rec, reuse)
+	return nil
+}
+
+// evictSamples is how many records evict looks at.
+const evictSamples = 8
+
+// evict makes room in the full shard s, under s.mu: it deletes the
+// expired records among a few (map iteration starts at a random place),
+// or else the one of them that expires soonest.
+func (m *Memory) evict(s *shard, now int64) {
+	var (
+		victim  uint64
+		soonest int64 = math.MaxInt64
+		expired bool
+		n       int
+	)
+	for k, e := range s.m {
+		if e.until <= now {
+			delete(s.m, k)
+			expired = true
+		} else if e.until < soonest {
+			victim, soonest = k, e.until
+		}
+		if n++; n == evictSamples {
+			break
+		}
+	}
+	if !expired {
+		delete(s.m, victim)
+		m.evicted.Add(1)
+	}
+}
+
+// Len returns the number of records the store holds, including expired
+// ones the sweeper has not deleted yet.
+func (m *Memory) Len() int {
+	n := 0
+	for i := range m.shards {
+		s := &m.shards[i]
+		s.mu.RLock()
+		n += len(s.m)
+		s.mu.RUnlock()
+	}
+	return n
+}
+
+// Evicted returns the number of records Set evicted before they expired
+// to stay within MemoryOptions.MaxEntries. If it grows, raise MaxEntries.
+func (m *Memory) Evicted() uint64 { return m.evicted.Load() }
+
+// Close stops the sweeper and waits for it to exit. The store remains
+// usable, but expired records are then only deleted to make room. Close is
+// safe to call more than once and always returns nil.
+func (m *Memory) Close() error {
+	m.closeOnce.Do(func() {
+		close(m.stop)
+		<-m.done
+	})
+	return nil
+}
+
+func (m *Memory) sweepLoop(interval time.Duration) {
+	defer close(m.done)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var buf []uint64
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+			buf = m.sweep(buf)
+		}
+	}
+}
+
+// sweep deletes the expired records. It finds them under each shard's read
+// lock, so that Gets go on, and takes the write lock only to delete them.
+func (m *Memory) sweep(buf []uint64) []uint64 {
+	now := m.clock()
+	for i := range m.shards {
+		s := &m.shards[i]
+		buf = buf[:0]
+		s.mu.RLock()
+		for k, e := range s.m {
+			if e.until <= now {
+				buf = append(buf, k)
+			}
+		}
+		s.mu.RUnlock()
+		if len(buf) == 0 {
+			continue
+		}
+		s.mu.Lock()
+		for _, k := range buf {
+			if e, ok := s.m[k]; ok && e.until <= now { // not renewed meanwhile
+				delete(s.m, k)
+			}
+		}
+		s.mu.Unlock()
+	}
+	return buf
+}
