@@ -256,7 +256,6 @@ func (t *primaryTx) Commit() error {
 // GetDBConn keeps db.DB() working inside a transaction.
 func (t *primaryTx) GetDBConn() (*sql.DB, error) { return t.db, nil }
 
-
 // StickyStats counts read-your-own-writes activity.
 type StickyStats struct {
 	// Mode is the configured stickiness mode.
