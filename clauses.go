@@ -86,7 +86,7 @@ var (
 )
 
 func (a *anyReplica) pool(ctx context.Context) gorm.ConnPool {
-	if n := a.p.pick(ctx, nil, nil); n != nil {
+	if n := a.p.pick(ctx, nil, &a.p.fresh); n != nil {
 		return n.conn(a.prepared, true)
 	}
 	return a.p.primaryPool
@@ -126,10 +126,12 @@ func (a *anyReplica) QueryRowContext(ctx context.Context, query string, args ...
 //
 //	db.Clauses(rwsplit.MaxStaleness(100 * time.Millisecond)).Find(&orders)
 //
-// The lag is the checker's last measurement (see Config.Lag), an upper
-// bound on staleness when it was taken; with Lag.Interval at 250ms it is
-// at most that old. A d below the checker's resolution sends the read to
-// the primary.
+// The bound is the checker's last measurement of the replica's lag plus
+// the time since it was taken (see lagcheck.Checker.LagNow), so it holds
+// even if the replica stopped replaying right after its last probe. A
+// healthy replica meets a d of about Lag.Interval plus its lag; a smaller d
+// is met only right after a probe, and otherwise sends the read to the
+// primary.
 func MaxStaleness(d time.Duration) clause.Expression { return maxStaleness(d) }
 
 type maxStaleness time.Duration

@@ -276,6 +276,12 @@ func TestPauseReplay(t *testing.T) {
 	if maxStale > lag.MaxLag {
 		t.Errorf("a read after eviction returned data %v stale, want <= MaxLag %v", maxStale, lag.MaxLag)
 	}
+	// Stronger than the eviction: every read checks the replica's
+	// staleness bound now (LagNow), so no read at all, before the
+	// eviction either, returns data older than MaxLag.
+	if maxAll > lag.MaxLag {
+		t.Errorf("a read returned data %v stale, want <= MaxLag %v for every read", maxAll, lag.MaxLag)
+	}
 	if nodes["replica2"] == 0 {
 		t.Errorf("replica2 served no read while replica1 was out: %v", nodes)
 	}

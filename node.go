@@ -103,7 +103,16 @@ func (n *node) eligible() bool {
 // lag returns the node's last measured lag, and whether it is known.
 func (n *node) lag() (time.Duration, bool) {
 	if c := n.p.checker; c != nil {
-		return n.p.checker.Lag(n.idx)
+		return c.Lag(n.idx)
+	}
+	return 0, false
+}
+
+// lagNow returns an upper bound on the node's staleness now (see
+// lagcheck.Checker.LagNow), and whether it is known.
+func (n *node) lagNow() (time.Duration, bool) {
+	if c := n.p.checker; c != nil {
+		return c.LagNow(n.idx)
 	}
 	return 0, false
 }
@@ -445,7 +454,7 @@ func (p *Plugin) beginPrimary(ctx context.Context, pool gorm.ConnPool, opts *sql
 // Config.Fallback: a read-only transaction on the primary, or ErrNoReplica.
 func (p *Plugin) beginReadOnly(ctx context.Context, opts *sql.TxOptions, prepared bool, skip *node) (gorm.ConnPool, error) {
 	for range len(p.nodes) {
-		n := p.pick(ctx, skip, nil)
+		n := p.pick(ctx, skip, &p.fresh)
 		if n == nil {
 			break
 		}

@@ -166,6 +166,7 @@ type Plugin struct {
 	anyReplica  [2]*anyReplica // [prepared]
 	picker      atomic.Pointer[pickerSnapshot]
 	checker     *lagcheck.Checker
+	fresh       filter // every replica read: staleness bound now <= MaxLag
 	sticky      *sticky
 	counts      [numReasons]atomic.Uint64
 
@@ -398,6 +399,11 @@ func (p *Plugin) startChecker(db *gorm.DB) error {
 		return fmt.Errorf("%w: Lag: %w", ErrConfig, err)
 	}
 	p.checker = c
+	maxLag := cfg.MaxLag
+	if maxLag == 0 {
+		maxLag = lagcheck.DefaultMaxLag
+	}
+	p.fresh = filter{bounded: true, maxLag: maxLag, unknownOK: true}
 	for _, n := range p.nodes {
 		if n.openErr != nil {
 			c.ReportFailure(n.idx, n.openErr)

@@ -206,7 +206,7 @@ func (p *Plugin) decide(db *gorm.DB, k kind) {
 			return
 		}
 	}
-	var f filter
+	f := p.fresh
 	if p.stickyRoute(db, &f) {
 		return
 	}
@@ -286,7 +286,7 @@ func (p *Plugin) toPrimary(db *gorm.DB, r Reason) {
 // Config.Fallback when none is eligible.
 func (p *Plugin) toReplica(db *gorm.DB, r Reason) {
 	ctx := db.Statement.Context
-	n := p.pick(ctx, nil, nil)
+	n := p.pick(ctx, nil, &p.fresh)
 	if n == nil {
 		if n = p.fallback(); n == nil {
 			if p.cfg.Fallback == FallbackFail {
@@ -324,10 +324,11 @@ func (p *Plugin) toFreshReplica(db *gorm.DB, f filter) {
 
 // filter narrows the replicas a read may use beyond eligibility.
 type filter struct {
-	bounded bool          // maxLag applies
-	maxLag  time.Duration // the measured lag must be known and at most this
-	causal  bool          // pos applies
-	pos     lagcheck.Position
+	bounded   bool          // maxLag applies
+	maxLag    time.Duration // the staleness bound now (LagNow) must be at most this
+	unknownOK bool          // a replica whose lag is unknown passes maxLag
+	causal    bool          // pos applies
+	pos       lagcheck.Position
 }
 
 func (f *filter) ok(n *node) bool {
@@ -335,7 +336,7 @@ func (f *filter) ok(n *node) bool {
 		return true
 	}
 	if f.bounded {
-		if lag, known := n.lag(); !known || lag > f.maxLag {
+		if lag, known := n.lagNow(); known && lag > f.maxLag || !known && !f.unknownOK {
 			return false
 		}
 	}
@@ -394,7 +395,7 @@ func (p *Plugin) fallback() *node {
 // may run again: another eligible replica, or the primary. The returned
 // pool never retries again.
 func (p *Plugin) retryTarget(ctx context.Context, failed *node, prepared bool) gorm.ConnPool {
-	if n := p.pick(ctx, failed, nil); n != nil {
+	if n := p.pick(ctx, failed, &p.fresh); n != nil {
 		p.route(ctx, n.name, ReasonRetry)
 		return n.conn(prepared, false)
 	}

@@ -110,6 +110,7 @@ type replica struct {
 
 	state atomic.Int32
 	lag   atomic.Int64 // nanoseconds; -1 when unknown
+	lagAt atomic.Int64 // when lag was measured, nanoseconds since epoch
 	gen   atomic.Uint64
 	pos   atomic.Pointer[Position]
 
@@ -340,6 +341,11 @@ func (r *replica) publish(rd Reading) {
 	r.state.Store(int32(r.h.state))
 	r.gen.Store(r.h.gen)
 	if rd.LagKnown {
+		at := rd.At
+		if at.IsZero() {
+			at = time.Now()
+		}
+		r.lagAt.Store(int64(at.Sub(epoch)))
 		r.lag.Store(int64(rd.Lag))
 	} else {
 		r.lag.Store(-1)
@@ -409,6 +415,28 @@ func (c *Checker) Lag(i int) (time.Duration, bool) {
 	}
 	return time.Duration(v), true
 }
+
+// LagNow returns an upper bound on how stale replica i's data is now: the
+// last measured lag plus the time since it was measured, as if the replica
+// had stopped replaying right after the probe. It grows between probes by
+// up to an Interval; a replica that keeps up reads about its lag plus the
+// time since its last probe. It returns false when the last probe could
+// not bound the lag (see Lag). It is lock-free and does not allocate.
+func (c *Checker) LagNow(i int) (time.Duration, bool) {
+	if i < 0 || i >= len(c.reps) {
+		return 0, false
+	}
+	r := c.reps[i]
+	at := r.lagAt.Load()
+	v := r.lag.Load()
+	if v < 0 {
+		return 0, false
+	}
+	return time.Duration(v) + max(time.Duration(int64(time.Since(epoch))-at), 0), true
+}
+
+// epoch is the origin of the monotonic times the replicas publish.
+var epoch = time.Now()
 
 // Covers reports whether replica i's last measured replay position covers
 // p (see Position.Covers): a read there sees every write made before p

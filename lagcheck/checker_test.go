@@ -369,3 +369,26 @@ func TestPrimaryPosition(t *testing.T) {
 		t.Errorf("PrimaryPosition without positions = %v", err)
 	}
 }
+
+func TestLagNowGrowsBetweenProbes(t *testing.T) {
+	c := &Checker{reps: []*replica{{}}}
+	c.reps[0].lag.Store(-1) // as New leaves it
+	if _, ok := c.LagNow(0); ok {
+		t.Fatal("LagNow known before any reading")
+	}
+	c.reps[0].publish(Reading{Lag: 5 * time.Millisecond, LagKnown: true, At: time.Now().Add(-20 * time.Millisecond)})
+	got, ok := c.LagNow(0)
+	if !ok || got < 25*time.Millisecond || got > time.Second {
+		t.Fatalf("LagNow = %v, %v; want about 25ms (5ms lag measured 20ms ago)", got, ok)
+	}
+	if lag, _ := c.Lag(0); lag != 5*time.Millisecond {
+		t.Fatalf("Lag = %v, want the reading's 5ms", lag)
+	}
+	c.reps[0].publish(Reading{LagKnown: false})
+	if _, ok := c.LagNow(0); ok {
+		t.Fatal("LagNow known after a reading without a lag")
+	}
+	if _, ok := c.LagNow(7); ok {
+		t.Fatal("LagNow known for an index out of range")
+	}
+}
