@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
@@ -14,7 +15,9 @@ import (
 
 	"github.com/rwsplit/rwsplit"
 	"github.com/rwsplit/rwsplit/internal/fakedb"
+	"github.com/rwsplit/rwsplit/internal/testdb"
 	"github.com/rwsplit/rwsplit/lagcheck"
+	"github.com/rwsplit/rwsplit/stickiness"
 )
 
 // freshProbe reports every replica fresh, for fakedb replicas, which cannot
@@ -63,7 +66,7 @@ func openFake(tb testing.TB) (*gorm.DB, *fakedb.Connector) {
 func BenchmarkRead(b *testing.B) {
 	b.Run("gorm", func(b *testing.B) {
 		db, _ := openFake(b)
-		benchFirst(b, db)
+		benchFirst(b, db, context.Background())
 	})
 	b.Run("dbresolver", func(b *testing.B) {
 		db, _ := openFake(b)
@@ -72,34 +75,115 @@ func BenchmarkRead(b *testing.B) {
 		if err := db.Use(dbresolver.Register(dbresolver.Config{Replicas: []gorm.Dialector{r1, r2}})); err != nil {
 			b.Fatal(err)
 		}
-		benchFirst(b, db)
+		benchFirst(b, db, context.Background())
 	})
 	b.Run("rwsplit", func(b *testing.B) {
-		db, _ := openFake(b)
-		r1, c1 := fakeDialector(b)
-		r2, c2 := fakeDialector(b)
-		p := rwsplit.New(rwsplit.Config{
-			Replicas: []rwsplit.Replica{{Name: "r1", Dialector: r1}, {Name: "r2", Dialector: r2}},
-			Lag:      lagcheck.Config{Probe: freshProbe{}},
-		})
-		if err := db.Use(p); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { p.Close() })
-		before := c1.Queries.Load() + c2.Queries.Load()
-		benchFirst(b, db)
-		if served := c1.Queries.Load() + c2.Queries.Load() - before; served < int64(b.N) {
+		db, _, replicas := openFakeRWSplit(b, rwsplit.Config{})
+		before := replicas()
+		benchFirst(b, db, context.Background())
+		if served := replicas() - before; served < int64(b.N) {
 			b.Fatalf("replicas served %d of %d reads", served, b.N)
 		}
 	})
 }
 
-func benchFirst(b *testing.B, db *gorm.DB) {
+// openFakeRWSplit opens a fakedb primary with rwsplit over two fakedb
+// replicas. replicas counts the statements the replicas served.
+func openFakeRWSplit(b *testing.B, cfg rwsplit.Config) (db *gorm.DB, p *rwsplit.Plugin, replicas func() int64) {
+	db, _ = openFake(b)
+	r1, c1 := fakeDialector(b)
+	r2, c2 := fakeDialector(b)
+	cfg.Replicas = []rwsplit.Replica{{Name: "r1", Dialector: r1}, {Name: "r2", Dialector: r2}}
+	cfg.Lag.Probe = freshProbe{}
+	p = rwsplit.New(cfg)
+	if err := db.Use(p); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Close() })
+	return db, p, func() int64 { return c1.Queries.Load() + c2.Queries.Load() }
+}
+
+// BenchmarkStickyRead measures the cost of the stickiness check on a read,
+// over fakedb, beside plain GORM in the same process: a read with no user
+// (no store lookup), a user who has not written (one Memory lookup, or one
+// Redis GET with a shared store), and a sticky user (routed to the
+// primary).
+func BenchmarkStickyRead(b *testing.B) {
+	user := rwsplit.WithUser(context.Background(), "user-1")
+	b.Run("gorm", func(b *testing.B) {
+		db, _ := openFake(b)
+		benchFirst(b, db, context.Background())
+	})
+	b.Run("no-user", func(b *testing.B) {
+		db, _, _ := openFakeRWSplit(b, rwsplit.Config{})
+		benchFirst(b, db, context.Background())
+	})
+	b.Run("memory/not-sticky", func(b *testing.B) {
+		db, _, replicas := openFakeRWSplit(b, rwsplit.Config{})
+		before := replicas()
+		benchFirst(b, db, user)
+		if replicas()-before < int64(b.N) {
+			b.Fatal("reads of a user who never wrote left the replicas")
+		}
+	})
+	b.Run("memory/sticky", func(b *testing.B) {
+		db, p, _ := openFakeRWSplit(b, rwsplit.Config{Stickiness: stickiness.Config{Mode: stickiness.ModeWindow}})
+		if err := db.WithContext(user).Exec("UPDATE t SET x = 1").Error; err != nil {
+			b.Fatal(err)
+		}
+		benchFirst(b, db, user)
+		if p.Stats().Routes[rwsplit.ReasonSticky] < uint64(b.N) {
+			b.Fatal("a sticky user's reads were not sent to the primary")
+		}
+	})
+	b.Run("redis/not-sticky", func(b *testing.B) {
+		srv := testdb.Redis(b)
+		client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+		b.Cleanup(func() { client.Close() })
+		db, p, _ := openFakeRWSplit(b, rwsplit.Config{Stickiness: stickiness.Config{Store: stickiness.NewRedis(client, stickiness.RedisOptions{})}})
+		benchFirst(b, db, user)
+		if s := p.Stats().Sticky; s.StoreErrors > 0 {
+			b.Fatalf("%d store errors", s.StoreErrors)
+		}
+	})
+}
+
+func benchFirst(b *testing.B, db *gorm.DB, ctx context.Context) {
 	b.ReportAllocs()
 	var u benchUser
+	db = db.WithContext(ctx)
 	for b.Loop() {
 		if err := db.First(&u, 1).Error; err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkStickyWrite measures what marking a user costs a write, on real
+// PostgreSQL: an insert by a user in causal mode (one extra query for the
+// primary's WAL position after the commit), in window mode (no query), and
+// without a user, in turn in one process.
+func BenchmarkStickyWrite(b *testing.B) {
+	user := rwsplit.WithUser(context.Background(), "writer")
+	for _, tc := range []struct {
+		name string
+		mode stickiness.Mode
+		ctx  context.Context
+	}{
+		{"no-user", stickiness.ModeCausal, context.Background()},
+		{"window", stickiness.ModeWindow, user},
+		{"causal", stickiness.ModeCausal, user},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			c, pg := pgCluster(b, clusterOpts{config: rwsplit.Config{Stickiness: stickiness.Config{Mode: tc.mode}}})
+			setupPosts(b, c, pg.WaitCaughtUp)
+			db := c.DB.WithContext(tc.ctx)
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := db.Create(&rtPost{Author: "w", Body: "x"}).Error; err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -233,8 +233,18 @@ func (c *nodeConn) again(ctx context.Context, err error, query string) gorm.Conn
 			st.Mux.Unlock()
 		}
 		return cachedPlanRetry{c: c, left: c.n.sqlDB.Stats().OpenConnections + 1}
+	case c.prepared && isStmtClosed(err):
+		// Another read dropped this statement from the store (above)
+		// between our lookup and our use: nothing ran. Prepare again.
+		return c.n.conn(true, false)
 	}
 	return nil
+}
+
+// isStmtClosed reports database/sql's error for a *sql.Stmt used after
+// Close, which it does not export.
+func isStmtClosed(err error) bool {
+	return err != nil && err.Error() == "sql: statement is closed"
 }
 
 // isCachedPlanError reports PostgreSQL's "cached plan must not change result
