@@ -2,8 +2,8 @@ package rwsplit_test
 
 import (
 	"context"
-	"flag"
 	"database/sql"
+	"flag"
 	"fmt"
 	"os"
 	"slices"
@@ -77,12 +77,29 @@ func pgCluster(t testing.TB, o clusterOpts) (*cluster, *testdb.PGCluster) {
 // paused a node first).
 func pgOn(t testing.TB, pg *testdb.PGCluster, o clusterOpts) *cluster {
 	t.Helper()
-	c := &cluster{t: t, rec: &testdb.Recorder{}}
-	replicas := make([]rwsplit.Replica, len(pg.Replicas))
+	newDialector := func(db *sql.DB) gorm.Dialector { return postgres.New(postgres.Config{Conn: db}) }
+	nodes := make([]node, len(pg.Replicas))
 	for i, r := range pg.Replicas {
-		replicas[i] = rwsplit.Replica{Name: r.Name, Dialector: postgres.New(postgres.Config{Conn: r.OpenDB(c.rec)})}
+		nodes[i] = r
 	}
-	c.open(postgres.New(postgres.Config{Conn: pg.Primary.OpenDB(c.rec)}), replicas, o)
+	return openOn(t, newDialector, pg.Primary, nodes, o)
+}
+
+// node is a testdb server, PostgreSQL or MariaDB.
+type node interface {
+	OpenDB(*testdb.Recorder) *sql.DB
+}
+
+// openOn opens primary and replicas (named replica1, replica2, ...)
+// through rwsplit, every statement recorded.
+func openOn(t testing.TB, newDialector func(*sql.DB) gorm.Dialector, primary node, replicas []node, o clusterOpts) *cluster {
+	t.Helper()
+	c := &cluster{t: t, rec: &testdb.Recorder{}}
+	rs := make([]rwsplit.Replica, len(replicas))
+	for i, r := range replicas {
+		rs[i] = rwsplit.Replica{Name: fmt.Sprintf("replica%d", i+1), Dialector: newDialector(r.OpenDB(c.rec))}
+	}
+	c.open(newDialector(primary.OpenDB(c.rec)), rs, o)
 	return c
 }
 
@@ -97,13 +114,12 @@ func mariaCluster(t testing.TB, o clusterOpts) (*cluster, *testdb.MariaCluster) 
 // mariaOn opens my through rwsplit, as it is.
 func mariaOn(t testing.TB, my *testdb.MariaCluster, o clusterOpts) *cluster {
 	t.Helper()
-	c := &cluster{t: t, rec: &testdb.Recorder{}}
-	replicas := make([]rwsplit.Replica, len(my.Replicas))
+	newDialector := func(db *sql.DB) gorm.Dialector { return mysql.New(mysql.Config{Conn: db}) }
+	nodes := make([]node, len(my.Replicas))
 	for i, r := range my.Replicas {
-		replicas[i] = rwsplit.Replica{Name: r.Name, Dialector: mysql.New(mysql.Config{Conn: r.OpenDB(c.rec)})}
+		nodes[i] = r
 	}
-	c.open(mysql.New(mysql.Config{Conn: my.Primary.OpenDB(c.rec)}), replicas, o)
-	return c
+	return openOn(t, newDialector, my.Primary, nodes, o)
 }
 
 func (c *cluster) open(primary gorm.Dialector, replicas []rwsplit.Replica, o clusterOpts) {
@@ -189,5 +205,3 @@ func isReplica(node string) bool { return strings.HasPrefix(node, "replica") }
 func allOn(nodes []string, want func(string) bool) bool {
 	return len(nodes) > 0 && !slices.ContainsFunc(nodes, func(n string) bool { return !want(n) })
 }
-
-var _ = sql.ErrNoRows

@@ -151,15 +151,7 @@ func TestReplicaDownAtStartup(t *testing.T) {
 	t.Run("postgres Open(dsn)", func(t *testing.T) {
 		pg := testdb.Postgres(t, 2)
 		pg.Replicas[0].Crash(t)
-		db, err := gorm.Open(postgres.Open(pg.Primary.DSN()), &gorm.Config{})
-		noErr(t, err)
-		closePrimary(t, db)
-		p := rwsplit.New(rwsplit.Config{Replicas: []rwsplit.Replica{
-			{Name: "replica1", Dialector: postgres.Open(pg.Replicas[0].DSN())},
-			{Name: "replica2", Dialector: postgres.Open(pg.Replicas[1].DSN())},
-		}})
-		noErr(t, db.Use(p))
-		defer p.Close()
+		p := openDSN(t, postgres.Open, pg.Primary.DSN(), pg.Replicas[0].DSN(), pg.Replicas[1].DSN())
 		s := p.Stats()
 		if s.Replicas[0].Eligible || !s.Replicas[1].Eligible || s.Replicas[0].Health.LastErr == nil {
 			t.Fatalf("stats %+v: want replica1 out with an error, replica2 in", s.Replicas)
@@ -174,15 +166,7 @@ func TestReplicaDownAtStartup(t *testing.T) {
 	t.Run("mariadb Open(dsn)", func(t *testing.T) {
 		my := testdb.MariaDB(t, 2)
 		my.Replicas[0].Crash(t)
-		db, err := gorm.Open(mysql.Open(my.Primary.DSN()), &gorm.Config{})
-		noErr(t, err)
-		closePrimary(t, db)
-		p := rwsplit.New(rwsplit.Config{Replicas: []rwsplit.Replica{
-			{Name: "replica1", Dialector: mysql.Open(my.Replicas[0].DSN())},
-			{Name: "replica2", Dialector: mysql.Open(my.Replicas[1].DSN())},
-		}})
-		noErr(t, db.Use(p))
-		defer p.Close()
+		p := openDSN(t, mysql.Open, my.Primary.DSN(), my.Replicas[0].DSN(), my.Replicas[1].DSN())
 		if s := p.Stats(); s.Replicas[0].Eligible || !s.Replicas[1].Eligible {
 			t.Fatalf("stats %+v: want replica1 out, replica2 in", s.Replicas)
 		}
@@ -246,11 +230,24 @@ func checkOnlyReplica2(t *testing.T, c *cluster) {
 	}
 }
 
-// closePrimary closes db's own pool when the test ends.
-func closePrimary(t testing.TB, db *gorm.DB) {
+// openDSN opens the primary and replicas (named replica1, replica2, ...)
+// the way an application does, with the driver's Open(dsn), and installs
+// rwsplit. Everything is closed when the test ends.
+func openDSN(t *testing.T, open func(string) gorm.Dialector, primary string, replicas ...string) *rwsplit.Plugin {
+	t.Helper()
+	db, err := gorm.Open(open(primary), &gorm.Config{})
+	noErr(t, err)
 	t.Cleanup(func() {
 		if sqlDB, err := db.DB(); err == nil {
 			sqlDB.Close()
 		}
 	})
+	cfg := rwsplit.Config{}
+	for i, dsn := range replicas {
+		cfg.Replicas = append(cfg.Replicas, rwsplit.Replica{Name: fmt.Sprintf("replica%d", i+1), Dialector: open(dsn)})
+	}
+	p := rwsplit.New(cfg)
+	noErr(t, db.Use(p))
+	t.Cleanup(func() { p.Close() })
+	return p
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -457,35 +458,33 @@ func runRouting(t *testing.T, c *cluster, cases []routeCase) {
 	}
 }
 
-func TestRoutingPostgres(t *testing.T) {
-	c, pg := pgCluster(t, clusterOpts{config: rwsplit.Config{Policy: policy.RoundRobin()}})
-	u := setupRouting(t, c, func() { pg.WaitCaughtUp(t, 10*time.Second) })
-	runRouting(t, c, append(commonCases(u), pgCases(u)...))
-	t.Run("both replicas serve reads", func(t *testing.T) { bothReplicasServe(t, c, u) })
-	t.Run("read-only transactions", func(t *testing.T) { readOnlyTx(t, c, u, pg.WaitCaughtUp) })
-}
-
-func TestRoutingPostgresPrepareStmt(t *testing.T) {
-	c, pg := pgCluster(t, clusterOpts{gorm: gorm.Config{PrepareStmt: true}, config: rwsplit.Config{Policy: policy.RoundRobin()}})
-	u := setupRouting(t, c, func() { pg.WaitCaughtUp(t, 10*time.Second) })
-	runRouting(t, c, append(commonCases(u), pgCases(u)...))
-	t.Run("both replicas serve reads", func(t *testing.T) { bothReplicasServe(t, c, u) })
-	t.Run("read-only transactions", func(t *testing.T) { readOnlyTx(t, c, u, pg.WaitCaughtUp) })
-}
-
-func TestRoutingMariaDB(t *testing.T) {
-	c, my := mariaCluster(t, clusterOpts{config: rwsplit.Config{Policy: policy.RoundRobin()}})
-	u := setupRouting(t, c, func() { my.WaitCaughtUp(t, 10*time.Second) })
-	runRouting(t, c, append(commonCases(u), mariaCases(u)...))
-	t.Run("both replicas serve reads", func(t *testing.T) { bothReplicasServe(t, c, u) })
-	t.Run("read-only transactions", func(t *testing.T) { readOnlyTx(t, c, u, my.WaitCaughtUp) })
-}
-
-func TestRoutingMariaDBPrepareStmt(t *testing.T) {
-	c, my := mariaCluster(t, clusterOpts{gorm: gorm.Config{PrepareStmt: true}, config: rwsplit.Config{Policy: policy.RoundRobin()}})
-	u := setupRouting(t, c, func() { my.WaitCaughtUp(t, 10*time.Second) })
-	runRouting(t, c, append(commonCases(u), mariaCases(u)...))
-	t.Run("read-only transactions", func(t *testing.T) { readOnlyTx(t, c, u, my.WaitCaughtUp) })
+// TestRouting runs every routing case on PostgreSQL and on MariaDB, with
+// and without GORM's PrepareStmt.
+func TestRouting(t *testing.T) {
+	for _, db := range []struct {
+		name  string
+		open  func(t *testing.T, o clusterOpts) (*cluster, func(testing.TB, time.Duration))
+		cases func(rtUser) []routeCase
+	}{
+		{"postgres", func(t *testing.T, o clusterOpts) (*cluster, func(testing.TB, time.Duration)) {
+			c, pg := pgCluster(t, o)
+			return c, pg.WaitCaughtUp
+		}, pgCases},
+		{"mariadb", func(t *testing.T, o clusterOpts) (*cluster, func(testing.TB, time.Duration)) {
+			c, my := mariaCluster(t, o)
+			return c, my.WaitCaughtUp
+		}, mariaCases},
+	} {
+		for _, prepare := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/PrepareStmt=%v", db.name, prepare), func(t *testing.T) {
+				c, wait := db.open(t, clusterOpts{gorm: gorm.Config{PrepareStmt: prepare}, config: rwsplit.Config{Policy: policy.RoundRobin()}})
+				u := setupRouting(t, c, func() { wait(t, 10*time.Second) })
+				runRouting(t, c, append(commonCases(u), db.cases(u)...))
+				t.Run("both replicas serve reads", func(t *testing.T) { bothReplicasServe(t, c, u) })
+				t.Run("read-only transactions", func(t *testing.T) { readOnlyTx(t, c, u, wait) })
+			})
+		}
+	}
 }
 
 // bothReplicasServe checks that reads are spread over the replicas and that
