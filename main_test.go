@@ -61,8 +61,9 @@ type cluster struct {
 }
 
 type clusterOpts struct {
-	gorm   gorm.Config
-	config rwsplit.Config
+	gorm    gorm.Config
+	config  rwsplit.Config
+	weights []int // Replica.Weight, one per replica (default all 1)
 }
 
 // pgCluster opens the package's PostgreSQL cluster (a primary and two
@@ -136,6 +137,14 @@ func (c *cluster) open(primary gorm.Dialector, replicas []rwsplit.Replica, o clu
 	cfg := o.config
 	if cfg.Replicas == nil {
 		cfg.Replicas = replicas
+	}
+	if o.weights != nil {
+		if len(o.weights) != len(cfg.Replicas) {
+			t.Fatalf("%d weights for %d replicas", len(o.weights), len(cfg.Replicas))
+		}
+		for i, w := range o.weights {
+			cfg.Replicas[i].Weight = w
+		}
 	}
 	userHook := cfg.OnRoute
 	cfg.OnRoute = func(ctx context.Context, r rwsplit.Route) {
