@@ -136,9 +136,12 @@ var (
 	_ gorm.GetDBConnector   = (*nodeConn)(nil)
 )
 
-// GetDBConn implements gorm.GetDBConnector, so db.DB() works on a statement
-// routed to a replica.
-func (c *nodeConn) GetDBConn() (*sql.DB, error) { return c.n.sqlDB, nil }
+// GetDBConn implements gorm.GetDBConnector. It returns the primary's
+// *sql.DB, not the replica's: db.DB() and db.Connection on a statement a
+// Replica clause pointed here would otherwise hand out a replica
+// connection, on which anything, writes included, could run. Use
+// Plugin.ReplicaDB for a replica's pool.
+func (c *nodeConn) GetDBConn() (*sql.DB, error) { return sqlDBOf(c.n.p.primaryPool), nil }
 
 func (c *nodeConn) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
 	start := c.n.stats.Start()
@@ -335,7 +338,8 @@ func (t *nodeTx) prepared() *gorm.PreparedStmtTX {
 	return t.prep
 }
 
-func (t *nodeTx) GetDBConn() (*sql.DB, error) { return t.n.sqlDB, nil }
+// GetDBConn returns the primary's *sql.DB, as nodeConn.GetDBConn does.
+func (t *nodeTx) GetDBConn() (*sql.DB, error) { return sqlDBOf(t.n.p.primaryPool), nil }
 func (t *nodeTx) Commit() error               { return t.tx.Commit() }
 func (t *nodeTx) Rollback() error             { return t.tx.Rollback() }
 

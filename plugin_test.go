@@ -3,6 +3,7 @@ package rwsplit_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -250,4 +251,34 @@ func openDSN(t *testing.T, open func(string) gorm.Dialector, primary string, rep
 	noErr(t, db.Use(p))
 	t.Cleanup(func() { p.Close() })
 	return p
+}
+
+// TestNoWriteEscapesToAReplica: db.DB() and db.Connection on a statement
+// that a Replica clause pointed at a replica, or inside a replica
+// transaction, hand out the primary's pool: a connection pinned that way
+// may run anything, so it must never be a replica's.
+func TestNoWriteEscapesToAReplica(t *testing.T) {
+	c, pg := pgCluster(t, clusterOpts{})
+	u := setupRouting(t, c, func() { pg.WaitCaughtUp(t, 10*time.Second) })
+	write := func(tx *gorm.DB) error {
+		return tx.Exec("UPDATE rt_users SET age = age WHERE id = ?", u.ID).Error
+	}
+	nodes := c.served("UPDATE rt_users", func() {
+		noErr(t, c.DB.Clauses(rwsplit.Replica{Name: "replica2"}).Connection(write))
+		noErr(t, c.DB.Clauses(rwsplit.Replica{}).Connection(write))
+		noErr(t, c.DB.Clauses(rwsplit.Replica{}).Transaction(func(tx *gorm.DB) error {
+			return tx.Connection(write)
+		}))
+	})
+	if want := []string{"primary", "primary", "primary"}; !slices.Equal(nodes, want) {
+		t.Fatalf("writes on pinned connections ran on %v, want %v", nodes, want)
+	}
+	for _, db := range []*gorm.DB{c.DB.Clauses(rwsplit.Replica{Name: "replica2"}), c.DB.Clauses(rwsplit.Replica{})} {
+		got, err := db.DB()
+		noErr(t, err)
+		want, _ := c.DB.DB()
+		if got != want {
+			t.Errorf("db.DB() after a Replica clause is not the primary's pool")
+		}
+	}
 }

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -38,14 +37,7 @@ type MariaCluster struct {
 	// Replicas, named replica1, replica2, ..., replicate from Primary.
 	Replicas []*MariaNode
 
-	dir  string
-	bins map[string]string
-	user *osUser
-	logf func(string, ...any)
-
-	closeOnce sync.Once
-	closed    chan struct{}
-	closeErr  error
+	cluster
 }
 
 // MariaNode is one mariadbd of a MariaCluster. Its methods are safe for
@@ -59,14 +51,11 @@ type MariaNode struct {
 	// ServerID is the node's server_id: 1 for the primary, N+1 for replicaN.
 	ServerID int
 
+	node
 	cluster *MariaCluster
 	replica bool
 	dir     string // holds my.cnf, the socket, data/ and tmp/
 	logFile string
-
-	mu     sync.Mutex // serializes lifecycle changes; guards proc and frozen
-	proc   *process
-	frozen bool
 }
 
 // MariaDB returns the package-wide MariaDB cluster with the given number of
@@ -78,43 +67,14 @@ type MariaNode struct {
 // naming the package to install, or fails if RWSPLIT_REQUIRE_DB=1.
 func MariaDB(tb testing.TB, replicas int) *MariaCluster {
 	tb.Helper()
-	bins, err := findMariaBins()
-	if err != nil {
-		skipOrFatal(tb, err)
-		return nil
-	}
-	sl := newStartLog()
-	c, started, err := shared(registry.maria, replicas, func() (*MariaCluster, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-		defer cancel()
-		return startMaria(ctx, bins, replicas, sl.logf)
-	})
-	if started {
-		tb.Logf("testdb: mariadb primary + %d replicas: start-up (%v)\n%s", replicas, time.Since(sl.t0).Round(time.Millisecond), sl)
-	}
-	if err != nil {
-		tb.Fatal(err)
-		return nil
-	}
-	if !started {
-		c.Reset(tb)
-	}
-	return c
+	return sharedCluster(tb, registry.maria, "mariadb", replicas, findMariaBins, startMaria)
 }
 
 // StartMariaDB starts a MariaDB primary with the given number of GTID
 // replicas, for programs without a testing.TB. logf, if not nil, receives
 // progress messages. The caller must Close the cluster; Teardown also does.
 func StartMariaDB(ctx context.Context, replicas int, logf func(string, ...any)) (*MariaCluster, error) {
-	bins, err := findMariaBins()
-	if err != nil {
-		return nil, err
-	}
-	if logf != nil {
-		inner := logf
-		logf = func(format string, args ...any) { inner("testdb: mariadb: "+format, args...) }
-	}
-	return startMaria(ctx, bins, replicas, logf)
+	return startCluster(ctx, "mariadb", replicas, logf, findMariaBins, startMaria)
 }
 
 // findMariaBins finds mariadbd and mariadb-install-db: in
@@ -136,21 +96,11 @@ GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1';
 `
 
 func startMaria(ctx context.Context, bins map[string]string, replicas int, logf func(string, ...any)) (*MariaCluster, error) {
-	if replicas < 0 {
-		return nil, fmt.Errorf("testdb: mariadb: %d replicas", replicas)
-	}
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
-	u, err := serviceUser("mysql")
-	if err != nil {
+	c := &MariaCluster{}
+	if err := c.init("mariadb", "maria", "mysql", replicas, bins, logf); err != nil {
 		return nil, err
 	}
-	dir, err := makeClusterDir("maria", u)
-	if err != nil {
-		return nil, err
-	}
-	c := &MariaCluster{dir: dir, bins: bins, user: u, logf: logf, closed: make(chan struct{})}
+	dir, u, logf := c.dir, c.user, c.logf
 	track(c)
 	ok := false
 	defer func() {
@@ -180,7 +130,7 @@ func startMaria(ctx context.Context, bins map[string]string, replicas int, logf 
 	if err := os.WriteFile(boot, []byte(mariaBootstrap), 0o644); err != nil {
 		return nil, fmt.Errorf("testdb: %w", err)
 	}
-	err = runProcess(ctx, procSpec{
+	err := runProcess(ctx, procSpec{
 		name: "mariadb-install-db", path: bins["mariadb-install-db"], dir: dir, user: u, log: p.logFile, env: childEnv(dir),
 		args: []string{"--defaults-file=" + p.cnfPath(), "--auth-root-authentication-method=normal", "--skip-test-db", "--extra-file=" + boot},
 	})
@@ -230,6 +180,8 @@ func (c *MariaCluster) newNode(name string, replica int) *MariaNode {
 		replica:  replica > 0,
 		dir:      filepath.Join(c.dir, name),
 		logFile:  filepath.Join(c.dir, name+".log"),
+		// Close and a failed start kill mariadbd: the data is thrown away.
+		node: node{server{what: "mariadb " + name, quit: syscall.SIGKILL}},
 	}
 }
 
@@ -286,68 +238,37 @@ slave_net_timeout=10
 // startNew starts a node for the first time on a fresh port, retrying on
 // another port if someone else took it meanwhile.
 func (n *MariaNode) startNew(ctx context.Context) error {
-	for attempt := 1; ; attempt++ {
-		port, err := reservePort()
-		if err != nil {
-			return err
-		}
+	usePort := func(port int) error {
 		n.Port = port
-		if err := n.writeCnf(); err != nil {
-			releasePort(port)
-			return err
-		}
-		n.mu.Lock()
-		err = n.startLocked(ctx)
-		n.mu.Unlock()
-		if err == nil {
-			return nil
-		}
-		releasePort(port)
-		if !errors.Is(err, errAddrInUse) || attempt == 5 {
-			return err
-		}
-		n.cluster.logf("%s: port %d taken, retrying on another", n.Name, port)
+		return n.writeCnf()
 	}
+	err := n.startOnFreePort(ctx, usePort, n.startLocked, n.cluster.retrying(n.Name))
+	if err != nil {
+		// startOnFreePort released the port: Close must not release it
+		// again, when another server may hold it.
+		n.Port = 0
+	}
+	return err
 }
 
 // startLocked starts mariadbd and waits until it answers on its socket.
 // n.mu must be held.
 func (n *MariaNode) startLocked(ctx context.Context) error {
 	c := n.cluster
-	select {
-	case <-c.closed:
-		return fmt.Errorf("testdb: start mariadb %s: cluster is closed", n.Name)
-	default:
-	}
-	p, err := startProcess(procSpec{
-		name: "mariadb " + n.Name, path: c.bins["mariadbd"], dir: n.dir, user: c.user, log: n.logFile,
-		env: childEnv(c.dir), args: []string{"--defaults-file=" + n.cnfPath()},
-	})
-	if err != nil {
+	if err := c.errIfClosed(n.what); err != nil {
 		return err
 	}
-	n.proc = p
-	n.frozen = false
-	err = poll(ctx, 10*time.Millisecond, "start mariadb "+n.Name, func(ctx context.Context) (bool, error) {
-		if p.exited() {
-			if p.addrInUse() {
-				return false, stopPolling(fmt.Errorf("testdb: start mariadb %s on port %d: %w", n.Name, n.Port, errAddrInUse))
-			}
-			return false, stopPolling(p.exitError())
-		}
-		ctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		err := n.admin(ctx, "ping", func(ctx context.Context, conn *sql.Conn) error { return conn.PingContext(ctx) })
-		return err == nil, err
-	})
-	if err != nil {
-		p.stop(syscall.SIGKILL, 0)
-		if errors.Is(err, errAddrInUse) {
-			return err
-		}
-		return fmt.Errorf("%w%s", err, logTail(p.log, p.logFrom))
-	}
-	return nil
+	return n.launch(ctx, procSpec{
+		name: n.what, path: c.bins["mariadbd"], dir: n.dir, user: c.user, log: n.logFile,
+		env: childEnv(c.dir), args: []string{"--defaults-file=" + n.cnfPath()},
+	}, n.Port, 10*time.Millisecond, n.ping)
+}
+
+// ping pings the server as root over its unix socket, within a second.
+func (n *MariaNode) ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return n.admin(ctx, "ping", func(ctx context.Context, conn *sql.Conn) error { return conn.PingContext(ctx) })
 }
 
 // changeMaster points a fresh replica at the primary and starts replication.
@@ -500,7 +421,7 @@ func (n *MariaNode) Config() *mysql.Config {
 func (n *MariaNode) DSN() string { return n.Config().FormatDSN() }
 
 // Addr returns the node's "127.0.0.1:port".
-func (n *MariaNode) Addr() string { return "127.0.0.1:" + strconv.Itoa(n.Port) }
+func (n *MariaNode) Addr() string { return addr(n.Port) }
 
 // DataDir returns the node's data folder.
 func (n *MariaNode) DataDir() string { return n.dataDir() }
@@ -524,35 +445,13 @@ func (n *MariaNode) Connector(r *Recorder) (driver.Connector, error) {
 // OpenDB returns a *sql.DB on the node through go-sql-driver, with every
 // statement recorded by r under the node's Name (r may be nil). The caller
 // closes it.
-func (n *MariaNode) OpenDB(r *Recorder) *sql.DB {
-	c, err := n.Connector(r)
-	if err != nil {
-		return sql.OpenDB(errConnector{err})
-	}
-	return sql.OpenDB(c)
-}
-
-// Running reports whether mariadbd is up (it may be frozen).
-func (n *MariaNode) Running() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.proc != nil && !n.proc.exited()
-}
-
-// Frozen reports whether the server is stopped by Freeze.
-func (n *MariaNode) Frozen() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.frozen
-}
+func (n *MariaNode) OpenDB(r *Recorder) *sql.DB { return openDB(n.Connector(r)) }
 
 // StopSQLThread stops applying replicated events (STOP SLAVE SQL_THREAD):
 // the replica keeps receiving them and serves ever staler reads.
 func (n *MariaNode) StopSQLThread(tb testing.TB) {
 	tb.Helper()
-	ctx, cancel := opCtx(tb, opTimeout)
-	defer cancel()
-	must(tb, n.StopSQLThreadContext(ctx))
+	run(tb, opTimeout, n.StopSQLThreadContext)
 }
 
 // StopSQLThreadContext is StopSQLThread returning its error.
@@ -566,9 +465,7 @@ func (n *MariaNode) StopSQLThreadContext(ctx context.Context) error {
 // StartSQLThread resumes applying replicated events (START SLAVE SQL_THREAD).
 func (n *MariaNode) StartSQLThread(tb testing.TB) {
 	tb.Helper()
-	ctx, cancel := opCtx(tb, opTimeout)
-	defer cancel()
-	must(tb, n.StartSQLThreadContext(ctx))
+	run(tb, opTimeout, n.StartSQLThreadContext)
 }
 
 // StartSQLThreadContext is StartSQLThread returning its error.
@@ -588,9 +485,7 @@ func (n *MariaNode) StartSQLThreadContext(ctx context.Context) error {
 // d in whole seconds, rounded up. 0 removes the delay.
 func (n *MariaNode) SetDelay(tb testing.TB, d time.Duration) {
 	tb.Helper()
-	ctx, cancel := opCtx(tb, opTimeout)
-	defer cancel()
-	must(tb, n.SetDelayContext(ctx, d))
+	run(tb, opTimeout, func(ctx context.Context) error { return n.SetDelayContext(ctx, d) })
 }
 
 // SetDelayContext is SetDelay returning its error.
@@ -617,22 +512,11 @@ func (n *MariaNode) SetDelayContext(ctx context.Context, d time.Duration) error 
 // it back.
 func (n *MariaNode) Crash(tb testing.TB) {
 	tb.Helper()
-	ctx, cancel := opCtx(tb, opTimeout)
-	defer cancel()
-	must(tb, n.CrashContext(ctx))
+	run(tb, opTimeout, n.CrashContext)
 }
 
 // CrashContext is Crash returning its error.
-func (n *MariaNode) CrashContext(ctx context.Context) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.proc == nil || n.proc.exited() {
-		return fmt.Errorf("testdb: crash mariadb %s: not running", n.Name)
-	}
-	n.proc.killGroup()
-	n.frozen = false
-	return n.proc.wait(ctx)
-}
+func (n *MariaNode) CrashContext(ctx context.Context) error { return n.kill(ctx, "crash") }
 
 // Start restarts a crashed node on the same port and data folder, and waits
 // until it answers and, for a replica, replicates again (both threads
@@ -640,75 +524,16 @@ func (n *MariaNode) CrashContext(ctx context.Context) error {
 // node is running.
 func (n *MariaNode) Start(tb testing.TB) {
 	tb.Helper()
-	ctx, cancel := opCtx(tb, opTimeout)
-	defer cancel()
-	must(tb, n.StartContext(ctx))
+	run(tb, opTimeout, n.StartContext)
 }
 
 // StartContext is Start returning its error.
 func (n *MariaNode) StartContext(ctx context.Context) error {
-	n.mu.Lock()
-	if n.proc != nil && !n.proc.exited() {
-		n.mu.Unlock()
-		return nil
-	}
-	err := n.startLocked(ctx)
-	n.mu.Unlock()
-	if err != nil {
-		return err
-	}
+	var replicating func(context.Context) error
 	if n.replica {
-		return n.waitReplicating(ctx, true)
+		replicating = func(ctx context.Context) error { return n.waitReplicating(ctx, true) }
 	}
-	return nil
-}
-
-// Freeze stops mariadbd with SIGSTOP: it hangs instead of failing. Thaw
-// resumes it.
-func (n *MariaNode) Freeze(tb testing.TB) {
-	tb.Helper()
-	must(tb, n.FreezeContext(context.Background()))
-}
-
-// FreezeContext is Freeze returning its error.
-func (n *MariaNode) FreezeContext(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.proc == nil || n.proc.exited() {
-		return fmt.Errorf("testdb: freeze mariadb %s: not running", n.Name)
-	}
-	if n.frozen {
-		return nil
-	}
-	if err := freezeTree(n.proc.pid()); err != nil {
-		return fmt.Errorf("testdb: freeze mariadb %s: %w", n.Name, err)
-	}
-	n.frozen = true
-	return nil
-}
-
-// Thaw resumes a frozen mariadbd with SIGCONT. It does nothing if the
-// server is not frozen.
-func (n *MariaNode) Thaw(tb testing.TB) {
-	tb.Helper()
-	must(tb, n.ThawContext(context.Background()))
-}
-
-// ThawContext is Thaw returning its error.
-func (n *MariaNode) ThawContext(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.frozen && n.proc != nil {
-		thawTree(n.proc.pid())
-	}
-	n.frozen = false
-	return nil
+	return n.start(ctx, n.startLocked, replicating)
 }
 
 // GTIDBinlogPos returns the node's @@gtid_binlog_pos: on the primary, every
@@ -736,32 +561,21 @@ func (n *MariaNode) GTIDBinlogPosContext(ctx context.Context) (string, error) {
 // MASTER_GTID_WAIT), failing the test after timeout.
 func (n *MariaNode) WaitCaughtUp(tb testing.TB, timeout time.Duration) {
 	tb.Helper()
-	ctx, cancel := opCtx(tb, timeout)
-	defer cancel()
-	must(tb, n.WaitCaughtUpContext(ctx))
+	run(tb, timeout, n.WaitCaughtUpContext)
 }
 
 // WaitCaughtUpContext is WaitCaughtUp with the context's deadline as timeout.
 func (n *MariaNode) WaitCaughtUpContext(ctx context.Context) error {
-	pos, err := n.cluster.Primary.GTIDBinlogPosContext(ctx)
-	if err != nil {
-		return err
-	}
-	return n.waitGTID(ctx, pos)
+	return waitCaughtUp(ctx, n.cluster.Primary.GTIDBinlogPosContext, []*MariaNode{n}, (*MariaNode).waitGTID)
 }
 
 // waitGTID waits until the replica has applied pos.
 func (n *MariaNode) waitGTID(ctx context.Context, pos string) error {
 	what := fmt.Sprintf("wait for mariadb %s to apply %q", n.Name, pos)
-	n.mu.Lock()
-	running, frozen := n.proc != nil && !n.proc.exited(), n.frozen
-	n.mu.Unlock()
-	switch {
-	case !running:
-		return fmt.Errorf("testdb: %s: it is not running", what)
-	case frozen:
-		return fmt.Errorf("testdb: %s: it is frozen", what)
-	case pos == "":
+	if err := n.serving(what); err != nil {
+		return err
+	}
+	if pos == "" {
 		return nil
 	}
 	timeout := 60.0
@@ -792,23 +606,12 @@ func (n *MariaNode) waitGTID(ctx context.Context, pos string) error {
 // primary had written at the call, failing the test after timeout.
 func (c *MariaCluster) WaitCaughtUp(tb testing.TB, timeout time.Duration) {
 	tb.Helper()
-	ctx, cancel := opCtx(tb, timeout)
-	defer cancel()
-	must(tb, c.WaitCaughtUpContext(ctx))
+	run(tb, timeout, c.WaitCaughtUpContext)
 }
 
 // WaitCaughtUpContext is WaitCaughtUp with the context's deadline as timeout.
 func (c *MariaCluster) WaitCaughtUpContext(ctx context.Context) error {
-	pos, err := c.Primary.GTIDBinlogPosContext(ctx)
-	if err != nil {
-		return err
-	}
-	for _, r := range c.Replicas {
-		if err := r.waitGTID(ctx, pos); err != nil {
-			return err
-		}
-	}
-	return nil
+	return waitCaughtUp(ctx, c.Primary.GTIDBinlogPosContext, c.Replicas, (*MariaNode).waitGTID)
 }
 
 // Reset restores the cluster to health: every node thawed and running, no
@@ -816,20 +619,13 @@ func (c *MariaCluster) WaitCaughtUpContext(ctx context.Context) error {
 // up. MariaDB calls it before returning an existing cluster.
 func (c *MariaCluster) Reset(tb testing.TB) {
 	tb.Helper()
-	ctx, cancel := opCtx(tb, resetTimeout)
-	defer cancel()
-	must(tb, c.ResetContext(ctx))
+	run(tb, resetTimeout, c.ResetContext)
 }
 
 // ResetContext is Reset returning its error.
 func (c *MariaCluster) ResetContext(ctx context.Context) error {
-	for _, n := range c.nodes() {
-		if err := n.ThawContext(ctx); err != nil {
-			return err
-		}
-		if err := n.StartContext(ctx); err != nil {
-			return fmt.Errorf("testdb: reset: %w", err)
-		}
+	if err := resetNodes(ctx, c.nodes()); err != nil {
+		return err
 	}
 	for _, r := range c.Replicas {
 		st, err := r.SlaveStatusContext(ctx)
@@ -858,35 +654,8 @@ func (c *MariaCluster) ResetContext(ctx context.Context) error {
 	return nil
 }
 
-// Dir returns the cluster's temporary folder: data folders and server logs.
-func (c *MariaCluster) Dir() string { return c.dir }
+func (n *MariaNode) port() int { return n.Port }
 
 // Close kills every server of the cluster, removes its folder and frees its
 // ports. It is safe to call more than once.
-func (c *MariaCluster) Close() error {
-	c.closeOnce.Do(func() {
-		close(c.closed)
-		untrack(c)
-		nodes := c.nodes()
-		for _, n := range nodes {
-			n.mu.Lock()
-			if n.proc != nil && !n.proc.exited() {
-				n.proc.killGroup() // the data is thrown away: no clean shutdown
-			}
-			n.frozen = false
-			n.mu.Unlock()
-		}
-		for _, n := range nodes {
-			n.mu.Lock()
-			if n.proc != nil {
-				<-n.proc.done
-			}
-			n.mu.Unlock()
-			if n.Port != 0 {
-				releasePort(n.Port)
-			}
-		}
-		c.closeErr = removeDir(c.dir)
-	})
-	return c.closeErr
-}
+func (c *MariaCluster) Close() error { return closeCluster(&c.cluster, c, c.nodes()) }

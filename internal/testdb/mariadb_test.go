@@ -2,10 +2,8 @@ package testdb_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"slices"
-	"syscall"
 	"testing"
 	"time"
 
@@ -29,23 +27,33 @@ func myHas(t *testing.T, n *testdb.MariaNode, table, k string) bool {
 	return found
 }
 
-func myExec(t *testing.T, db *sql.DB, query string, args ...any) {
-	t.Helper()
-	if _, err := db.ExecContext(t.Context(), query, args...); err != nil {
-		t.Fatalf("%s: %v", query, err)
-	}
+// mariaEngine is how the checks shared with TestPostgres work on MariaDB.
+var mariaEngine = engine[*testdb.MariaNode]{
+	keyType:  "VARCHAR(20)",
+	nodeName: func(n *testdb.MariaNode) string { return n.Name },
+	has:      myHas,
+	dial: func(ctx context.Context, n *testdb.MariaNode) error {
+		db := n.OpenDB(nil)
+		defer db.Close()
+		return db.PingContext(ctx)
+	},
+	selectOne: func(ctx context.Context, n *testdb.MariaNode) error {
+		db := n.OpenDB(nil)
+		defer db.Close()
+		var one int
+		return db.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+	},
+	readOnly: func(err error) bool {
+		var myErr *mysql.MySQLError
+		return errors.As(err, &myErr) && myErr.Number == 1290
+	},
+	wantReadOnly: "error 1290 (read-only)",
 }
 
 func TestMariaDB(t *testing.T) {
 	my := testdb.MariaDB(t, 2)
-	if len(my.Replicas) != 2 {
-		t.Fatalf("got %d replicas, want 2", len(my.Replicas))
-	}
+	kv := newKVTable(t, mariaEngine, my.Primary, my.Replicas, "my_kv")
 	r1, r2 := my.Replicas[0], my.Replicas[1]
-	primary := my.Primary.OpenDB(nil)
-	defer primary.Close()
-	table := tableName("my_kv")
-	myExec(t, primary, "CREATE TABLE "+table+" (k VARCHAR(20) PRIMARY KEY)")
 
 	t.Run("server ids", func(t *testing.T) {
 		for i, n := range []*testdb.MariaNode{my.Primary, r1, r2} {
@@ -63,45 +71,19 @@ func TestMariaDB(t *testing.T) {
 		}
 	})
 
-	t.Run("replicates", func(t *testing.T) {
-		myExec(t, primary, "INSERT INTO "+table+" VALUES ('a')")
-		my.WaitCaughtUp(t, 10*time.Second)
-		for _, r := range my.Replicas {
-			if !myHas(t, r, table, "a") {
-				t.Errorf("%s: row a missing after WaitCaughtUp", r.Name)
-			}
-		}
-	})
+	t.Run("replicates", func(t *testing.T) { kv.checkReplicates(t, my.WaitCaughtUp, my.Replicas) })
 
 	t.Run("stop SQL thread", func(t *testing.T) {
-		r1.StopSQLThread(t)
-		if st := r1.SlaveStatus(t); st["Slave_SQL_Running"] != "No" || st["Slave_IO_Running"] != "Yes" {
-			t.Fatalf("after StopSQLThread: SQL=%s IO=%s", st["Slave_SQL_Running"], st["Slave_IO_Running"])
+		stop := func(t testing.TB) {
+			r1.StopSQLThread(t)
+			if st := r1.SlaveStatus(t); st["Slave_SQL_Running"] != "No" || st["Slave_IO_Running"] != "Yes" {
+				t.Fatalf("after StopSQLThread: SQL=%s IO=%s", st["Slave_SQL_Running"], st["Slave_IO_Running"])
+			}
 		}
-		myExec(t, primary, "INSERT INTO "+table+" VALUES ('b')")
-		r2.WaitCaughtUp(t, 10*time.Second)
-		if !myHas(t, r2, table, "b") {
-			t.Fatal("replica2: row b missing after WaitCaughtUp")
-		}
-		if myHas(t, r1, table, "b") {
-			t.Fatal("replica1: row b visible while its SQL thread is stopped")
-		}
-		r1.StartSQLThread(t)
-		r1.WaitCaughtUp(t, 10*time.Second)
-		if !myHas(t, r1, table, "b") {
-			t.Fatal("replica1: row b missing after StartSQLThread")
-		}
+		kv.checkHoldBack(t, r1, r2, stop, r1.StartSQLThread, "its SQL thread is stopped", "StartSQLThread")
 	})
 
-	t.Run("replica is read-only", func(t *testing.T) {
-		db := r1.OpenDB(nil)
-		defer db.Close()
-		_, err := db.ExecContext(t.Context(), "INSERT INTO "+table+" VALUES ('x')")
-		var myErr *mysql.MySQLError
-		if !errors.As(err, &myErr) || myErr.Number != 1290 {
-			t.Fatalf("write on replica1: %v, want error 1290 (read-only)", err)
-		}
-	})
+	t.Run("replica is read-only", func(t *testing.T) { kv.checkReadOnly(t, r1) })
 
 	t.Run("delay", func(t *testing.T) {
 		// MASTER_DELAY counts from the event's timestamp, which has whole
@@ -111,8 +93,8 @@ func TestMariaDB(t *testing.T) {
 			t.Fatalf("SQL_Delay = %q, want 2", st["SQL_Delay"])
 		}
 		start := time.Now()
-		myExec(t, primary, "INSERT INTO "+table+" VALUES ('c')")
-		eventually(t, 10*time.Second, "row c on replica1", func(context.Context) bool { return myHas(t, r1, table, "c") })
+		kv.insert(t, "c")
+		eventually(t, 10*time.Second, "row c on replica1", func(context.Context) bool { return myHas(t, r1, kv.table, "c") })
 		if took := time.Since(start); took < time.Second {
 			t.Fatalf("row c visible after %v, want >= 1s", took)
 		}
@@ -122,49 +104,13 @@ func TestMariaDB(t *testing.T) {
 		}
 	})
 
-	t.Run("crash and start", func(t *testing.T) {
-		r2.Crash(t)
-		if r2.Running() {
-			t.Fatal("replica2 still running after Crash")
-		}
-		db := r2.OpenDB(nil)
-		err := db.PingContext(t.Context())
-		db.Close()
-		if !errors.Is(err, syscall.ECONNREFUSED) {
-			t.Fatalf("ping crashed replica2: %v, want connection refused", err)
-		}
-		myExec(t, primary, "INSERT INTO "+table+" VALUES ('d')")
-		r2.Start(t)
-		r2.WaitCaughtUp(t, 10*time.Second)
-		if !myHas(t, r2, table, "d") {
-			t.Fatal("replica2: row d missing after restart")
-		}
-	})
+	t.Run("crash and start", func(t *testing.T) { kv.checkCrashAndStart(t, r2) })
 
-	t.Run("freeze and thaw", func(t *testing.T) {
-		r1.Freeze(t)
-		db := r1.OpenDB(nil)
-		defer db.Close()
-		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
-		defer cancel()
-		start := time.Now()
-		var one int
-		err := db.QueryRowContext(ctx, "SELECT 1").Scan(&one)
-		if err == nil || !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			t.Fatalf("query on frozen replica1: err=%v ctx=%v, want a timeout", err, ctx.Err())
-		}
-		if took := time.Since(start); took > 5*time.Second {
-			t.Fatalf("query on frozen replica1 took %v to give up", took)
-		}
-		r1.Thaw(t)
-		if !myHas(t, r1, table, "a") {
-			t.Fatal("replica1: row a missing after thaw")
-		}
-	})
+	t.Run("freeze and thaw", func(t *testing.T) { kv.checkFreezeAndThaw(t, r1) })
 
 	t.Run("MariaDB resets", func(t *testing.T) {
 		r1.StopSQLThread(t)
-		myExec(t, primary, "INSERT INTO "+table+" VALUES ('e')")
+		kv.insert(t, "e")
 		r2.Crash(t)
 		again := testdb.MariaDB(t, 2)
 		if again != my {
@@ -175,7 +121,7 @@ func TestMariaDB(t *testing.T) {
 			if !r.Running() || st["Slave_SQL_Running"] != "Yes" || st["Slave_IO_Running"] != "Yes" {
 				t.Fatalf("%s not healthy after reset: %v", r.Name, st)
 			}
-			if !myHas(t, r, table, "e") {
+			if !myHas(t, r, kv.table, "e") {
 				t.Errorf("%s: row e missing right after reset", r.Name)
 			}
 		}

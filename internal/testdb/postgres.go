@@ -35,14 +35,7 @@ type PGCluster struct {
 	// from Primary through the replication slots slot_1, slot_2, ...
 	Replicas []*PGNode
 
-	dir  string
-	bins map[string]string
-	user *osUser
-	logf func(string, ...any)
-
-	closeOnce sync.Once
-	closed    chan struct{}
-	closeErr  error
+	cluster
 }
 
 // PGNode is one PostgreSQL server of a PGCluster. Its methods are safe for
@@ -55,15 +48,12 @@ type PGNode struct {
 	// and Start too.
 	Port int
 
+	node
 	cluster *PGCluster
 	replica bool
 	slot    string
 	dataDir string
 	logFile string
-
-	mu     sync.Mutex // serializes lifecycle changes; guards proc and frozen
-	proc   *process
-	frozen bool
 }
 
 // LSN is a PostgreSQL write-ahead-log position.
@@ -100,28 +90,7 @@ var errAddrInUse = errors.New("address already in use")
 // naming the package to install, or fails if RWSPLIT_REQUIRE_DB=1.
 func Postgres(tb testing.TB, replicas int) *PGCluster {
 	tb.Helper()
-	bins, err := findPGBins()
-	if err != nil {
-		skipOrFatal(tb, err)
-		return nil
-	}
-	sl := newStartLog()
-	c, started, err := shared(registry.pg, replicas, func() (*PGCluster, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-		defer cancel()
-		return startPG(ctx, bins, replicas, sl.logf)
-	})
-	if started {
-		tb.Logf("testdb: postgres primary + %d replicas: start-up (%v)\n%s", replicas, time.Since(sl.t0).Round(time.Millisecond), sl)
-	}
-	if err != nil {
-		tb.Fatal(err)
-		return nil
-	}
-	if !started {
-		c.Reset(tb)
-	}
-	return c
+	return sharedCluster(tb, registry.pg, "postgres", replicas, findPGBins, startPG)
 }
 
 // StartPostgres starts a PostgreSQL primary with the given number of
@@ -129,15 +98,7 @@ func Postgres(tb testing.TB, replicas int) *PGCluster {
 // if not nil, receives progress messages. The caller must Close the
 // cluster; Teardown also does.
 func StartPostgres(ctx context.Context, replicas int, logf func(string, ...any)) (*PGCluster, error) {
-	bins, err := findPGBins()
-	if err != nil {
-		return nil, err
-	}
-	if logf != nil {
-		inner := logf
-		logf = func(format string, args ...any) { inner("testdb: postgres: "+format, args...) }
-	}
-	return startPG(ctx, bins, replicas, logf)
+	return startCluster(ctx, "postgres", replicas, logf, findPGBins, startPG)
 }
 
 // findPGBins finds postgres, initdb and pg_basebackup: in
@@ -154,21 +115,11 @@ func findPGBins() (map[string]string, error) {
 }
 
 func startPG(ctx context.Context, bins map[string]string, replicas int, logf func(string, ...any)) (*PGCluster, error) {
-	if replicas < 0 {
-		return nil, fmt.Errorf("testdb: postgres: %d replicas", replicas)
-	}
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
-	u, err := serviceUser("postgres")
-	if err != nil {
+	c := &PGCluster{}
+	if err := c.init("postgres", "pg", "postgres", replicas, bins, logf); err != nil {
 		return nil, err
 	}
-	dir, err := makeClusterDir("pg", u)
-	if err != nil {
-		return nil, err
-	}
-	c := &PGCluster{dir: dir, bins: bins, user: u, logf: logf, closed: make(chan struct{})}
+	dir, u, logf := c.dir, c.user, c.logf
 	track(c)
 	ok := false
 	defer func() {
@@ -182,7 +133,7 @@ func startPG(ctx context.Context, bins map[string]string, replicas int, logf fun
 	}
 
 	p := c.Primary
-	err = runProcess(ctx, procSpec{
+	err := runProcess(ctx, procSpec{
 		name: "initdb (postgres primary)", path: bins["initdb"], dir: dir, user: u, log: p.logFile, env: childEnv(dir),
 		args: []string{"-D", p.dataDir, "-U", "postgres", "--auth=trust", "--no-sync", "--no-instructions", "-E", "UTF8", "--locale=C"},
 	})
@@ -226,6 +177,9 @@ func (c *PGCluster) newNode(name string, replica int) *PGNode {
 		replica: replica > 0,
 		dataDir: filepath.Join(c.dir, name),
 		logFile: filepath.Join(c.dir, name+".log"),
+		// Close and a failed start shut the server down at once (SIGQUIT,
+		// no checkpoint): the data is thrown away anyway.
+		node: node{server{what: "postgres " + name, quit: syscall.SIGQUIT, grace: 5 * time.Second}},
 	}
 	if replica > 0 {
 		n.slot = fmt.Sprintf("slot_%d", replica)
@@ -308,70 +262,37 @@ func (n *PGNode) startNew(ctx context.Context) error {
 		// basebackup copied the primary's port; postgresql.auto.conf wins.
 		conf = "postgresql.auto.conf"
 	}
-	for attempt := 1; ; attempt++ {
-		port, err := reservePort()
-		if err != nil {
-			return err
-		}
+	usePort := func(port int) error {
 		text := fmt.Sprintf("port = %d\n", port)
 		if n.replica {
 			text += fmt.Sprintf("cluster_name = '%s'\n", n.Name)
 		}
 		if err := appendConf(filepath.Join(n.dataDir, conf), text, n.cluster.user); err != nil {
-			releasePort(port)
 			return err
 		}
 		n.Port = port
-		n.mu.Lock()
-		err = n.startLocked(ctx)
-		n.mu.Unlock()
-		if err == nil {
-			return nil
-		}
-		releasePort(port)
-		if !errors.Is(err, errAddrInUse) || attempt == 5 {
-			return err
-		}
-		n.cluster.logf("%s: port %d taken, retrying on another", n.Name, port)
+		return nil
 	}
+	err := n.startOnFreePort(ctx, usePort, n.startLocked, n.cluster.retrying(n.Name))
+	if err != nil {
+		// startOnFreePort released the port: Close must not release it
+		// again, when another server may hold it.
+		n.Port = 0
+	}
+	return err
 }
 
 // startLocked starts the server process and waits until it accepts
 // connections. n.mu must be held.
 func (n *PGNode) startLocked(ctx context.Context) error {
 	c := n.cluster
-	select {
-	case <-c.closed:
-		return fmt.Errorf("testdb: start postgres %s: cluster is closed", n.Name)
-	default:
-	}
-	p, err := startProcess(procSpec{
-		name: "postgres " + n.Name, path: c.bins["postgres"], dir: c.dir, user: c.user, log: n.logFile,
-		env: childEnv(c.dir), args: []string{"-D", n.dataDir}, pids: filepath.Join(c.dir, pidsFile),
-	})
-	if err != nil {
+	if err := c.errIfClosed(n.what); err != nil {
 		return err
 	}
-	n.proc = p
-	n.frozen = false
-	err = poll(ctx, 10*time.Millisecond, "start postgres "+n.Name, func(ctx context.Context) (bool, error) {
-		if p.exited() {
-			if p.addrInUse() {
-				return false, stopPolling(fmt.Errorf("testdb: start postgres %s on port %d: %w", n.Name, n.Port, errAddrInUse))
-			}
-			return false, stopPolling(p.exitError())
-		}
-		err := n.ping(ctx)
-		return err == nil, err
-	})
-	if err != nil {
-		p.stop(syscall.SIGQUIT, 5*time.Second)
-		if errors.Is(err, errAddrInUse) {
-			return err
-		}
-		return fmt.Errorf("%w%s", err, logTail(p.log, p.logFrom))
-	}
-	return nil
+	return n.launch(ctx, procSpec{
+		name: n.what, path: c.bins["postgres"], dir: c.dir, user: c.user, log: n.logFile,
+		env: childEnv(c.dir), args: []string{"-D", n.dataDir}, pids: filepath.Join(c.dir, pidsFile),
+	}, n.Port, 10*time.Millisecond, n.ping)
 }
 
 // ping connects and pings the server, within a second.
@@ -459,12 +380,6 @@ func (c *PGCluster) waitStreaming(ctx context.Context, replicas ...*PGNode) erro
 	})
 }
 
-func (n *PGNode) process() *process {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.proc
-}
-
 // DSN returns the node's connection string for pgx and lib/pq, as user
 // postgres (trust authentication) on database postgres.
 func (n *PGNode) DSN() string {
@@ -472,7 +387,7 @@ func (n *PGNode) DSN() string {
 }
 
 // Addr returns the node's "127.0.0.1:port".
-func (n *PGNode) Addr() string { return "127.0.0.1:" + strconv.Itoa(n.Port) }
+func (n *PGNode) Addr() string { return addr(n.Port) }
 
 // DataDir returns the node's data folder.
 func (n *PGNode) DataDir() string { return n.dataDir }
@@ -497,34 +412,13 @@ func (n *PGNode) Connector(r *Recorder) (driver.Connector, error) {
 // OpenDB returns a *sql.DB on the node through pgx's stdlib driver, with
 // every statement recorded by r under the node's Name (r may be nil). The
 // caller closes it.
-func (n *PGNode) OpenDB(r *Recorder) *sql.DB {
-	c, err := n.Connector(r)
-	if err != nil {
-		return sql.OpenDB(errConnector{err})
-	}
-	return sql.OpenDB(c)
-}
-
-// Running reports whether the server process is up (it may be frozen).
-func (n *PGNode) Running() bool {
-	p := n.process()
-	return p != nil && !p.exited()
-}
-
-// Frozen reports whether the server is stopped by Freeze.
-func (n *PGNode) Frozen() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.frozen
-}
+func (n *PGNode) OpenDB(r *Recorder) *sql.DB { return openDB(n.Connector(r)) }
 
 // PauseReplay pauses WAL replay on a replica (pg_wal_replay_pause): it keeps
 // serving reads, ever staler, until ResumeReplay.
 func (n *PGNode) PauseReplay(tb testing.TB) {
 	tb.Helper()
-	ctx, cancel := opCtx(tb, opTimeout)
-	defer cancel()
-	must(tb, n.PauseReplayContext(ctx))
+	run(tb, opTimeout, n.PauseReplayContext)
 }
 
 // PauseReplayContext is PauseReplay returning its error.
@@ -535,9 +429,7 @@ func (n *PGNode) PauseReplayContext(ctx context.Context) error {
 // ResumeReplay resumes WAL replay on a replica (pg_wal_replay_resume).
 func (n *PGNode) ResumeReplay(tb testing.TB) {
 	tb.Helper()
-	ctx, cancel := opCtx(tb, opTimeout)
-	defer cancel()
-	must(tb, n.ResumeReplayContext(ctx))
+	run(tb, opTimeout, n.ResumeReplayContext)
 }
 
 // ResumeReplayContext is ResumeReplay returning its error.
@@ -550,9 +442,7 @@ func (n *PGNode) ResumeReplayContext(ctx context.Context) error {
 // the delay. It returns once the new setting is in force.
 func (n *PGNode) SetApplyDelay(tb testing.TB, d time.Duration) {
 	tb.Helper()
-	ctx, cancel := opCtx(tb, opTimeout)
-	defer cancel()
-	must(tb, n.SetApplyDelayContext(ctx, d))
+	run(tb, opTimeout, func(ctx context.Context) error { return n.SetApplyDelayContext(ctx, d) })
 }
 
 // SetApplyDelayContext is SetApplyDelay returning its error.
@@ -593,32 +483,12 @@ func (n *PGNode) applyDelay(ctx context.Context) (time.Duration, error) {
 // are then refused. Start brings it back.
 func (n *PGNode) Crash(tb testing.TB) {
 	tb.Helper()
-	ctx, cancel := opCtx(tb, opTimeout)
-	defer cancel()
-	must(tb, n.CrashContext(ctx))
+	run(tb, opTimeout, n.CrashContext)
 }
 
 // CrashContext is Crash returning its error.
 func (n *PGNode) CrashContext(ctx context.Context) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.proc == nil || n.proc.exited() {
-		return fmt.Errorf("testdb: crash postgres %s: not running", n.Name)
-	}
-	if n.frozen {
-		thawTree(n.proc.pid()) // a stopped postmaster cannot act on SIGQUIT
-		n.frozen = false
-	}
-	if err := n.proc.signal(syscall.SIGQUIT); err != nil {
-		return err
-	}
-	waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := n.proc.wait(waitCtx); err != nil {
-		n.proc.killGroup()
-		<-n.proc.done
-	}
-	return nil
+	return n.halt(ctx, "crash", syscall.SIGQUIT, 10*time.Second)
 }
 
 // Start restarts a crashed node on the same port and data folder, and waits
@@ -626,76 +496,16 @@ func (n *PGNode) CrashContext(ctx context.Context) error {
 // again. It does nothing if the node is running.
 func (n *PGNode) Start(tb testing.TB) {
 	tb.Helper()
-	ctx, cancel := opCtx(tb, opTimeout)
-	defer cancel()
-	must(tb, n.StartContext(ctx))
+	run(tb, opTimeout, n.StartContext)
 }
 
 // StartContext is Start returning its error.
 func (n *PGNode) StartContext(ctx context.Context) error {
-	n.mu.Lock()
-	if n.proc != nil && !n.proc.exited() {
-		n.mu.Unlock()
-		return nil
-	}
-	err := n.startLocked(ctx)
-	n.mu.Unlock()
-	if err != nil {
-		return err
-	}
+	var streaming func(context.Context) error
 	if n.replica {
-		return n.cluster.waitStreaming(ctx, n)
+		streaming = func(ctx context.Context) error { return n.cluster.waitStreaming(ctx, n) }
 	}
-	return nil
-}
-
-// Freeze stops the server and all its processes with SIGSTOP: it hangs
-// instead of failing. Connections are still accepted by the kernel, but
-// nothing answers. Thaw resumes it.
-func (n *PGNode) Freeze(tb testing.TB) {
-	tb.Helper()
-	must(tb, n.FreezeContext(context.Background()))
-}
-
-// FreezeContext is Freeze returning its error.
-func (n *PGNode) FreezeContext(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.proc == nil || n.proc.exited() {
-		return fmt.Errorf("testdb: freeze postgres %s: not running", n.Name)
-	}
-	if n.frozen {
-		return nil
-	}
-	if err := freezeTree(n.proc.pid()); err != nil {
-		return fmt.Errorf("testdb: freeze postgres %s: %w", n.Name, err)
-	}
-	n.frozen = true
-	return nil
-}
-
-// Thaw resumes a frozen server with SIGCONT. It does nothing if the server
-// is not frozen.
-func (n *PGNode) Thaw(tb testing.TB) {
-	tb.Helper()
-	must(tb, n.ThawContext(context.Background()))
-}
-
-// ThawContext is Thaw returning its error.
-func (n *PGNode) ThawContext(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.frozen && n.proc != nil {
-		thawTree(n.proc.pid())
-	}
-	n.frozen = false
-	return nil
+	return n.start(ctx, n.startLocked, streaming)
 }
 
 // ReplayLSN returns a replica's pg_last_wal_replay_lsn(): how far it has
@@ -744,31 +554,19 @@ func (n *PGNode) CurrentLSNContext(ctx context.Context) (LSN, error) {
 // pg_current_wal_lsn() as of the call, failing the test after timeout.
 func (n *PGNode) WaitCaughtUp(tb testing.TB, timeout time.Duration) {
 	tb.Helper()
-	ctx, cancel := opCtx(tb, timeout)
-	defer cancel()
-	must(tb, n.WaitCaughtUpContext(ctx))
+	run(tb, timeout, n.WaitCaughtUpContext)
 }
 
 // WaitCaughtUpContext is WaitCaughtUp with the context's deadline as timeout.
 func (n *PGNode) WaitCaughtUpContext(ctx context.Context) error {
-	target, err := n.cluster.Primary.CurrentLSNContext(ctx)
-	if err != nil {
-		return err
-	}
-	return n.waitReplay(ctx, target)
+	return waitCaughtUp(ctx, n.cluster.Primary.CurrentLSNContext, []*PGNode{n}, (*PGNode).waitReplay)
 }
 
 // waitReplay waits until the replica's replay LSN reaches target.
 func (n *PGNode) waitReplay(ctx context.Context, target LSN) error {
 	what := fmt.Sprintf("wait for postgres %s to replay up to %v", n.Name, target)
-	n.mu.Lock()
-	running, frozen := n.proc != nil && !n.proc.exited(), n.frozen
-	n.mu.Unlock()
-	switch {
-	case !running:
-		return fmt.Errorf("testdb: %s: it is not running", what)
-	case frozen:
-		return fmt.Errorf("testdb: %s: it is frozen", what)
+	if err := n.serving(what); err != nil {
+		return err
 	}
 	var conn *pgx.Conn
 	defer func() {
@@ -808,23 +606,12 @@ func (n *PGNode) waitReplay(ctx context.Context, target LSN) error {
 // to pg_current_wal_lsn() as of the call, failing the test after timeout.
 func (c *PGCluster) WaitCaughtUp(tb testing.TB, timeout time.Duration) {
 	tb.Helper()
-	ctx, cancel := opCtx(tb, timeout)
-	defer cancel()
-	must(tb, c.WaitCaughtUpContext(ctx))
+	run(tb, timeout, c.WaitCaughtUpContext)
 }
 
 // WaitCaughtUpContext is WaitCaughtUp with the context's deadline as timeout.
 func (c *PGCluster) WaitCaughtUpContext(ctx context.Context) error {
-	target, err := c.Primary.CurrentLSNContext(ctx)
-	if err != nil {
-		return err
-	}
-	for _, r := range c.Replicas {
-		if err := r.waitReplay(ctx, target); err != nil {
-			return err
-		}
-	}
-	return nil
+	return waitCaughtUp(ctx, c.Primary.CurrentLSNContext, c.Replicas, (*PGNode).waitReplay)
 }
 
 // Reset restores the cluster to health: every node thawed and running, WAL
@@ -832,20 +619,13 @@ func (c *PGCluster) WaitCaughtUpContext(ctx context.Context) error {
 // Postgres calls it before returning an existing cluster.
 func (c *PGCluster) Reset(tb testing.TB) {
 	tb.Helper()
-	ctx, cancel := opCtx(tb, resetTimeout)
-	defer cancel()
-	must(tb, c.ResetContext(ctx))
+	run(tb, resetTimeout, c.ResetContext)
 }
 
 // ResetContext is Reset returning its error.
 func (c *PGCluster) ResetContext(ctx context.Context) error {
-	for _, n := range append([]*PGNode{c.Primary}, c.Replicas...) {
-		if err := n.ThawContext(ctx); err != nil {
-			return err
-		}
-		if err := n.StartContext(ctx); err != nil {
-			return fmt.Errorf("testdb: reset: %w", err)
-		}
+	if err := resetNodes(ctx, c.nodes()); err != nil {
+		return err
 	}
 	for _, r := range c.Replicas {
 		var paused string
@@ -876,48 +656,12 @@ func (c *PGCluster) ResetContext(ctx context.Context) error {
 	return nil
 }
 
-// Dir returns the cluster's temporary folder: data folders and server logs.
-func (c *PGCluster) Dir() string { return c.dir }
+func (c *PGCluster) nodes() []*PGNode {
+	return slices.DeleteFunc(append([]*PGNode{c.Primary}, c.Replicas...), func(n *PGNode) bool { return n == nil })
+}
+
+func (n *PGNode) port() int { return n.Port }
 
 // Close stops every server of the cluster, removes its folder and frees its
 // ports. It is safe to call more than once.
-func (c *PGCluster) Close() error {
-	c.closeOnce.Do(func() {
-		close(c.closed)
-		untrack(c)
-		nodes := slices.DeleteFunc(append([]*PGNode{c.Primary}, c.Replicas...), func(n *PGNode) bool { return n == nil })
-		var wg sync.WaitGroup
-		for _, n := range nodes {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				n.mu.Lock()
-				defer n.mu.Unlock()
-				if n.proc != nil {
-					// Immediate shutdown: the data is thrown away anyway.
-					n.proc.stop(syscall.SIGQUIT, 5*time.Second)
-				}
-				n.frozen = false
-			}()
-		}
-		wg.Wait()
-		for _, n := range nodes {
-			if n.Port != 0 {
-				releasePort(n.Port)
-			}
-		}
-		c.closeErr = removeDir(c.dir)
-	})
-	return c.closeErr
-}
-
-// errConnector fails every connection with err: OpenDB's answer to a
-// configuration error, since sql.OpenDB cannot return one.
-type errConnector struct{ err error }
-
-func (c errConnector) Connect(context.Context) (driver.Conn, error) { return nil, c.err }
-func (c errConnector) Driver() driver.Driver                        { return errDriver(c) }
-
-type errDriver errConnector
-
-func (d errDriver) Open(string) (driver.Conn, error) { return nil, d.err }
+func (c *PGCluster) Close() error { return closeCluster(&c.cluster, c, c.nodes()) }

@@ -1,6 +1,7 @@
 package testdb
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -194,12 +195,15 @@ func (p *Proxy) serve(client net.Conn) {
 	go func() { // client reader
 		defer wg.Done()
 		defer end()
+		buf := make([]byte, 32<<10)
 		for {
-			buf := make([]byte, 32<<10)
 			n, err := client.Read(buf)
 			if n > 0 {
+				// Queue a copy of just what was read: a 32 KiB buffer per
+				// chunk showed up as ~16 KiB/op in the benchmarks that
+				// run through the proxy.
 				select {
-				case chunks <- chunk{b: buf[:n], at: time.Now()}:
+				case chunks <- chunk{b: bytes.Clone(buf[:n]), at: time.Now()}:
 				case <-stop:
 					return
 				}

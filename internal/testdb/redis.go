@@ -21,12 +21,10 @@ type RedisServer struct {
 	// Start too.
 	Port int
 
+	server  // its mu serializes Start and Stop
 	bin     string
 	dir     string
 	logFile string
-
-	mu   sync.Mutex // guards proc; serializes Start and Stop
-	proc *process
 
 	closeOnce sync.Once
 	closed    bool // guarded by mu
@@ -87,30 +85,27 @@ func startRedis(ctx context.Context, bin string, logf func(string, ...any)) (*Re
 	if err != nil {
 		return nil, err
 	}
-	s := &RedisServer{bin: bin, dir: dir, logFile: filepath.Join(dir, "redis.log")}
+	s := &RedisServer{
+		// Close and a failed start kill redis-server: every key is lost anyway.
+		server:  server{what: "redis", quit: syscall.SIGKILL},
+		bin:     bin,
+		dir:     dir,
+		logFile: filepath.Join(dir, "redis.log"),
+	}
 	track(s)
-	for attempt := 1; ; attempt++ {
-		port, err := reservePort()
-		if err != nil {
-			s.Close()
-			return nil, err
-		}
+	usePort := func(port int) error {
 		s.Port = port
-		s.mu.Lock()
-		err = s.startLocked(ctx)
-		s.mu.Unlock()
-		if err == nil {
-			break
-		}
-		releasePort(port)
-		s.Port = 0
-		if !errors.Is(err, errAddrInUse) || attempt == 5 {
-			s.Close()
-			return nil, err
-		}
+		return nil
+	}
+	retrying := func(port int) {
 		if logf != nil {
 			logf("testdb: redis: port %d taken, retrying on another", port)
 		}
+	}
+	if err := s.startOnFreePort(ctx, usePort, s.startLocked, retrying); err != nil {
+		s.Port = 0 // released
+		s.Close()
+		return nil, err
 	}
 	if logf != nil {
 		logf("redis accepting connections on %s (%s)", s.Addr(), dir)
@@ -124,36 +119,17 @@ func (s *RedisServer) startLocked(ctx context.Context) error {
 	if s.closed {
 		return errors.New("testdb: start redis: server is closed")
 	}
-	p, err := startProcess(procSpec{
-		name: "redis", path: s.bin, dir: s.dir, log: s.logFile, env: childEnv(s.dir),
+	spec := procSpec{
+		name: s.what, path: s.bin, dir: s.dir, log: s.logFile, env: childEnv(s.dir),
 		args: []string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 			"--dir", s.dir, "--daemonize", "no", "--logfile", "", "--protected-mode", "no",
 			"--unixsocket", s.sockPath(), "--unixsocketperm", "700"},
-	})
-	if err != nil {
-		return err
 	}
-	s.proc = p
-	err = poll(ctx, 5*time.Millisecond, "start redis", func(ctx context.Context) (bool, error) {
-		if p.exited() {
-			if p.addrInUse() {
-				return false, stopPolling(fmt.Errorf("testdb: start redis on port %d: %w", s.Port, errAddrInUse))
-			}
-			return false, stopPolling(p.exitError())
-		}
+	return s.launch(ctx, spec, s.Port, 5*time.Millisecond, func(ctx context.Context) error {
 		// Through the unix socket in our own folder: a server that took
 		// our TCP port meanwhile cannot answer for ours.
-		err := redisPing(ctx, "unix", s.sockPath())
-		return err == nil, err
+		return redisPing(ctx, "unix", s.sockPath())
 	})
-	if err != nil {
-		p.stop(syscall.SIGKILL, 0)
-		if errors.Is(err, errAddrInUse) {
-			return err
-		}
-		return fmt.Errorf("%w%s", err, logTail(p.log, p.logFrom))
-	}
-	return nil
 }
 
 // redisPing sends PING in RESP and expects +PONG.
@@ -185,62 +161,37 @@ func redisPing(ctx context.Context, network, addr string) error {
 func (s *RedisServer) sockPath() string { return filepath.Join(s.dir, "redis.sock") }
 
 // Addr returns the server's "127.0.0.1:port".
-func (s *RedisServer) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
+func (s *RedisServer) Addr() string { return addr(s.Port) }
 
 // LogFile returns the file that receives the server's log.
 func (s *RedisServer) LogFile() string { return s.logFile }
 
 // Running reports whether redis-server is up.
-func (s *RedisServer) Running() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.proc != nil && !s.proc.exited()
-}
+func (s *RedisServer) Running() bool { return s.running() }
 
 // Stop shuts redis-server down (SIGTERM) and waits until it is gone:
 // connections are then refused, and every key is lost. Start brings it back
 // on the same port.
 func (s *RedisServer) Stop(tb testing.TB) {
 	tb.Helper()
-	ctx, cancel := opCtx(tb, opTimeout)
-	defer cancel()
-	must(tb, s.StopContext(ctx))
+	run(tb, opTimeout, s.StopContext)
 }
 
 // StopContext is Stop returning its error.
 func (s *RedisServer) StopContext(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.proc == nil || s.proc.exited() {
-		return errors.New("testdb: stop redis: not running")
-	}
-	if err := s.proc.signal(syscall.SIGTERM); err != nil {
-		return err
-	}
-	if err := s.proc.wait(ctx); err != nil {
-		s.proc.killGroup()
-		<-s.proc.done
-	}
-	return nil
+	return s.halt(ctx, "stop", syscall.SIGTERM, 0)
 }
 
 // Start restarts a stopped redis-server on the same port and waits until it
 // answers PING. It does nothing if the server is running.
 func (s *RedisServer) Start(tb testing.TB) {
 	tb.Helper()
-	ctx, cancel := opCtx(tb, opTimeout)
-	defer cancel()
-	must(tb, s.StartContext(ctx))
+	run(tb, opTimeout, s.StartContext)
 }
 
 // StartContext is Start returning its error.
 func (s *RedisServer) StartContext(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.proc != nil && !s.proc.exited() {
-		return nil
-	}
-	return s.startLocked(ctx)
+	return s.start(ctx, s.startLocked, nil)
 }
 
 // Close stops the server, removes its folder and frees its port. It is safe
@@ -250,9 +201,7 @@ func (s *RedisServer) Close() error {
 		untrack(s)
 		s.mu.Lock()
 		s.closed = true
-		if s.proc != nil {
-			s.proc.stop(syscall.SIGKILL, 0)
-		}
+		s.shutdownLocked()
 		s.mu.Unlock()
 		if s.Port != 0 {
 			releasePort(s.Port)
