@@ -305,10 +305,17 @@ func (r cachedPlanRetry) QueryRowContext(ctx context.Context, query string, args
 	return row
 }
 
-// beginTx starts a plain transaction on the replica, counted in its Stats.
+// beginTx starts a read-only transaction on the replica, counted in its
+// Stats. rwsplit refuses writes in it before they reach the server
+// (ErrReadOnly); READ ONLY makes the server refuse them too, should the
+// replica accept writes (a MySQL replica without read_only).
 func (n *node) beginTx(ctx context.Context, opts *sql.TxOptions) (*nodeTx, error) {
+	ro := sql.TxOptions{ReadOnly: true}
+	if opts != nil {
+		ro.Isolation = opts.Isolation
+	}
 	start := n.stats.Start()
-	tx, err := n.sqlDB.BeginTx(ctx, opts)
+	tx, err := n.sqlDB.BeginTx(ctx, &ro)
 	failed := err != nil && lagcheck.IsConnError(err)
 	n.stats.Done(start, failed)
 	if failed {
