@@ -70,8 +70,9 @@ func (s *sticky) close() error {
 // with the table's in table mode. ok is false when the read is not sticky.
 // failed reports a store error: the caller then reads from the primary.
 func (s *sticky) record(ctx context.Context, table string) (rec stickiness.Record, ok, failed bool) {
-	now := time.Now()
+	var now time.Time // read the clock only for a read that may be sticky
 	if r, found := stickiness.FromContext(ctx); found {
+		now = time.Now()
 		// A token is not signed (WithToken): never let one pin reads
 		// for longer than a write of ours would.
 		if limit := now.Add(s.cfg.Window); r.Until.After(limit) {
@@ -83,7 +84,7 @@ func (s *sticky) record(ctx context.Context, table string) (rec stickiness.Recor
 		if r, found, _ := s.local.Get(ctx, key); found {
 			rec, ok = rec.Merge(r), true
 		} else if s.store != stickiness.Store(s.local) {
-			if now.UnixNano() < s.storeDownUntil.Load() {
+			if time.Now().UnixNano() < s.storeDownUntil.Load() {
 				s.storeSkips.Add(1)
 				return rec, ok, true
 			}
@@ -107,7 +108,7 @@ func (s *sticky) record(ctx context.Context, table string) (rec stickiness.Recor
 			rec, ok = rec.Merge(r), true
 		}
 	}
-	if ok && !rec.Active(now) {
+	if ok && !rec.Active(time.Now()) {
 		ok = false
 	}
 	return rec, ok, failed
