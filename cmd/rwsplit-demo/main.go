@@ -11,13 +11,21 @@
 //   - a replica crashes and restarts;
 //   - a replica answers 20ms slower than the other.
 //
-// It prints what each plugin did, then removes everything it started.
+// It prints what each plugin did and how many statements each node of
+// rwsplit served and why, then removes everything it started.
 //
 //	go run ./cmd/rwsplit-demo
+//
+// With -primary and -replica it uses servers of yours instead (PostgreSQL,
+// or MySQL/MariaDB with -driver mysql) and runs a mixed read/write workload
+// through rwsplit only, since it cannot inject faults there:
+//
+//	go run ./cmd/rwsplit-demo -primary 'host=db1 ...' -replica 'host=db2 ...' -replica 'host=db3 ...'
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -35,6 +43,12 @@ func main() {
 	flag.IntVar(&o.writes, "writes", 1000, "insert-then-read iterations in the read-your-writes workload")
 	flag.DurationVar(&o.fault, "fault", 3*time.Second, "how long each fault (pause, crash, slow) lasts")
 	flag.IntVar(&o.readers, "readers", 8, "concurrent readers in the fault workloads")
+	flag.StringVar(&o.primary, "primary", "", "use this primary `DSN` instead of starting a local cluster")
+	flag.Func("replica", "a replica `DSN` (repeat the flag for each; with -primary)", func(v string) error {
+		o.replicas = append(o.replicas, v)
+		return nil
+	})
+	flag.StringVar(&o.driver, "driver", "postgres", "with -primary: postgres or mysql")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("rwsplit-demo: ")
@@ -42,7 +56,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	code := 0
-	if err := run(ctx, o); err != nil {
+	runner := run
+	if o.primary != "" {
+		runner = runExternal
+	}
+	if err := runner(ctx, o); err != nil {
 		log.Print(err)
 		code = 1
 	}
@@ -57,6 +75,10 @@ type options struct {
 	writes  int
 	fault   time.Duration
 	readers int
+
+	primary  string
+	replicas []string
+	driver   string
 }
 
 func run(ctx context.Context, o options) error {
@@ -66,8 +88,8 @@ func run(ctx context.Context, o options) error {
 	defer cancel()
 	cl, err := testdb.StartPostgres(startCtx, 2, nil)
 	if err != nil {
-		if strings.Contains(err.Error(), "missing") || strings.Contains(err.Error(), "not found") {
-			return fmt.Errorf("%w\n(install the servers with: apt-get install -y postgresql)", err)
+		if errors.Is(err, testdb.ErrMissingBinaries) {
+			return fmt.Errorf("%w\ninstall PostgreSQL (apt-get install -y postgresql, or bash .ci/demo does it), or point the demo at your servers with -primary and -replica", err)
 		}
 		return err
 	}
@@ -93,6 +115,7 @@ func run(ctx context.Context, o options) error {
 		rows = append(rows, r)
 	}
 	printTable(rows)
+	printStats(env.plugin)
 	return nil
 }
 
