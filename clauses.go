@@ -3,6 +3,7 @@ package rwsplit
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"time"
 
 	"gorm.io/gorm"
@@ -53,7 +54,14 @@ func (r Replica) ModifyStatement(stmt *gorm.Statement) {
 		return
 	}
 	prepared := stmt.DB.PrepareStmt
-	if n := p.byName[r.Name]; r.Name != "" && n != nil {
+	if r.Name != "" {
+		n := p.byName[r.Name]
+		if n == nil {
+			err := fmt.Errorf("%w: %q", ErrUnknownReplica, r.Name)
+			_ = stmt.DB.AddError(err)
+			stmt.ConnPool = failPool{err} // nothing may begin or run
+			return
+		}
 		stmt.ConnPool = n.conn(prepared, false)
 		return
 	}
@@ -142,4 +150,24 @@ func (maxStaleness) Build(clause.Builder) {}
 // ModifyStatement implements gorm.StatementModifier.
 func (m maxStaleness) ModifyStatement(stmt *gorm.Statement) {
 	stmt.Clauses[directiveKey] = clause.Clause{Name: directiveKey, Expression: m}
+}
+
+// failPool is a ConnPool on which everything fails with err.
+type failPool struct{ err error }
+
+var _ gorm.ConnPoolBeginner = failPool{}
+
+func (f failPool) PrepareContext(context.Context, string) (*sql.Stmt, error) { return nil, f.err }
+func (f failPool) ExecContext(context.Context, string, ...any) (sql.Result, error) {
+	return nil, f.err
+}
+func (f failPool) QueryContext(context.Context, string, ...any) (*sql.Rows, error) {
+	return nil, f.err
+}
+
+// QueryRowContext cannot carry an error in a *sql.Row; GORM does not run
+// a statement whose DB already has one.
+func (f failPool) QueryRowContext(context.Context, string, ...any) *sql.Row { return nil }
+func (f failPool) BeginTx(context.Context, *sql.TxOptions) (gorm.ConnPool, error) {
+	return nil, f.err
 }

@@ -14,6 +14,10 @@ var (
 	// Config.Fallback is FallbackFail.
 	ErrNoReplica = errors.New("rwsplit: no replica available")
 
+	// ErrUnknownReplica is returned for a statement with a Replica clause
+	// naming no configured replica.
+	ErrUnknownReplica = errors.New("rwsplit: no replica of that name")
+
 	// ErrClosed is returned by Initialize after Close.
 	ErrClosed = errors.New("rwsplit: plugin closed")
 

@@ -282,3 +282,25 @@ func TestNoWriteEscapesToAReplica(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownReplicaName: a Replica clause naming no configured replica is
+// an error, for a read and for a transaction; nothing runs.
+func TestUnknownReplicaName(t *testing.T) {
+	c, _ := pgCluster(t, clusterOpts{})
+	nodes := c.served("rt_unknown", func() {
+		var n int
+		err := c.DB.Clauses(rwsplit.Replica{Name: "nope"}).Raw("SELECT 1 AS rt_unknown").Scan(&n).Error
+		if !errors.Is(err, rwsplit.ErrUnknownReplica) {
+			t.Errorf("read: %v, want ErrUnknownReplica", err)
+		}
+		err = c.DB.Clauses(rwsplit.Replica{Name: "nope"}).Transaction(func(tx *gorm.DB) error {
+			return tx.Raw("SELECT 2 AS rt_unknown").Scan(&n).Error
+		})
+		if !errors.Is(err, rwsplit.ErrUnknownReplica) {
+			t.Errorf("transaction: %v, want ErrUnknownReplica", err)
+		}
+	})
+	if len(nodes) != 0 {
+		t.Fatalf("statements ran on %v", nodes)
+	}
+}

@@ -190,11 +190,13 @@ func (p *Plugin) decide(db *gorm.DB, k kind) {
 			return
 		case Replica:
 			if d.Name != "" {
-				if n := p.byName[d.Name]; n != nil {
-					stmt.ConnPool = n.conn(db.PrepareStmt, false)
-					p.route(ctx, n.name, ReasonForcedReplica)
+				n := p.byName[d.Name]
+				if n == nil { // ModifyStatement has added ErrUnknownReplica
 					return
 				}
+				stmt.ConnPool = n.conn(db.PrepareStmt, false)
+				p.route(ctx, n.name, ReasonForcedReplica)
+				return
 			}
 			p.toReplica(db, ReasonForcedReplica)
 			return
