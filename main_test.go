@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 	"gorm.io/driver/mysql"
@@ -192,21 +191,6 @@ func (c *cluster) takeRoutes() []rwsplit.Route {
 	r := c.routes
 	c.routes = nil
 	return r
-}
-
-// table returns a table name unique to the test.
-func table(t testing.TB) string {
-	name := strings.ToLower(t.Name())
-	name = strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
-			return r
-		}
-		return '_'
-	}, name)
-	if len(name) > 40 {
-		name = name[len(name)-40:]
-	}
-	return fmt.Sprintf("t_%s_%d", name, time.Now().UnixNano()%1e6)
 }
 
 func isReplica(node string) bool { return strings.HasPrefix(node, "replica") }

@@ -119,6 +119,9 @@ func childEnv(home string, extra ...string) []string {
 	return append(env, extra...)
 }
 
+// command builds the process. A ctx that can be cancelled bounds its life
+// (a short tool run); one that cannot (context.Background) starts a server
+// that lives until it is stopped.
 func (s procSpec) command(ctx context.Context) (*exec.Cmd, *os.File, int64, error) {
 	f, err := os.OpenFile(s.log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
@@ -126,10 +129,10 @@ func (s procSpec) command(ctx context.Context) (*exec.Cmd, *os.File, int64, erro
 	}
 	off, _ := f.Seek(0, io.SeekEnd)
 	var cmd *exec.Cmd
-	if ctx != nil {
+	if ctx.Done() != nil {
 		cmd = exec.CommandContext(ctx, s.path, s.args...)
 	} else {
-		cmd = exec.Command(s.path, s.args...)
+		cmd = exec.Command(s.path, s.args...) // a server: lives until stopped
 	}
 	cmd.Dir = s.dir
 	cmd.Env = s.env
@@ -152,7 +155,7 @@ func (s procSpec) command(ctx context.Context) (*exec.Cmd, *os.File, int64, erro
 
 // startProcess starts a long-running server and returns at once.
 func startProcess(s procSpec) (*process, error) {
-	cmd, f, off, err := s.command(nil)
+	cmd, f, off, err := s.command(context.Background())
 	if err != nil {
 		return nil, err
 	}
