@@ -119,20 +119,19 @@ func childEnv(home string, extra ...string) []string {
 	return append(env, extra...)
 }
 
-// command builds the process. A ctx that can be cancelled bounds its life
-// (a short tool run); one that cannot (context.Background) starts a server
-// that lives until it is stopped.
-func (s procSpec) command(ctx context.Context) (*exec.Cmd, *os.File, int64, error) {
+// command builds the process: a tool run that ctx bounds, or, for a
+// server, a process that lives until it is stopped.
+func (s procSpec) command(ctx context.Context, server bool) (*exec.Cmd, *os.File, int64, error) {
 	f, err := os.OpenFile(s.log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, nil, 0, fmt.Errorf("testdb: %s: open log: %w", s.name, err)
 	}
 	off, _ := f.Seek(0, io.SeekEnd)
 	var cmd *exec.Cmd
-	if ctx.Done() != nil {
-		cmd = exec.CommandContext(ctx, s.path, s.args...)
+	if server {
+		cmd = exec.Command(s.path, s.args...)
 	} else {
-		cmd = exec.Command(s.path, s.args...) // a server: lives until stopped
+		cmd = exec.CommandContext(ctx, s.path, s.args...)
 	}
 	cmd.Dir = s.dir
 	cmd.Env = s.env
@@ -155,7 +154,7 @@ func (s procSpec) command(ctx context.Context) (*exec.Cmd, *os.File, int64, erro
 
 // startProcess starts a long-running server and returns at once.
 func startProcess(s procSpec) (*process, error) {
-	cmd, f, off, err := s.command(context.Background())
+	cmd, f, off, err := s.command(context.Background(), true)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +179,7 @@ func startProcess(s procSpec) (*process, error) {
 // runProcess runs a tool (initdb, pg_basebackup, mariadb-install-db) to
 // completion. Its error carries the tail of the tool's log.
 func runProcess(ctx context.Context, s procSpec) error {
-	cmd, f, off, err := s.command(ctx)
+	cmd, f, off, err := s.command(ctx, false)
 	if err != nil {
 		return err
 	}
