@@ -13,6 +13,7 @@ func BenchmarkPositionCovers(b *testing.B) {
 		p, q string
 	}{
 		{"lsn", "16/B374D848", "16/B374D000"},
+		{"mariadb-1-domain", "0-1-100", "0-1-90"},
 		{"mariadb-3-domains", "0-1-100,1-2-7,5-1-3", "0-1-90,5-1-3"},
 		{"mysql-2-uuids", uuidA + ":1-100:102-110," + uuidB + ":1-5", uuidA + ":50-60:105," + uuidB + ":2"},
 	}

@@ -57,10 +57,17 @@ func (k PositionKind) String() string {
 // A Position is immutable and safe to share between goroutines; String and
 // ParsePosition round-trip, so it can be stored in a cookie or in Redis.
 type Position struct {
-	kind  PositionKind
-	lsn   uint64
-	maria []mariaGTID // sorted by domain, one per domain
-	mysql []gtidRange // sorted by (uuid, tag, lo), merged, disjoint
+	kind PositionKind
+	// A MariaDB position of one domain, the common case, is held inline
+	// (one, domain, server, and the seq in lsn) and takes no allocation;
+	// one of several domains is in maria. Whatever makes a MariaDB
+	// position makes the inline form for one domain, but the methods
+	// treat both forms alike (see gtids).
+	one            bool
+	domain, server uint32
+	lsn            uint64       // PostgreSQL: the LSN; MariaDB, one domain: the seq
+	maria          *[]mariaGTID // MariaDB, several domains: sorted by domain, one per domain
+	mysql          []gtidRange  // sorted by (uuid, tag, lo), merged, disjoint
 }
 
 type mariaGTID struct {
@@ -87,6 +94,37 @@ func (p Position) IsZero() bool { return p.kind == NoPosition }
 // LSN returns the WAL location of a PostgreSQL position.
 func (p Position) LSN() (uint64, bool) { return p.lsn, p.kind == PostgresLSN }
 
+// MariaDBPosition returns the MariaDB GTID position of one replication
+// domain, "domain-server-seq": MariaDBPosition(0, 1, 100) is the position
+// ParseMariaDBGTID makes of "0-1-100". It does not allocate.
+func MariaDBPosition(domain, server uint32, seq uint64) Position {
+	return Position{kind: MariaDBGTID, one: true, domain: domain, server: server, lsn: seq}
+}
+
+// MariaDB returns the GTID of a MariaDB position of exactly one domain,
+// the inverse of MariaDBPosition. It is false for every other position,
+// MariaDB positions of no or several domains included.
+func (p Position) MariaDB() (domain, server uint32, seq uint64, ok bool) {
+	if !p.one {
+		return 0, 0, 0, false
+	}
+	return p.domain, p.server, p.lsn, true
+}
+
+// gtids returns the GTIDs of a MariaDB position, sorted by domain, whatever
+// its form. The GTID of a one-domain position is put in buf, so that it
+// does not allocate.
+func (p *Position) gtids(buf *[1]mariaGTID) []mariaGTID {
+	switch {
+	case p.one:
+		buf[0] = mariaGTID{domain: p.domain, server: p.server, seq: p.lsn}
+		return buf[:]
+	case p.maria != nil:
+		return *p.maria
+	}
+	return nil
+}
+
 // Covers reports whether a server at position p has everything a server
 // at position q has:
 //   - PostgreSQL: p's LSN ≥ q's LSN;
@@ -105,12 +143,17 @@ func (p Position) Covers(q Position) bool {
 	case PostgresLSN:
 		return p.lsn >= q.lsn
 	case MariaDBGTID:
+		if p.one && q.one { // the common case
+			return p.domain == q.domain && p.lsn >= q.lsn
+		}
+		var pbuf, qbuf [1]mariaGTID
+		pg := p.gtids(&pbuf)
 		i := 0
-		for _, g := range q.maria {
-			for i < len(p.maria) && p.maria[i].domain < g.domain {
+		for _, g := range q.gtids(&qbuf) {
+			for i < len(pg) && pg[i].domain < g.domain {
 				i++
 			}
-			if i == len(p.maria) || p.maria[i].domain != g.domain || p.maria[i].seq < g.seq {
+			if i == len(pg) || pg[i].domain != g.domain || pg[i].seq < g.seq {
 				return false
 			}
 		}
@@ -151,14 +194,16 @@ func (p Position) Behind(q Position) (int64, bool) {
 			n = q.lsn - p.lsn
 		}
 	case MariaDBGTID:
+		var pbuf, qbuf [1]mariaGTID
+		pg := p.gtids(&pbuf)
 		i := 0
-		for _, g := range q.maria {
-			for i < len(p.maria) && p.maria[i].domain < g.domain {
+		for _, g := range q.gtids(&qbuf) {
+			for i < len(pg) && pg[i].domain < g.domain {
 				i++
 			}
 			have := uint64(0)
-			if i < len(p.maria) && p.maria[i].domain == g.domain {
-				have = p.maria[i].seq
+			if i < len(pg) && pg[i].domain == g.domain {
+				have = pg[i].seq
 			}
 			if g.seq > have {
 				n = addSat(n, g.seq-have)
@@ -210,7 +255,19 @@ func cmpSID(a, b *gtidRange) int {
 
 // Equal reports whether p and q are the same position.
 func (p Position) Equal(q Position) bool {
-	return p.kind == q.kind && p.lsn == q.lsn && slices.Equal(p.maria, q.maria) && slices.Equal(p.mysql, q.mysql)
+	if p.kind != q.kind {
+		return false
+	}
+	switch p.kind {
+	case PostgresLSN:
+		return p.lsn == q.lsn
+	case MariaDBGTID:
+		var pbuf, qbuf [1]mariaGTID
+		return slices.Equal(p.gtids(&pbuf), q.gtids(&qbuf))
+	case MySQLGTID:
+		return slices.Equal(p.mysql, q.mysql)
+	}
+	return true
 }
 
 // String formats p in the database's own notation: "16/B374D848",
@@ -223,11 +280,13 @@ func (p Position) String() string {
 	case PostgresLSN:
 		return formatLSN(p.lsn)
 	case MariaDBGTID:
-		if len(p.maria) == 0 {
+		var buf [1]mariaGTID
+		gs := p.gtids(&buf)
+		if len(gs) == 0 {
 			return "mariadb:"
 		}
 		var b strings.Builder
-		for i, g := range p.maria {
+		for i, g := range gs {
 			if i > 0 {
 				b.WriteByte(',')
 			}
@@ -358,11 +417,12 @@ func formatLSN(v uint64) string {
 // The empty string is the empty position. When a domain appears twice (as
 // in @@gtid_binlog_state), the higher sequence number is kept.
 func ParseMariaDBGTID(s string) (Position, error) {
-	p := Position{kind: MariaDBGTID}
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return p, nil
+		return mariaPosition(nil), nil
 	}
+	var buf [4]mariaGTID // on the stack: one domain takes no allocation
+	gs := buf[:0]
 	for part := range strings.SplitSeq(s, ",") {
 		part = strings.TrimSpace(part)
 		d, rest, ok1 := strings.Cut(part, "-")
@@ -373,21 +433,34 @@ func ParseMariaDBGTID(s string) (Position, error) {
 		if !ok1 || !ok2 || err1 != nil || err2 != nil || err3 != nil {
 			return Position{}, badPosition(s, "want domain-server-seq entries like 0-1-100")
 		}
-		p.maria = append(p.maria, mariaGTID{domain: uint32(domain), server: uint32(server), seq: seq})
+		gs = append(gs, mariaGTID{domain: uint32(domain), server: uint32(server), seq: seq})
 	}
-	slices.SortFunc(p.maria, func(a, b mariaGTID) int {
+	slices.SortFunc(gs, func(a, b mariaGTID) int {
 		return cmp.Or(cmp.Compare(a.domain, b.domain), cmp.Compare(a.seq, b.seq), cmp.Compare(a.server, b.server))
 	})
 	// Keep the last (highest seq) entry of each domain.
-	out := p.maria[:0]
-	for i, g := range p.maria {
-		if i+1 < len(p.maria) && p.maria[i+1].domain == g.domain {
+	out := gs[:0]
+	for i, g := range gs {
+		if i+1 < len(gs) && gs[i+1].domain == g.domain {
 			continue
 		}
 		out = append(out, g)
 	}
-	p.maria = slices.Clip(out)
-	return p, nil
+	return mariaPosition(out), nil
+}
+
+// mariaPosition returns the MariaDB position of gs (sorted by domain, one
+// per domain) in its normal form: inline for one domain, else a copy of
+// gs.
+func mariaPosition(gs []mariaGTID) Position {
+	switch len(gs) {
+	case 0:
+		return Position{kind: MariaDBGTID}
+	case 1:
+		return MariaDBPosition(gs[0].domain, gs[0].server, gs[0].seq)
+	}
+	c := slices.Clone(gs)
+	return Position{kind: MariaDBGTID, maria: &c}
 }
 
 // parseDec parses an unsigned decimal number of plain digits (no sign, no

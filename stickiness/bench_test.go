@@ -22,17 +22,21 @@ func benchKeys(n int) []string {
 	return keys
 }
 
-// BenchmarkMemoryGet gets records of 64Ki stored users (hit) and of users
-// with none (miss) from parallel goroutines.
+// BenchmarkMemoryGet gets records of 64Ki stored users (hit: PostgreSQL
+// positions; maria-hit: MariaDB positions of one domain) and of users with
+// none (miss) from parallel goroutines.
 func BenchmarkMemoryGet(b *testing.B) {
 	ctx := context.Background()
 	m := NewMemory(MemoryOptions{})
 	defer m.Close()
 	const n = 1 << 16
-	keys := benchKeys(2 * n)
+	keys := benchKeys(3 * n)
 	until := time.Now().Add(time.Hour)
 	for i, k := range keys[:n] {
 		m.Set(ctx, k, Record{Until: until, Position: lagcheck.LSNPosition(uint64(i))})
+	}
+	for i, k := range keys[2*n:] {
+		m.Set(ctx, k, Record{Until: until, Position: lagcheck.MariaDBPosition(0, 1, uint64(i))})
 	}
 	for _, bb := range []struct {
 		name   string
@@ -40,7 +44,8 @@ func BenchmarkMemoryGet(b *testing.B) {
 		wantOK bool
 	}{
 		{name: "hit", keys: keys[:n], wantOK: true},
-		{name: "miss", keys: keys[n:], wantOK: false},
+		{name: "miss", keys: keys[n : 2*n], wantOK: false},
+		{name: "maria-hit", keys: keys[2*n:], wantOK: true},
 	} {
 		b.Run(bb.name, func(b *testing.B) {
 			var worker atomic.Int64
@@ -82,10 +87,14 @@ func BenchmarkMemorySet(b *testing.B) {
 // BenchmarkMemoryHeap reports the heap that 1M users take in a Memory
 // (also asserted by TestMemoryMillionUsers).
 func BenchmarkMemoryHeap(b *testing.B) {
-	for b.Loop() {
-		mb, perEntry := heapPerEntry(b, 1_000_000, func(i int) lagcheck.Position { return lagcheck.LSNPosition(uint64(i)) })
-		b.ReportMetric(mb, "MB/1M-users")
-		b.ReportMetric(perEntry, "B/user")
+	for _, bb := range millionUsers {
+		b.Run(bb.name, func(b *testing.B) {
+			for b.Loop() {
+				mb, perEntry := heapPerEntry(b, 1_000_000, bb.give)
+				b.ReportMetric(mb, "MB/1M-users")
+				b.ReportMetric(perEntry, "B/user")
+			}
+		})
 	}
 }
 

@@ -57,6 +57,9 @@ var mergeTests = []struct {
 	{name: "incomparable kinds make unknown", old: rel{10 * time.Second, "0/100"}, give: rel{20 * time.Second, "0-1-5"}, want: rel{20 * time.Second, ""}},
 	{name: "mariadb newer", old: rel{10 * time.Second, "0-1-5"}, give: rel{20 * time.Second, "0-1-7,1-2-1"}, want: rel{20 * time.Second, "0-1-7,1-2-1"}},
 	{name: "mariadb incomparable domains", old: rel{10 * time.Second, "0-1-5"}, give: rel{20 * time.Second, "1-2-1"}, want: rel{20 * time.Second, ""}},
+	{name: "mariadb one domain newer", old: rel{10 * time.Second, "0-1-5"}, give: rel{20 * time.Second, "0-2-7"}, want: rel{20 * time.Second, "0-2-7"}},
+	{name: "mariadb one domain late older write", old: rel{20 * time.Second, "0-1-7"}, give: rel{10 * time.Second, "0-1-5"}, want: rel{20 * time.Second, "0-1-7"}},
+	{name: "mariadb one domain of several", old: rel{10 * time.Second, "0-1-5,1-2-1"}, give: rel{20 * time.Second, "0-1-7"}, want: rel{20 * time.Second, ""}},
 	{name: "mysql late older write", old: rel{20 * time.Second, uuidA + ":1-10"}, give: rel{10 * time.Second, uuidA + ":1-5"}, want: rel{20 * time.Second, uuidA + ":1-10"}},
 }
 

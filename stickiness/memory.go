@@ -26,7 +26,8 @@ type MemoryOptions struct {
 	// MaxEntries bounds the number of records kept. When the store is
 	// full, Set makes room by evicting records that expire soonest (see
 	// Memory). Zero or negative means DefaultMaxEntries (1<<20; 1M
-	// records with PostgreSQL positions take about 85 MB).
+	// records with PostgreSQL positions, or MariaDB positions of one
+	// domain, take about 85 MB).
 	MaxEntries int
 
 	// SweepInterval is how often the background sweeper deletes expired
@@ -46,12 +47,13 @@ type MemoryOptions struct {
 //
 // Memory keys records by a 64-bit hash of the key, seeded at random per
 // store, rather than by the key itself: a record with a PostgreSQL
-// position takes about 85 bytes, where keeping keys like "user-123456"
-// would take 120 or more. A GTID position adds its own size (about 80
-// bytes for one MariaDB domain) unless the previous record of the shard
-// had the same. Two keys whose hashes collide (odds about n²/2⁶⁵ among n
-// keys) share a record, which can only make reads go to the primary more,
-// never less.
+// position, or a MariaDB position of one domain, takes about 85 bytes,
+// where keeping keys like "user-123456" would take 120 or more. Other GTID
+// positions (MariaDB of several domains, MySQL) add their own size (64
+// bytes plus their GTIDs) unless the previous record of the shard had the
+// same. Two keys whose hashes collide (odds about n²/2⁶⁵ among n keys)
+// share a record, which can only make reads go to the primary more, never
+// less.
 //
 // Memory is bounded by MemoryOptions.MaxEntries. When the shard of a new
 // key is full, Set samples a few of its records and evicts the expired
@@ -76,10 +78,18 @@ type Memory struct {
 type shard struct {
 	mu sync.RWMutex
 	m  map[uint64]entry
-	// last is the GTID position the shard stored last, reused by the next
+	// last is the GTID set the shard stored last, reused by the next
 	// record with an equal position.
 	last *lagcheck.Position
+	// mariaDB interns the templates of one-domain MariaDB positions (see
+	// entry) by domain<<32 | server; nil until the first.
+	mariaDB map[uint64]*lagcheck.Position
 }
+
+// maxTemplates bounds shard.mariaDB. A replication topology has a few
+// domain-server pairs (one per primary a domain has had); should there be
+// more, the map starts over, and records already stored keep theirs.
+const maxTemplates = 64
 
 // paddedShard keeps each shard's lock on its own cache lines.
 type paddedShard struct {
@@ -87,12 +97,15 @@ type paddedShard struct {
 	_ [64 - unsafe.Sizeof(shard{})%64]byte
 }
 
-// entry is a Record in 24 bytes: a lagcheck.Position takes 64, and most
-// are PostgreSQL LSNs, which fit in 8.
+// entry is a Record in 24 bytes: a lagcheck.Position takes 56, and most
+// are PostgreSQL LSNs, which fit in 8, or MariaDB GTIDs of one domain,
+// whose domain and server few records tell apart.
 type entry struct {
 	until int64  // Record.Until in nanoseconds since Memory.base
-	lsn   uint64 // the LSN when pos is lsnMark
-	// pos is nil for the zero Position, lsnMark for an LSN, else the
+	lsn   uint64 // the LSN when pos is lsnMark; the seq when pos is a template
+	// pos is nil for the zero Position, lsnMark for an LSN, the shard's
+	// template of the domain and server (lagcheck.MariaDBPosition(domain,
+	// server, 0), shared) for a MariaDB position of one domain, else the
 	// (immutable, shared) GTID position.
 	pos *lagcheck.Position
 }
@@ -107,7 +120,11 @@ func (m *Memory) record(e *entry) Record {
 	case lsnMark:
 		r.Position = lagcheck.LSNPosition(e.lsn)
 	default:
-		r.Position = *e.pos
+		if domain, server, _, ok := e.pos.MariaDB(); ok {
+			r.Position = lagcheck.MariaDBPosition(domain, server, e.lsn)
+		} else {
+			r.Position = *e.pos
+		}
 	}
 	return r
 }
@@ -123,6 +140,10 @@ func (m *Memory) encode(s *shard, rec Record, reuse *lagcheck.Position) entry {
 		e.lsn, _ = p.LSN()
 		e.pos = lsnMark
 	default:
+		if domain, server, seq, ok := p.MariaDB(); ok {
+			e.lsn, e.pos = seq, s.template(domain, server)
+			break
+		}
 		switch {
 		case reuse != nil && reuse != lsnMark && reuse.Equal(p):
 			e.pos = reuse
@@ -135,6 +156,25 @@ func (m *Memory) encode(s *shard, rec Record, reuse *lagcheck.Position) entry {
 		}
 	}
 	return e
+}
+
+// template returns the shard's template of one-domain MariaDB positions
+// of domain and server, under s.mu.
+func (s *shard) template(domain, server uint32) *lagcheck.Position {
+	k := uint64(domain)<<32 | uint64(server)
+	if t, ok := s.mariaDB[k]; ok {
+		return t
+	}
+	switch {
+	case s.mariaDB == nil:
+		s.mariaDB = make(map[uint64]*lagcheck.Position)
+	case len(s.mariaDB) >= maxTemplates:
+		clear(s.mariaDB)
+	}
+	t := new(lagcheck.Position)
+	*t = lagcheck.MariaDBPosition(domain, server, 0)
+	s.mariaDB[k] = t
+	return t
 }
 
 // NewMemory returns a Memory store and starts its sweeper. Close it to

@@ -2,6 +2,7 @@ package stickiness
 
 import (
 	"context"
+	"hash/maphash"
 	"runtime"
 	"strconv"
 	"sync"
@@ -301,20 +302,7 @@ func TestMemoryMillionUsers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocates 1M records")
 	}
-	tests := []struct {
-		name    string
-		give    func(i int) lagcheck.Position
-		wantMax float64 // MB
-	}{
-		{name: "postgres", give: func(i int) lagcheck.Position { return lagcheck.LSNPosition(uint64(i)) }, wantMax: 100},
-		// Each GTID position is its own allocation (64 bytes, plus its
-		// GTIDs); users writing at once share one.
-		{name: "mariadb", give: func(i int) lagcheck.Position {
-			p, _ := lagcheck.ParsePosition("0-1-" + strconv.Itoa(i))
-			return p
-		}, wantMax: 200},
-	}
-	for _, tt := range tests {
+	for _, tt := range millionUsers {
 		t.Run(tt.name, func(t *testing.T) {
 			const n = 1_000_000
 			mb, perEntry := heapPerEntry(t, n, tt.give)
@@ -325,6 +313,26 @@ func TestMemoryMillionUsers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// millionUsers are the positions of TestMemoryMillionUsers and
+// BenchmarkMemoryHeap: every user has a distinct one.
+var millionUsers = []struct {
+	name    string
+	give    func(i int) lagcheck.Position
+	wantMax float64 // MB
+}{
+	{name: "postgres", give: func(i int) lagcheck.Position { return lagcheck.LSNPosition(uint64(i)) }, wantMax: 100},
+	// A MariaDB position of one domain is stored like an LSN, with a
+	// template of its domain and server shared by the shard.
+	{name: "mariadb", give: func(i int) lagcheck.Position {
+		p, _ := lagcheck.ParsePosition("0-1-" + strconv.Itoa(i))
+		return p
+	}, wantMax: 100},
+	// Failovers change the server id: a few templates per shard.
+	{name: "mariadb servers", give: func(i int) lagcheck.Position {
+		return lagcheck.MariaDBPosition(0, uint32(1+i%5), uint64(i))
+	}, wantMax: 100},
 }
 
 // heapPerEntry stores n records in a Memory and returns the heap they take
@@ -350,4 +358,83 @@ func heapPerEntry(tb testing.TB, n int, position func(i int) lagcheck.Position) 
 	m.Close()
 	used := float64(after.HeapAlloc) - float64(before.HeapAlloc)
 	return used / 1e6, used / float64(n)
+}
+
+// TestMemoryPositions stores positions of every kind and form and gets
+// them back; MariaDB positions of one domain share their shard's template
+// of their domain and server.
+func TestMemoryPositions(t *testing.T) {
+	ctx := context.Background()
+	base := time.Unix(1_700_000_000, 0)
+	m := newTestMemory(t, MemoryOptions{MaxEntries: 100, Now: newClock(base).Now}) // one shard
+	gives := []string{
+		"", "0/0", "16/B374D848", "FFFFFFFF/FFFFFFFF",
+		"mariadb:", "0-0-0", "0-1-0", "0-1-5", "0-1-6", "0-2-5", "1-1-5", "4294967295-4294967295-18446744073709551615",
+		"0-1-5,1-2-3", "0-1-5,1-2-3,7-7-7",
+		"mysql:", uuidA + ":1-5:7",
+	}
+	until := base.Add(time.Hour)
+	for i, s := range gives {
+		m.Set(ctx, "user-"+strconv.Itoa(i), Record{Until: until, Position: pos(t, s)})
+	}
+	for i, s := range gives {
+		rec, ok, _ := m.Get(ctx, "user-"+strconv.Itoa(i))
+		wantRecord(t, rec, ok, Record{Until: until, Position: pos(t, s)})
+		if rec.Position.String() != s {
+			t.Errorf("Get(user-%d).Position = %q, want %q", i, rec.Position, s)
+		}
+		_, _, _, inline := rec.Position.MariaDB()
+		_, _, _, wantInline := pos(t, s).MariaDB()
+		if inline != wantInline {
+			t.Errorf("%q: MariaDB() ok = %v, want %v", s, inline, wantInline)
+		}
+	}
+	s := &m.shards[0].shard
+	e1, e2 := s.m[maphash.String(m.seed, "user-7")], s.m[maphash.String(m.seed, "user-8")] // 0-1-5, 0-1-6
+	if e1.pos != e2.pos || e1.lsn != 5 || e2.lsn != 6 {
+		t.Errorf("0-1-5 and 0-1-6 do not share a template: %p %d, %p %d", e1.pos, e1.lsn, e2.pos, e2.lsn)
+	}
+	if got := len(s.mariaDB); got != 5 { // domain-server 0-0, 0-1, 0-2, 1-1, max-max
+		t.Errorf("%d templates, want 5 (%v)", got, s.mariaDB)
+	}
+}
+
+// TestMemoryManyTemplates: a shard that has seen more domain-server pairs
+// than it keeps templates of still returns every record right.
+func TestMemoryManyTemplates(t *testing.T) {
+	ctx := context.Background()
+	const n = 2*maxTemplates - 8
+	m := newTestMemory(t, MemoryOptions{MaxEntries: 127}) // one shard
+	until := time.Now().Add(time.Hour)
+	for i := range n {
+		m.Set(ctx, "user-"+strconv.Itoa(i), Record{Until: until, Position: lagcheck.MariaDBPosition(uint32(i%7), uint32(i), uint64(i))})
+	}
+	for i := range n {
+		rec, ok, _ := m.Get(ctx, "user-"+strconv.Itoa(i))
+		wantRecord(t, rec, ok, Record{Until: until, Position: lagcheck.MariaDBPosition(uint32(i%7), uint32(i), uint64(i))})
+	}
+	if got, want := len(m.shards[0].mariaDB), n-maxTemplates; got != want || len(m.shards) != 1 || m.Evicted() != 0 {
+		t.Errorf("%d templates in %d shards, %d evicted; want %d in 1, 0", got, len(m.shards), m.Evicted(), want)
+	}
+}
+
+// TestMemoryGetAllocs: Get does not allocate, whatever the position.
+func TestMemoryGetAllocs(t *testing.T) {
+	ctx := context.Background()
+	m := newTestMemory(t, MemoryOptions{})
+	until := time.Now().Add(time.Hour)
+	for _, s := range []string{"", "16/B374D848", "mariadb:", "0-1-5", "0-1-5,1-2-3", uuidA + ":1-5:7"} {
+		m.Set(ctx, "u"+s, Record{Until: until, Position: pos(t, s)})
+		key := "u" + s
+		if n := testing.AllocsPerRun(100, func() {
+			if _, ok, _ := m.Get(ctx, key); !ok {
+				t.Fatalf("no record for %q", s)
+			}
+		}); n != 0 {
+			t.Errorf("Get of a %q record allocates %v times", s, n)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { m.Get(ctx, "nobody") }); n != 0 {
+		t.Errorf("Get of no record allocates %v times", n)
+	}
 }
