@@ -193,10 +193,7 @@ func (c *nodeConn) QueryRowContext(ctx context.Context, query string, args ...an
 func (c *nodeConn) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool, error) {
 	tx, err := c.n.beginTx(ctx, opts)
 	if err == nil {
-		if c.prepared {
-			return tx.prepared(), nil
-		}
-		return tx, nil
+		return tx.pool(c.prepared), nil
 	}
 	if !lagcheck.IsConnError(err) || ctx.Err() != nil {
 		return nil, err
@@ -204,14 +201,26 @@ func (c *nodeConn) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnP
 	return c.n.p.beginReadOnly(ctx, opts, c.prepared, c.n)
 }
 
-// done folds one statement into the replica's Stats and takes the replica
-// out of service on a connection-class error.
-func (c *nodeConn) done(start int64, err error) {
+func (c *nodeConn) done(start int64, err error) { c.n.done(start, err) }
+
+// done folds one statement (begun at start, Stats.Start's token) into the
+// replica's Stats and takes the replica out of service on a
+// connection-class error.
+func (n *node) done(start int64, err error) {
 	failed := err != nil && lagcheck.IsConnError(err)
-	c.n.stats.Done(start, failed)
+	n.stats.Done(start, failed)
 	if failed {
-		c.n.p.markDown(c.n, err)
+		n.p.markDown(n, err)
 	}
+}
+
+// readOnly returns opts' isolation level with ReadOnly set.
+func readOnly(opts *sql.TxOptions) *sql.TxOptions {
+	ro := sql.TxOptions{ReadOnly: true}
+	if opts != nil {
+		ro.Isolation = opts.Isolation
+	}
+	return &ro
 }
 
 // again decides whether a failed read may be served again, and where. It
@@ -310,17 +319,9 @@ func (r cachedPlanRetry) QueryRowContext(ctx context.Context, query string, args
 // (ErrReadOnly); READ ONLY makes the server refuse them too, should the
 // replica accept writes (a MySQL replica without read_only).
 func (n *node) beginTx(ctx context.Context, opts *sql.TxOptions) (*nodeTx, error) {
-	ro := sql.TxOptions{ReadOnly: true}
-	if opts != nil {
-		ro.Isolation = opts.Isolation
-	}
 	start := n.stats.Start()
-	tx, err := n.sqlDB.BeginTx(ctx, &ro)
-	failed := err != nil && lagcheck.IsConnError(err)
-	n.stats.Done(start, failed)
-	if failed {
-		n.p.markDown(n, err)
-	}
+	tx, err := n.sqlDB.BeginTx(ctx, readOnly(opts))
+	n.done(start, err)
 	if err != nil {
 		return nil, err
 	}
@@ -382,12 +383,15 @@ func (t *nodeTx) QueryRowContext(ctx context.Context, query string, args ...any)
 	return row
 }
 
-func (t *nodeTx) done(start int64, err error) {
-	failed := err != nil && lagcheck.IsConnError(err)
-	t.n.stats.Done(start, failed)
-	if failed {
-		t.n.p.markDown(t.n, err)
+func (t *nodeTx) done(start int64, err error) { t.n.done(start, err) }
+
+// pool returns the transaction as GORM should hold it: paired with the
+// replica's statement store for a prepared session.
+func (t *nodeTx) pool(prepared bool) gorm.ConnPool {
+	if prepared {
+		return t.prepared()
 	}
+	return t
 }
 
 // primaryConn wraps the primary's pool so that a transaction begun with
@@ -482,10 +486,7 @@ func (p *Plugin) beginReadOnly(ctx context.Context, opts *sql.TxOptions, prepare
 		tx, err := n.beginTx(ctx, opts)
 		if err == nil {
 			p.route(ctx, n.name, ReasonReadOnlyTx)
-			if prepared {
-				return tx.prepared(), nil
-			}
-			return tx, nil
+			return tx.pool(prepared), nil
 		}
 		if !lagcheck.IsConnError(err) || ctx.Err() != nil {
 			return nil, err
@@ -495,19 +496,12 @@ func (p *Plugin) beginReadOnly(ctx context.Context, opts *sql.TxOptions, prepare
 	if n := p.fallback(); n != nil {
 		if tx, err := n.beginTx(ctx, opts); err == nil {
 			p.route(ctx, n.name, ReasonNoReplica)
-			if prepared {
-				return tx.prepared(), nil
-			}
-			return tx, nil
+			return tx.pool(prepared), nil
 		}
 	}
 	if p.cfg.Fallback == FallbackFail {
 		return nil, ErrNoReplica
 	}
 	p.route(ctx, p.primaryName, ReasonNoReplica)
-	ro := sql.TxOptions{ReadOnly: true}
-	if opts != nil {
-		ro.Isolation = opts.Isolation
-	}
-	return p.beginPrimary(ctx, p.primaryPool, &ro)
+	return p.beginPrimary(ctx, p.primaryPool, readOnly(opts))
 }
