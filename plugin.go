@@ -230,9 +230,11 @@ func (p *Plugin) applyDefaults() error {
 	if err := c.Lag.Validate(); err != nil {
 		return fmt.Errorf("%w: Lag: %w", ErrConfig, err)
 	}
-	if _, err := c.Stickiness.WithDefaults(); err != nil {
+	sc, err := c.Stickiness.WithDefaults()
+	if err != nil {
 		return fmt.Errorf("%w: Stickiness: %w", ErrConfig, err)
 	}
+	c.Stickiness = sc
 	funcs, err := sqlclass.NewFunctions(c.PrimaryFunctions...)
 	if err != nil {
 		return fmt.Errorf("%w: PrimaryFunctions: %w", ErrConfig, err)
@@ -298,9 +300,7 @@ func (p *Plugin) Initialize(db *gorm.DB) (err error) {
 	if err := p.startChecker(db); err != nil {
 		return err
 	}
-	if err := p.initSticky(); err != nil {
-		return fmt.Errorf("%w: Stickiness: %w", ErrConfig, err)
-	}
+	p.initSticky()
 	p.rebuild()
 	if err := p.registerCallbacks(db); err != nil {
 		return fmt.Errorf("rwsplit: register callbacks: %w", err)

@@ -25,9 +25,8 @@ func WithUser(ctx context.Context, key string) context.Context {
 // sticky is the plugin's read-your-own-writes state.
 type sticky struct {
 	cfg    stickiness.Config
-	store  stickiness.Store   // the configured store, or local
+	store  stickiness.Store   // the configured store (the caller's), or local
 	local  *stickiness.Memory // this process's marks; the store when none is configured
-	owned  bool               // the plugin made store and closes it
 	tables *stickiness.Memory // table mode: table name -> last write, this process only
 
 	// storeDownUntil (unix nanos) is set after a store error: until then
@@ -40,21 +39,18 @@ type sticky struct {
 // storeBackoff is how long the store is left alone after an error.
 const storeBackoff = time.Second
 
-func (p *Plugin) initSticky() error {
-	cfg, err := p.cfg.Stickiness.WithDefaults()
-	if err != nil {
-		return err
-	}
-	s := &sticky{cfg: cfg, local: stickiness.NewMemory(stickiness.MemoryOptions{})}
-	s.store = cfg.Store
+// initSticky sets up stickiness from the configuration applyDefaults
+// validated and completed.
+func (p *Plugin) initSticky() {
+	cfg := p.cfg.Stickiness
+	s := &sticky{cfg: cfg, local: stickiness.NewMemory(stickiness.MemoryOptions{}), store: cfg.Store}
 	if s.store == nil {
-		s.store, s.owned = s.local, true
+		s.store = s.local // the plugin's own: closed with it
 	}
 	if cfg.Tables {
 		s.tables = stickiness.NewMemory(stickiness.MemoryOptions{MaxEntries: 1 << 16})
 	}
 	p.sticky = s
-	return nil
 }
 
 func (s *sticky) close() error {
