@@ -1,7 +1,6 @@
 package rwsplit
 
 import (
-	"context"
 	"database/sql"
 	"fmt"
 	"time"
@@ -78,56 +77,6 @@ func isPinned(pool gorm.ConnPool) bool {
 	return false
 }
 
-// anyReplica is the ConnPool a statement carries after
-// Clauses(rwsplit.Replica{}) until routing runs. Its BeginTx starts a
-// read-only transaction on a replica the policy picks; its other methods
-// pick a replica per call.
-type anyReplica struct {
-	p        *Plugin
-	prepared bool
-}
-
-var (
-	_ gorm.ConnPool         = (*anyReplica)(nil)
-	_ gorm.ConnPoolBeginner = (*anyReplica)(nil)
-	_ gorm.GetDBConnector   = (*anyReplica)(nil)
-)
-
-func (a *anyReplica) pool(ctx context.Context) gorm.ConnPool {
-	if n := a.p.pick(ctx, nil, &a.p.fresh); n != nil {
-		return n.conn(a.prepared, true)
-	}
-	return a.p.primaryPool
-}
-
-func (a *anyReplica) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool, error) {
-	return a.p.beginReadOnly(ctx, opts, a.prepared, nil)
-}
-
-// GetDBConn returns the primary's *sql.DB: a connection pinned with
-// db.Connection may be used for anything, writes included.
-func (a *anyReplica) GetDBConn() (*sql.DB, error) {
-	return sqlDBOf(a.p.primaryPool), nil
-}
-
-func (a *anyReplica) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
-	return a.pool(ctx).PrepareContext(ctx, query)
-}
-
-// ExecContext runs on the primary: only routing may send a statement to a
-// replica, and it has not run.
-func (a *anyReplica) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return a.p.primaryPool.ExecContext(ctx, query, args...)
-}
-
-func (a *anyReplica) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return a.pool(ctx).QueryContext(ctx, query, args...)
-}
-
-func (a *anyReplica) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	return a.pool(ctx).QueryRowContext(ctx, query, args...)
-}
-
 // MaxStaleness returns a query clause that bounds how stale the read may
 // be: it runs on a replica whose measured replication lag is at most d, and
 // on the primary when no eligible replica is known to be that fresh.
@@ -150,24 +99,4 @@ func (maxStaleness) Build(clause.Builder) {}
 // ModifyStatement implements gorm.StatementModifier.
 func (m maxStaleness) ModifyStatement(stmt *gorm.Statement) {
 	stmt.Clauses[directiveKey] = clause.Clause{Name: directiveKey, Expression: m}
-}
-
-// failPool is a ConnPool on which everything fails with err.
-type failPool struct{ err error }
-
-var _ gorm.ConnPoolBeginner = failPool{}
-
-func (f failPool) PrepareContext(context.Context, string) (*sql.Stmt, error) { return nil, f.err }
-func (f failPool) ExecContext(context.Context, string, ...any) (sql.Result, error) {
-	return nil, f.err
-}
-func (f failPool) QueryContext(context.Context, string, ...any) (*sql.Rows, error) {
-	return nil, f.err
-}
-
-// QueryRowContext cannot carry an error in a *sql.Row; GORM does not run
-// a statement whose DB already has one.
-func (f failPool) QueryRowContext(context.Context, string, ...any) *sql.Row { return nil }
-func (f failPool) BeginTx(context.Context, *sql.TxOptions) (gorm.ConnPool, error) {
-	return nil, f.err
 }

@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 	"gorm.io/plugin/dbresolver"
 
 	"github.com/rwsplit/rwsplit/internal/sqlclass"
@@ -147,103 +146,93 @@ func (f Fallback) String() string {
 // Plugin is the rwsplit GORM plugin. Create it with New and install it with
 // db.Use. It is safe for concurrent use.
 type Plugin struct {
+	router
 	cfg     Config
 	initErr error // configuration error found by New, returned by Initialize
 
 	mu          sync.Mutex // serializes Initialize and Close
 	initialized bool
 	closed      atomic.Bool
-	pickMu      sync.Mutex // serializes picker rebuilds
 
-	db          *gorm.DB
-	resolver    *dbresolver.DBResolver
-	primaryName string
-	primaryPool gorm.ConnPool // the primary pool as it was before Initialize
-	funcs       *sqlclass.Functions
-	pol         policy.Policy
-	nodes       []*node
-	byName      map[string]*node
-	anyReplica  [2]*anyReplica // [prepared]
-	picker      atomic.Pointer[pickerSnapshot]
-	checker     *lagcheck.Checker
-	fresh       filter // every replica read: staleness bound now <= MaxLag
-	sticky      *sticky
-	counts      [numReasons]atomic.Uint64
-
-	storeMu    sync.Mutex     // serializes replicaStore
-	storePick  atomic.Int32   // the replica dbresolver's policy returns
-	dbrResolve func(*gorm.DB) // dbresolver's read resolution
-}
-
-// pickerSnapshot is an immutable pairing of a Picker with the nodes it
-// picks among: Pick returns an index into nodes.
-type pickerSnapshot struct {
-	picker policy.Picker
-	nodes  []*node
+	db         *gorm.DB
+	resolver   *dbresolver.DBResolver
+	anyReplica [2]*anyReplicaPool // [prepared]
+	checker    *lagcheck.Checker
+	sticky     *sticky
 }
 
 // New returns a Plugin for cfg. It never fails: configuration errors are
 // returned by Initialize, so db.Use(rwsplit.New(cfg)) reports them.
 func New(cfg Config) *Plugin {
-	p := &Plugin{cfg: cfg}
-	p.initErr = p.applyDefaults()
+	p := &Plugin{}
+	p.cfg, p.initErr = cfg.withDefaults()
+	if p.initErr == nil {
+		p.initErr = p.initRouter()
+	}
 	return p
 }
 
 // Name implements gorm.Plugin.
-func (p *Plugin) Name() string { return "rwsplit" }
+func (p *Plugin) Name() string { return pluginName }
 
-// applyDefaults validates the configuration and fills in every default in
-// one place.
-func (p *Plugin) applyDefaults() error {
-	c := &p.cfg
+// withDefaults validates c and returns it with every zero value replaced
+// by its default. It is the only place the root package applies defaults;
+// each subpackage applies its own.
+func (c Config) withDefaults() (Config, error) {
 	if len(c.Replicas) == 0 {
-		return fmt.Errorf("%w: no replicas", ErrConfig)
+		return c, fmt.Errorf("%w: no replicas", ErrConfig)
 	}
-	p.primaryName = c.PrimaryName
-	if p.primaryName == "" {
-		p.primaryName = "primary"
+	if c.PrimaryName == "" {
+		c.PrimaryName = "primary"
 	}
-	seen := map[string]bool{p.primaryName: true}
+	seen := map[string]bool{c.PrimaryName: true}
 	for i, r := range c.Replicas {
 		switch {
 		case r.Name == "":
-			return fmt.Errorf("%w: replica %d has no Name", ErrConfig, i)
+			return c, fmt.Errorf("%w: replica %d has no Name", ErrConfig, i)
 		case seen[r.Name]:
-			return fmt.Errorf("%w: duplicate name %q", ErrConfig, r.Name)
+			return c, fmt.Errorf("%w: duplicate name %q", ErrConfig, r.Name)
 		case r.Dialector == nil:
-			return fmt.Errorf("%w: replica %q has no Dialector", ErrConfig, r.Name)
+			return c, fmt.Errorf("%w: replica %q has no Dialector", ErrConfig, r.Name)
 		case r.Weight < 0:
-			return fmt.Errorf("%w: replica %q has negative Weight %d", ErrConfig, r.Name, r.Weight)
+			return c, fmt.Errorf("%w: replica %q has negative Weight %d", ErrConfig, r.Name, r.Weight)
 		}
 		seen[r.Name] = true
 	}
 	if c.Fallback > FallbackLeastLagged {
-		return fmt.Errorf("%w: unknown Fallback %d", ErrConfig, c.Fallback)
+		return c, fmt.Errorf("%w: unknown Fallback %d", ErrConfig, c.Fallback)
 	}
 	if c.StartupTimeout < 0 {
-		return fmt.Errorf("%w: negative StartupTimeout", ErrConfig)
+		return c, fmt.Errorf("%w: negative StartupTimeout", ErrConfig)
 	}
 	if c.StartupTimeout == 0 {
 		c.StartupTimeout = 2 * time.Second
 	}
 	if err := c.Lag.Validate(); err != nil {
-		return fmt.Errorf("%w: Lag: %w", ErrConfig, err)
+		return c, fmt.Errorf("%w: Lag: %w", ErrConfig, err)
 	}
 	sc, err := c.Stickiness.WithDefaults()
 	if err != nil {
-		return fmt.Errorf("%w: Stickiness: %w", ErrConfig, err)
+		return c, fmt.Errorf("%w: Stickiness: %w", ErrConfig, err)
 	}
 	c.Stickiness = sc
-	funcs, err := sqlclass.NewFunctions(c.PrimaryFunctions...)
+	if c.Policy == nil {
+		c.Policy = policy.Default()
+	}
+	return c, nil
+}
+
+// initRouter sets up the router's configuration from p.cfg.
+func (p *Plugin) initRouter() error {
+	funcs, err := sqlclass.NewFunctions(p.cfg.PrimaryFunctions...)
 	if err != nil {
 		return fmt.Errorf("%w: PrimaryFunctions: %w", ErrConfig, err)
 	}
 	p.funcs = funcs
-	p.pol = c.Policy
-	if p.pol == nil {
-		p.pol = policy.Default()
-	}
+	p.pol = p.cfg.Policy
+	p.fallback = p.cfg.Fallback
+	p.primaryName = p.cfg.PrimaryName
+	p.onRoute = p.cfg.OnRoute
 	return nil
 }
 
@@ -271,20 +260,12 @@ func (p *Plugin) Initialize(db *gorm.DB) (err error) {
 	}
 	p.initialized = true
 	p.db = db
-	p.anyReplica = [2]*anyReplica{{p: p}, {p: p, prepared: true}}
+	p.anyReplica = [2]*anyReplicaPool{{r: &p.router}, {r: &p.router, prepared: true}}
 	origPool, origDialector := db.ConnPool, db.Dialector
 	defer func() {
 		if err != nil {
-			// Leave db as it was: without dbresolver's callbacks, which
-			// would send reads to replica pools closed below.
-			if p.resolver != nil {
-				for _, proc := range []interface{ Remove(string) error }{
-					db.Callback().Create(), db.Callback().Update(), db.Callback().Delete(),
-					db.Callback().Query(), db.Callback().Row(), db.Callback().Raw(),
-				} {
-					_ = proc.Remove("gorm:db_resolver")
-				}
-			}
+			// Leave db as it was.
+			p.unregister(db)
 			db.ConnPool, db.Dialector = origPool, origDialector
 			if db.Statement != nil {
 				db.Statement.ConnPool = origPool
@@ -306,69 +287,6 @@ func (p *Plugin) Initialize(db *gorm.DB) (err error) {
 		return fmt.Errorf("rwsplit: register callbacks: %w", err)
 	}
 	return nil
-}
-
-// openReplicas lets dbresolver open every replica and keeps, per replica,
-// the pool and prepared-statement store dbresolver made for it.
-func (p *Plugin) openReplicas(db *gorm.DB) error {
-	p.nodes = make([]*node, len(p.cfg.Replicas))
-	p.byName = make(map[string]*node, len(p.cfg.Replicas))
-	dialectors := make([]gorm.Dialector, len(p.cfg.Replicas))
-	for i, r := range p.cfg.Replicas {
-		n := newNode(p, i, r)
-		p.nodes[i] = n
-		p.byName[r.Name] = n
-		d, err := inheritDriverSettings(db.Dialector, r.Dialector)
-		if err != nil {
-			return fmt.Errorf("%w: replica %q: %w", ErrConfig, r.Name, err)
-		}
-		dialectors[i] = &replicaDialector{Dialector: d, node: n}
-	}
-
-	p.resolver = dbresolver.Register(dbresolver.Config{
-		Replicas: dialectors,
-		Policy: dbresolver.PolicyFunc(func(pools []gorm.ConnPool) gorm.ConnPool {
-			return pools[int(p.storePick.Load())%len(pools)]
-		}),
-	})
-	if err := p.resolver.Initialize(db); err != nil {
-		return fmt.Errorf("rwsplit: open replicas: %w", err)
-	}
-	for _, n := range p.nodes {
-		if n.sqlDB == nil {
-			return fmt.Errorf("rwsplit: replica %q: dialector did not open a *sql.DB", n.name)
-		}
-		n.initViews()
-	}
-	// Keep dbresolver's read resolution, which rwsplit's callback is about
-	// to replace, to ask it for prepared-statement stores (replicaStore).
-	p.dbrResolve = db.Callback().Query().Get("gorm:db_resolver")
-	return nil
-}
-
-// replicaStore asks dbresolver for the prepared-statement store it keeps
-// for replica n, by running its read resolution with a policy that returns
-// that replica. dbresolver owns the stores. It runs once per replica, on
-// the first prepared statement routed there: a store starts a goroutine
-// that GORM never stops (gorm.io/gorm/internal/lru), so none is made for
-// an application that does not prepare statements. If dbresolver ever
-// stops handing out its store, rwsplit makes its own.
-func (p *Plugin) replicaStore(n *node) *gorm.PreparedStmtDB {
-	p.storeMu.Lock()
-	defer p.storeMu.Unlock()
-	cfg := *p.db.Config
-	cfg.PrepareStmt = true
-	p.storePick.Store(int32(n.idx))
-	probe := &gorm.DB{Config: &cfg}
-	probe.Statement = &gorm.Statement{DB: probe, ConnPool: p.primaryPool, Context: context.Background(), Clauses: map[string]clause.Clause{}}
-	if p.dbrResolve != nil {
-		p.dbrResolve(probe)
-	}
-	store, ok := probe.Statement.ConnPool.(*gorm.PreparedStmtDB)
-	if !ok || store.ConnPool != gorm.ConnPool(n.sqlDB) {
-		store = gorm.NewPreparedStmtDB(n.sqlDB, p.db.PrepareStmtMaxSize, p.db.PrepareStmtTTL)
-	}
-	return store
 }
 
 // startChecker creates the lag checker over the replica pools and runs its
@@ -398,7 +316,7 @@ func (p *Plugin) startChecker(db *gorm.DB) error {
 	if err != nil {
 		return fmt.Errorf("%w: Lag: %w", ErrConfig, err)
 	}
-	p.checker = c
+	p.checker, p.state = c, c
 	maxLag := cfg.MaxLag
 	if maxLag == 0 {
 		maxLag = lagcheck.DefaultMaxLag
@@ -413,33 +331,6 @@ func (p *Plugin) startChecker(db *gorm.DB) error {
 	defer cancel()
 	c.Start(ctx)
 	return nil
-}
-
-// markDown takes n out of service at once after a connection-class error
-// on one of its statements, without waiting for the next probe.
-func (p *Plugin) markDown(n *node, err error) {
-	if p.checker == nil || !n.eligible() {
-		return
-	}
-	p.checker.ReportFailure(n.idx, err)
-	p.rebuild()
-}
-
-// rebuild publishes a new picker over the eligible replicas.
-func (p *Plugin) rebuild() {
-	p.pickMu.Lock()
-	defer p.pickMu.Unlock()
-	var (
-		eligible []*node
-		views    []policy.Replica
-	)
-	for _, n := range p.nodes {
-		if n.eligible() {
-			eligible = append(eligible, n)
-			views = append(views, policy.Replica{Name: n.name, Weight: n.weight, Stats: &n.stats})
-		}
-	}
-	p.picker.Store(&pickerSnapshot{picker: p.pol.NewPicker(views), nodes: eligible})
 }
 
 // Close stops everything the plugin started and closes the replica pools it

@@ -4,12 +4,15 @@ import (
 	"context"
 	"database/sql"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"gorm.io/gorm"
 
 	"github.com/rwsplit/rwsplit/internal/sqlclass"
 	"github.com/rwsplit/rwsplit/lagcheck"
+	"github.com/rwsplit/rwsplit/policy"
 )
 
 // Reason says why a statement went to the node it went to.
@@ -90,7 +93,7 @@ type Route struct {
 	Reason Reason
 }
 
-// statement kinds, by GORM callback chain.
+// kind is a statement's GORM callback chain.
 type kind uint8
 
 const (
@@ -99,171 +102,178 @@ const (
 	kindRaw               // Raw chain (db.Exec)
 )
 
-func (p *Plugin) registerCallbacks(db *gorm.DB) error {
-	cb := db.Callback()
-	for _, r := range []struct {
-		proc interface {
-			Replace(string, func(*gorm.DB)) error
-		}
-		fn func(*gorm.DB)
-	}{
-		{cb.Create().Before("*"), p.routeWrite},
-		{cb.Update().Before("*"), p.routeWrite},
-		{cb.Delete().Before("*"), p.routeWrite},
-		{cb.Query().Before("*"), p.routeQuery},
-		{cb.Row().Before("*"), p.routeQuery},
-		{cb.Raw().Before("*"), p.routeRaw},
-	} {
-		// dbresolver registered its resolver under this name in every
-		// chain, Before("*"); rwsplit's decision takes its place. The
-		// replacement must be Before("*") too: GORM sorts callbacks
-		// without it ahead of those with it, and then runs whichever
-		// entry of a duplicated name sorts last, which would be
-		// dbresolver's.
-		if err := r.proc.Replace("gorm:db_resolver", r.fn); err != nil {
-			return err
-		}
-	}
-	// Stickiness marks a writer after the write commits: after GORM's
-	// own transaction (if any) in the write chains, after the statement
-	// in the raw chain.
-	for _, err := range []error{
-		cb.Create().After("gorm:commit_or_rollback_transaction").Register("rwsplit:sticky", p.afterWrite),
-		cb.Update().After("gorm:commit_or_rollback_transaction").Register("rwsplit:sticky", p.afterWrite),
-		cb.Delete().After("gorm:commit_or_rollback_transaction").Register("rwsplit:sticky", p.afterWrite),
-		cb.Raw().After("gorm:raw").Register("rwsplit:sticky", p.afterWrite),
-	} {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+// pin says what a statement is already bound to.
+type pin uint8
+
+const (
+	pinNone      pin = iota
+	pinPrimaryTx     // a transaction on the primary
+	pinReplicaTx     // a read-only transaction on a replica
+	pinConn          // a connection pinned with db.Connection
+)
+
+// directive is a routing clause (clauses.go).
+type directive uint8
+
+const (
+	dirNone         directive = iota
+	dirPrimary                // rwsplit.Primary
+	dirReplica                // rwsplit.Replica{}
+	dirNamedReplica           // rwsplit.Replica{Name: ...}
+	dirMaxStaleness           // rwsplit.MaxStaleness(d)
+)
+
+// statement is what routing needs to know about one statement, read once
+// from its *gorm.DB by readStatement.
+type statement struct {
+	ctx      context.Context
+	kind     kind
+	pin      pin
+	tx       *nodeTx // pinReplicaTx: the replica transaction
+	migrator bool    // run by a Migrator
+	write    bool    // SQL text the classifier could not prove read-only
+	lockSQL  bool    // ... because it locks rows
+	txCtl    bool    // ... but it is transaction control (SAVEPOINT, SET LOCAL)
+	locking  bool    // a clause.Locking
+	dir      directive
+	replica  *node         // dirNamedReplica: the replica, nil for an unknown name
+	maxStale time.Duration // dirMaxStaleness
+	table    string
+
+	// The stickiness verdict, looked up when needsSticky says so.
+	sticky bool
+	pos    lagcheck.Position // zero: only the primary is known to have the write
 }
 
-func (p *Plugin) routeWrite(db *gorm.DB) { p.decide(db, kindWrite) }
-func (p *Plugin) routeQuery(db *gorm.DB) { p.decide(db, kindQuery) }
-func (p *Plugin) routeRaw(db *gorm.DB)   { p.decide(db, kindRaw) }
+// where a target sends a statement.
+type where uint8
 
-// decide routes one statement: it sets db.Statement.ConnPool. It is the
-// per-query hot path: no allocation, no lock, no I/O.
-func (p *Plugin) decide(db *gorm.DB, k kind) {
+const (
+	keep      where = iota // leave Statement.ConnPool as it is
+	toPrimary              // the session's primary pool
+	toReplica              // target.node
+)
+
+// target is a routing decision: where the statement runs, why, and the
+// error it fails with, if any.
+type target struct {
+	where  where
+	node   *node // toReplica, or the replica of a kept transaction
+	retry  bool  // toReplica: a connection error may send the read elsewhere
+	reason Reason
+	err    error
+	node0  bool // keep: report no node (a pinned connection)
+}
+
+// replicaState is the lag checker as routing reads it. *lagcheck.Checker
+// implements it; TestDecide uses a fake.
+type replicaState interface {
+	State(i int) lagcheck.State
+	Lag(i int) (time.Duration, bool)
+	LagNow(i int) (time.Duration, bool)
+	Covers(i int, p lagcheck.Position) bool
+	ReportFailure(i int, err error)
+}
+
+// router owns the replicas and makes every routing decision.
+type router struct {
+	nodes       []*node
+	byName      map[string]*node
+	state       replicaState
+	pol         policy.Policy
+	picker      atomic.Pointer[pickerSnapshot]
+	pickMu      sync.Mutex // serializes rebuild
+	fallback    Fallback
+	fresh       filter // every replica read: staleness bound now <= MaxLag
+	funcs       *sqlclass.Functions
+	primaryName string
+	primaryPool gorm.ConnPool // the primary pool as it was before Initialize
+	onRoute     func(context.Context, Route)
+	counts      [numReasons]atomic.Uint64
+}
+
+// pickerSnapshot is an immutable pairing of a Picker with the nodes it
+// picks among: Pick returns an index into nodes.
+type pickerSnapshot struct {
+	picker policy.Picker
+	nodes  []*node
+}
+
+// Routing callbacks, one per chain (see resolver.go).
+func (p *Plugin) routeWrite(db *gorm.DB) { p.route(db, kindWrite) }
+func (p *Plugin) routeQuery(db *gorm.DB) { p.route(db, kindQuery) }
+func (p *Plugin) routeRaw(db *gorm.DB)   { p.route(db, kindRaw) }
+
+// route routes one statement: read it, look up its stickiness if the
+// decision needs it, decide, apply.
+func (p *Plugin) route(db *gorm.DB, k kind) {
+	st := p.readStatement(db, k)
+	if st.needsSticky() {
+		st.pos, st.sticky = p.stickyLookup(st.ctx, st.table)
+	}
+	p.apply(db, &st, p.decide(&st))
+}
+
+// readStatement reads what routing needs from db. It allocates nothing.
+func (p *Plugin) readStatement(db *gorm.DB, k kind) statement {
 	stmt := db.Statement
-	ctx := stmt.Context
-
-	// A transaction, or a connection pinned with db.Connection, keeps
-	// every statement: nothing inside is moved or retried.
-	if p.pinned(db, k) {
-		return
+	st := statement{ctx: stmt.Context, kind: k, table: stmt.Table}
+	switch c := stmt.ConnPool.(type) {
+	case *nodeTx:
+		st.pin, st.tx = pinReplicaTx, c
+	case *gorm.PreparedStmtTX:
+		if t, ok := c.Tx.(*nodeTx); ok {
+			st.pin, st.tx = pinReplicaTx, t
+		} else {
+			st.pin = pinPrimaryTx
+		}
+	case gorm.TxCommitter:
+		st.pin = pinPrimaryTx
+	case *sql.Conn:
+		st.pin = pinConn
 	}
-
-	// Writes, and anything that may write or lock, go to the primary.
-	if k == kindWrite {
-		p.toPrimary(db, ReasonWrite)
-		return
+	if k == kindWrite || st.pin == pinPrimaryTx || st.pin == pinConn {
+		return st
 	}
-	// Everything a Migrator runs, reads included: schema reads must see
-	// schema writes.
-	if rc := routeCtxOf(ctx); rc != nil && rc.primary {
-		p.toPrimary(db, ReasonMigrator)
-		return
-	}
-	if k == kindRaw || stmt.SQL.Len() > 0 {
-		if c, why := sqlclass.Classify(stmt.SQL.String(), p.funcs); c != sqlclass.Read {
-			if why == sqlclass.ReasonLocking {
-				p.toPrimary(db, ReasonLocking)
-			} else {
-				p.toPrimary(db, ReasonRawWrite)
-			}
-			return
+	if rc := routeCtxOf(st.ctx); rc != nil && rc.primary {
+		st.migrator = true
+		if st.pin == pinNone {
+			return st
 		}
 	}
-	if _, locking := stmt.Clauses["FOR"]; locking {
-		p.toPrimary(db, ReasonLocking)
-		return
+	if k == kindRaw || stmt.SQL.Len() > 0 {
+		st.classify(stmt.SQL.String(), p.funcs)
 	}
-
-	// Reads: explicit clauses first, then the policy.
+	_, st.locking = stmt.Clauses["FOR"]
 	if c, ok := stmt.Clauses[directiveKey]; ok {
 		switch d := c.Expression.(type) {
 		case primaryClause:
-			p.toPrimary(db, ReasonForcedPrimary)
-			return
+			st.dir = dirPrimary
 		case Replica:
+			st.dir = dirReplica
 			if d.Name != "" {
-				n := p.byName[d.Name]
-				if n == nil { // ModifyStatement has added ErrUnknownReplica
-					return
-				}
-				stmt.ConnPool = n.conn(db.PrepareStmt, false)
-				p.route(ctx, n.name, ReasonForcedReplica)
-				return
+				st.dir, st.replica = dirNamedReplica, p.byName[d.Name]
 			}
-			p.toReplica(db, ReasonForcedReplica)
-			return
 		case maxStaleness:
-			f := filter{maxLag: time.Duration(d), bounded: true}
-			if !p.stickyRoute(db, &f) {
-				p.toFreshReplica(db, f)
-			}
-			return
+			st.dir, st.maxStale = dirMaxStaleness, time.Duration(d)
 		}
 	}
-	f := p.fresh
-	if p.stickyRoute(db, &f) {
-		return
-	}
-	if f.causal {
-		p.toFreshReplica(db, f)
-		return
-	}
-	p.toReplica(db, ReasonRead)
+	return st
 }
 
-// pinned reports whether the statement runs on a transaction or a
-// dedicated connection, and enforces the read-only rule of replica
-// transactions.
-func (p *Plugin) pinned(db *gorm.DB, k kind) bool {
-	stmt := db.Statement
-	switch c := stmt.ConnPool.(type) {
-	case *nodeTx:
-		p.inReplicaTx(db, c, k)
-		return true
-	case *gorm.PreparedStmtTX:
-		if t, ok := c.Tx.(*nodeTx); ok {
-			// A read-only transaction begun through a prepared session of
-			// the primary got the primary's statement store; give it the
-			// replica's, whose statements belong to that replica.
-			if c.PreparedStmtDB != t.n.store() {
-				stmt.ConnPool = t.prepared()
-			}
-			p.inReplicaTx(db, t, k)
-		} else {
-			p.route(stmt.Context, p.primaryName, ReasonTransaction)
-		}
-		return true
-	case gorm.TxCommitter:
-		p.route(stmt.Context, p.primaryName, ReasonTransaction)
-		return true
-	case *sql.Conn:
-		p.route(stmt.Context, "", ReasonTransaction)
-		return true
+// classify records what the classifier says of the statement's SQL text.
+func (st *statement) classify(sql string, funcs *sqlclass.Functions) {
+	if c, why := sqlclass.Classify(sql, funcs); c != sqlclass.Read {
+		st.write, st.lockSQL = true, why == sqlclass.ReasonLocking
+		st.txCtl = st.pin == pinReplicaTx && txControl(sql)
 	}
-	return false
 }
 
-// inReplicaTx fails a write inside a replica transaction before it reaches
-// the replica. Transaction control (SAVEPOINT, SET LOCAL, ...) passes.
-func (p *Plugin) inReplicaTx(db *gorm.DB, t *nodeTx, k kind) {
-	p.route(db.Statement.Context, t.n.name, ReasonTransaction)
-	switch {
-	case k == kindWrite:
-		_ = db.AddError(ErrReadOnly)
-	case k == kindRaw || db.Statement.SQL.Len() > 0:
-		sql := db.Statement.SQL.String()
-		if c, _ := sqlclass.Classify(sql, p.funcs); c != sqlclass.Read && !txControl(sql) {
-			_ = db.AddError(ErrReadOnly)
-		}
-	}
+// needsSticky reports whether the decision depends on the statement's
+// stickiness: a read that routing may send to a replica of its choosing.
+func (st *statement) needsSticky() bool {
+	return st.kind != kindWrite && st.pin == pinNone && !st.migrator && !st.write && !st.locking &&
+		(st.dir == dirNone || st.dir == dirMaxStaleness)
 }
 
 // txControl reports statements a read-only transaction may run: GORM's
@@ -278,50 +288,159 @@ func txControl(sql string) bool {
 	return false
 }
 
-// toPrimary sends the statement to the primary pool of its session.
-func (p *Plugin) toPrimary(db *gorm.DB, r Reason) {
-	db.Statement.ConnPool = db.Config.ConnPool
-	p.route(db.Statement.Context, p.primaryName, r)
-}
-
-// toReplica sends a read to the replica the policy picks, or follows
-// Config.Fallback when none is eligible.
-func (p *Plugin) toReplica(db *gorm.DB, r Reason) {
-	ctx := db.Statement.Context
-	n := p.pick(ctx, nil, &p.fresh)
-	if n == nil {
-		if n = p.fallback(); n == nil {
-			if p.cfg.Fallback == FallbackFail {
-				_ = db.AddError(ErrNoReplica)
-				return
-			}
-			p.toPrimary(db, ReasonNoReplica)
-			return
+// decide is the routing decision for one statement. It is pure: no GORM,
+// no I/O, no lock, no allocation.
+func (r *router) decide(st *statement) target {
+	switch st.pin {
+	case pinPrimaryTx:
+		return target{where: keep, reason: ReasonTransaction}
+	case pinConn:
+		return target{where: keep, reason: ReasonTransaction, node0: true}
+	case pinReplicaTx:
+		t := target{where: keep, node: st.tx.n, reason: ReasonTransaction}
+		if st.kind == kindWrite || st.write && !st.txCtl {
+			t.err = ErrReadOnly
 		}
-		r = ReasonNoReplica
+		return t
 	}
-	db.Statement.ConnPool = n.conn(db.PrepareStmt, true)
-	p.route(ctx, n.name, r)
+	switch {
+	case st.kind == kindWrite:
+		return target{where: toPrimary, reason: ReasonWrite}
+	case st.migrator:
+		return target{where: toPrimary, reason: ReasonMigrator}
+	case st.write && st.lockSQL:
+		return target{where: toPrimary, reason: ReasonLocking}
+	case st.write:
+		return target{where: toPrimary, reason: ReasonRawWrite}
+	case st.locking:
+		return target{where: toPrimary, reason: ReasonLocking}
+	}
+	switch st.dir {
+	case dirPrimary:
+		return target{where: toPrimary, reason: ReasonForcedPrimary}
+	case dirNamedReplica:
+		if st.replica == nil {
+			return target{where: keep} // the clause has failed the statement
+		}
+		return target{where: toReplica, node: st.replica, reason: ReasonForcedReplica}
+	case dirReplica:
+		return r.anyReplica(st.ctx, ReasonForcedReplica)
+	case dirMaxStaleness:
+		return r.freshRead(st, filter{bounded: true, maxLag: st.maxStale})
+	}
+	if st.sticky {
+		return r.freshRead(st, r.fresh)
+	}
+	return r.anyReplica(st.ctx, ReasonRead)
 }
 
-// toFreshReplica sends a read to an eligible replica that passes f, or to
-// the primary: a freshness bound is never traded for availability.
-func (p *Plugin) toFreshReplica(db *gorm.DB, f filter) {
-	ctx := db.Statement.Context
-	if n := p.pick(ctx, nil, &f); n != nil {
-		db.Statement.ConnPool = n.conn(db.PrepareStmt, true)
-		r := ReasonRead
-		if f.causal {
-			r = ReasonCausal
+// anyReplica sends a read to the replica the policy picks, or follows
+// Config.Fallback when none is eligible.
+func (r *router) anyReplica(ctx context.Context, why Reason) target {
+	if n := r.pick(ctx, nil, &r.fresh); n != nil {
+		return target{where: toReplica, node: n, retry: true, reason: why}
+	}
+	if n := r.leastLagged(nil); n != nil {
+		return target{where: toReplica, node: n, retry: true, reason: ReasonNoReplica}
+	}
+	return r.noReplica(ReasonNoReplica)
+}
+
+// freshRead sends a read to an eligible replica that passes f and, for a
+// sticky read, has replayed its user's write; otherwise to the primary. A
+// freshness bound is never traded for availability.
+func (r *router) freshRead(st *statement, f filter) target {
+	if st.sticky {
+		if st.pos.IsZero() {
+			return target{where: toPrimary, reason: ReasonSticky}
 		}
-		p.route(ctx, n.name, r)
-		return
+		f.causal, f.pos = true, st.pos
+	}
+	if n := r.pick(st.ctx, nil, &f); n != nil {
+		why := ReasonRead
+		if f.causal {
+			why = ReasonCausal
+		}
+		return target{where: toReplica, node: n, retry: true, reason: why}
 	}
 	if f.causal {
-		p.toPrimary(db, ReasonSticky)
+		return target{where: toPrimary, reason: ReasonSticky}
+	}
+	return target{where: toPrimary, reason: ReasonStale}
+}
+
+// retryTarget decides where a read that failed to reach replica failed
+// runs again: another eligible replica, or the primary. The retry never
+// retries again.
+func (r *router) retryTarget(ctx context.Context, failed *node) target {
+	if n := r.pick(ctx, failed, &r.fresh); n != nil {
+		return target{where: toReplica, node: n, reason: ReasonRetry}
+	}
+	t := r.noReplica(ReasonRetry)
+	t.err = nil // the read's own error reaches the caller
+	return t
+}
+
+// readOnlyTarget decides where a read-only transaction begins: on an
+// eligible replica other than skip, else as Config.Fallback says.
+func (r *router) readOnlyTarget(ctx context.Context, skip *node) target {
+	if n := r.pick(ctx, skip, &r.fresh); n != nil {
+		return target{where: toReplica, node: n, reason: ReasonReadOnlyTx}
+	}
+	if n := r.leastLagged(skip); n != nil {
+		return target{where: toReplica, node: n, reason: ReasonNoReplica}
+	}
+	return r.noReplica(ReasonNoReplica)
+}
+
+// noReplica is Config.Fallback's answer when no replica can serve a read:
+// the primary, or ErrNoReplica.
+func (r *router) noReplica(why Reason) target {
+	if r.fallback == FallbackFail {
+		return target{where: keep, err: ErrNoReplica}
+	}
+	return target{where: toPrimary, reason: why}
+}
+
+// apply carries out t for db's statement: it sets the pool, counts the
+// route, reports it and adds the error.
+func (p *Plugin) apply(db *gorm.DB, st *statement, t target) {
+	stmt := db.Statement
+	switch t.where {
+	case toPrimary:
+		stmt.ConnPool = db.Config.ConnPool
+	case toReplica:
+		stmt.ConnPool = t.node.conn(db.PrepareStmt, t.retry)
+	case keep:
+		if ptx, ok := stmt.ConnPool.(*gorm.PreparedStmtTX); ok && st.tx != nil && ptx.PreparedStmtDB != st.tx.n.store {
+			// A read-only transaction begun through a prepared session of
+			// the primary got the primary's statement store; give it the
+			// replica's, whose statements belong to that replica.
+			stmt.ConnPool = st.tx.prepared()
+		}
+	}
+	if t.reason != 0 {
+		p.report(st.ctx, t)
+	}
+	if t.err != nil {
+		_ = db.AddError(t.err)
+	}
+}
+
+// report counts a decision and passes it to Config.OnRoute.
+func (r *router) report(ctx context.Context, t target) {
+	r.counts[t.reason].Add(1)
+	if r.onRoute == nil {
 		return
 	}
-	p.toPrimary(db, ReasonStale)
+	name := r.primaryName
+	switch {
+	case t.node0:
+		name = ""
+	case t.node != nil:
+		name = t.node.name
+	}
+	r.onRoute(ctx, Route{Node: name, Reason: t.reason})
 }
 
 // filter narrows the replicas a read may use beyond eligibility.
@@ -333,26 +452,20 @@ type filter struct {
 	pos       lagcheck.Position
 }
 
-func (f *filter) ok(n *node) bool {
-	if f == nil {
-		return true
-	}
+func (r *router) ok(f *filter, n *node) bool {
 	if f.bounded {
-		if lag, known := n.lagNow(); known && lag > f.maxLag || !known && !f.unknownOK {
+		if lag, known := r.state.LagNow(n.idx); known && lag > f.maxLag || !known && !f.unknownOK {
 			return false
 		}
 	}
-	if f.causal && !n.p.checker.Covers(n.idx, f.pos) {
-		return false
-	}
-	return true
+	return !f.causal || r.state.Covers(n.idx, f.pos)
 }
 
 // pick asks the current picker for an eligible replica other than skip
-// that passes f (nil: any). When the policy's choices fail f, the first
-// eligible replica that passes it is used.
-func (p *Plugin) pick(ctx context.Context, skip *node, f *filter) *node {
-	snap := p.picker.Load()
+// that passes f. When the policy's choices fail f, the first eligible
+// replica that passes it is used.
+func (r *router) pick(ctx context.Context, skip *node, f *filter) *node {
+	snap := r.picker.Load()
 	if snap == nil {
 		return nil
 	}
@@ -361,56 +474,63 @@ func (p *Plugin) pick(ctx context.Context, skip *node, f *filter) *node {
 		if i < 0 || i >= len(snap.nodes) {
 			break
 		}
-		if n := snap.nodes[i]; n != skip && f.ok(n) {
+		if n := snap.nodes[i]; n != skip && r.ok(f, n) {
 			return n
 		}
 	}
-	if f == nil && skip == nil {
-		return nil
-	}
 	for _, n := range snap.nodes {
-		if n != skip && f.ok(n) {
+		if n != skip && r.ok(f, n) {
 			return n
 		}
 	}
 	return nil
 }
 
-// fallback returns the replica a read uses when none is eligible, under
+// leastLagged returns the replica a read uses when none is eligible, under
 // FallbackLeastLagged: the one with the least known lag. It returns nil
 // otherwise, or when no replica's lag is known (none answers).
-func (p *Plugin) fallback() *node {
-	if p.cfg.Fallback != FallbackLeastLagged {
+func (r *router) leastLagged(skip *node) *node {
+	if r.fallback != FallbackLeastLagged {
 		return nil
 	}
 	var best *node
 	var bestLag time.Duration
-	for _, n := range p.nodes {
-		if lag, known := n.lag(); known && (best == nil || lag < bestLag) {
+	for _, n := range r.nodes {
+		if lag, known := r.state.Lag(n.idx); n != skip && known && (best == nil || lag < bestLag) {
 			best, bestLag = n, lag
 		}
 	}
 	return best
 }
 
-// retryTarget returns where a read that failed to reach replica failed
-// may run again: another eligible replica, or the primary. The returned
-// pool never retries again.
-func (p *Plugin) retryTarget(ctx context.Context, failed *node, prepared bool) gorm.ConnPool {
-	if n := p.pick(ctx, failed, &p.fresh); n != nil {
-		p.route(ctx, n.name, ReasonRetry)
-		return n.conn(prepared, false)
+// rebuild publishes a new picker over the eligible replicas.
+func (r *router) rebuild() {
+	r.pickMu.Lock()
+	defer r.pickMu.Unlock()
+	var (
+		eligible []*node
+		views    []policy.Replica
+	)
+	for _, n := range r.nodes {
+		if r.eligible(n) {
+			eligible = append(eligible, n)
+			views = append(views, policy.Replica{Name: n.name, Weight: n.weight, Stats: &n.stats})
+		}
 	}
-	if p.cfg.Fallback == FallbackFail {
-		return nil
-	}
-	p.route(ctx, p.primaryName, ReasonRetry)
-	return p.primaryPool
+	r.picker.Store(&pickerSnapshot{picker: r.pol.NewPicker(views), nodes: eligible})
 }
 
-func (p *Plugin) route(ctx context.Context, node string, r Reason) {
-	p.counts[r].Add(1)
-	if p.cfg.OnRoute != nil {
-		p.cfg.OnRoute(ctx, Route{Node: node, Reason: r})
+// eligible reports whether n may serve reads: the checker's verdict.
+func (r *router) eligible(n *node) bool {
+	return r.state == nil || r.state.State(n.idx).Eligible()
+}
+
+// markDown takes n out of service at once after a connection-class error
+// on one of its statements, without waiting for the next probe.
+func (r *router) markDown(n *node, err error) {
+	if r.state == nil || !r.eligible(n) {
+		return
 	}
+	r.state.ReportFailure(n.idx, err)
+	r.rebuild()
 }

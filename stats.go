@@ -55,7 +55,7 @@ func (p *Plugin) Stats() Stats {
 		if n == nil {
 			continue
 		}
-		s.Replicas = append(s.Replicas, ReplicaStats{Name: n.name, Eligible: n.eligible(), Snapshot: n.stats.Snapshot()})
+		s.Replicas = append(s.Replicas, ReplicaStats{Name: n.name, Eligible: p.eligible(n), Snapshot: n.stats.Snapshot()})
 		if i < len(health) {
 			s.Replicas[len(s.Replicas)-1].Health = health[i]
 		}

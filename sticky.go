@@ -10,6 +10,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/rwsplit/rwsplit/internal/sqlclass"
+	"github.com/rwsplit/rwsplit/lagcheck"
 	"github.com/rwsplit/rwsplit/stickiness"
 )
 
@@ -110,27 +111,24 @@ func (s *sticky) record(ctx context.Context, table string) (rec stickiness.Recor
 	return rec, ok, failed
 }
 
-// stickyRoute decides a read for stickiness. It returns done when it routed
-// the statement (to the primary), and otherwise narrows f to the replicas
-// that have replayed the user's last write.
-func (p *Plugin) stickyRoute(db *gorm.DB, f *filter) (done bool) {
+// stickyLookup returns the stickiness verdict for a read: not sticky; sticky
+// with the zero position (only the primary is known to have the write); or
+// sticky with the position a replica must cover.
+func (p *Plugin) stickyLookup(ctx context.Context, table string) (pos lagcheck.Position, sticky bool) {
 	s := p.sticky
 	if s == nil {
-		return false
+		return pos, false
 	}
-	rec, ok, failed := s.record(db.Statement.Context, db.Statement.Table)
+	rec, ok, failed := s.record(ctx, table)
 	switch {
 	case failed:
-		p.toPrimary(db, ReasonSticky) // fail safe: the store cannot say
-		return true
+		return lagcheck.Position{}, true // fail safe: the store cannot say
 	case !ok:
-		return false
-	case s.cfg.Mode == stickiness.ModeWindow || rec.Position.IsZero() || p.checker == nil:
-		p.toPrimary(db, ReasonSticky)
-		return true
+		return pos, false
+	case s.cfg.Mode == stickiness.ModeWindow:
+		return lagcheck.Position{}, true
 	}
-	f.causal, f.pos = true, rec.Position
-	return false
+	return rec.Position, true
 }
 
 // afterWrite marks the writer sticky after a successful write: at once for

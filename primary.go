@@ -1,0 +1,171 @@
+package rwsplit
+
+import (
+	"context"
+	"database/sql"
+
+	"gorm.io/gorm"
+)
+
+// primaryConn wraps the primary's pool so that a transaction begun with
+// sql.TxOptions{ReadOnly: true} runs on a replica, and a transaction on the
+// primary marks its writers sticky when it commits. Everything else passes
+// through unchanged.
+type primaryConn struct {
+	p     *Plugin
+	inner gorm.ConnPool
+}
+
+var (
+	_ gorm.ConnPool         = (*primaryConn)(nil)
+	_ gorm.ConnPoolBeginner = (*primaryConn)(nil)
+	_ gorm.GetDBConnector   = (*primaryConn)(nil)
+)
+
+func (c *primaryConn) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
+	return c.inner.PrepareContext(ctx, query)
+}
+
+func (c *primaryConn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return c.inner.ExecContext(ctx, query, args...)
+}
+
+func (c *primaryConn) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return c.inner.QueryContext(ctx, query, args...)
+}
+
+func (c *primaryConn) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return c.inner.QueryRowContext(ctx, query, args...)
+}
+
+// GetDBConn implements gorm.GetDBConnector, so db.DB() keeps returning the
+// primary's *sql.DB.
+func (c *primaryConn) GetDBConn() (*sql.DB, error) {
+	if db := sqlDBOf(c.inner); db != nil {
+		return db, nil
+	}
+	return nil, gorm.ErrInvalidDB
+}
+
+// Ping keeps gorm's and dbresolver's pings working on the primary.
+func (c *primaryConn) Ping() error {
+	db, err := c.GetDBConn()
+	if err != nil {
+		return err
+	}
+	return db.Ping()
+}
+
+// BeginTx begins on the primary, unless opts asks for a read-only
+// transaction: that one runs on a replica.
+func (c *primaryConn) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool, error) {
+	if opts != nil && opts.ReadOnly {
+		return c.p.beginReadOnly(ctx, opts, false, nil)
+	}
+	pool, err := beginPrimary(ctx, c.inner, opts)
+	if tx, ok := pool.(*sql.Tx); ok && err == nil && c.p.sticky != nil {
+		// Hold the transaction's writes until it commits (stickiness).
+		return &primaryTx{Tx: tx, p: c.p, db: sqlDBOf(c.inner)}, nil
+	}
+	return pool, err
+}
+
+// beginPrimary begins a transaction on a primary pool.
+func beginPrimary(ctx context.Context, pool gorm.ConnPool, opts *sql.TxOptions) (gorm.ConnPool, error) {
+	switch b := pool.(type) {
+	case gorm.TxBeginner:
+		tx, err := b.BeginTx(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		return tx, nil
+	case gorm.ConnPoolBeginner:
+		return b.BeginTx(ctx, opts)
+	}
+	return nil, gorm.ErrInvalidTransaction
+}
+
+// primaryDialector wraps the primary's dialector so that every statement a
+// Migrator runs goes to the primary: schema reads must see schema writes,
+// which a replica may not have replayed yet.
+type primaryDialector struct {
+	gorm.Dialector
+}
+
+var (
+	_ gorm.ErrorTranslator               = primaryDialector{}
+	_ gorm.SavePointerDialectorInterface = primaryDialector{}
+)
+
+// Migrator implements gorm.Dialector.
+func (d primaryDialector) Migrator(db *gorm.DB) gorm.Migrator {
+	return d.Dialector.Migrator(db.WithContext(withPrimary(db.Statement.Context)))
+}
+
+// Translate keeps gorm.Config.TranslateError working.
+func (d primaryDialector) Translate(err error) error {
+	if t, ok := d.Dialector.(gorm.ErrorTranslator); ok {
+		return t.Translate(err)
+	}
+	return err
+}
+
+// SavePoint keeps nested transactions working.
+func (d primaryDialector) SavePoint(tx *gorm.DB, name string) error {
+	if s, ok := d.Dialector.(gorm.SavePointerDialectorInterface); ok {
+		return s.SavePoint(tx, name)
+	}
+	return gorm.ErrUnsupportedDriver
+}
+
+// RollbackTo keeps nested transactions working.
+func (d primaryDialector) RollbackTo(tx *gorm.DB, name string) error {
+	if s, ok := d.Dialector.(gorm.SavePointerDialectorInterface); ok {
+		return s.RollbackTo(tx, name)
+	}
+	return gorm.ErrUnsupportedDriver
+}
+
+// Unwrap returns the driver's dialector.
+func (d primaryDialector) Unwrap() gorm.Dialector { return d.Dialector }
+
+// wrapPrimary installs the primary-side wrappers: the dialector (Migrator
+// queries to the primary) and the pool (read-only transactions to a
+// replica, sticky marks at commit). It keeps *gorm.PreparedStmtDB
+// outermost, where GORM's Migrator looks for it.
+func (p *Plugin) wrapPrimary(db *gorm.DB) {
+	p.primaryPool = db.ConnPool
+	if pdb, ok := db.ConnPool.(*gorm.PreparedStmtDB); ok {
+		db.ConnPool = &gorm.PreparedStmtDB{ConnPool: &primaryConn{p: p, inner: pdb.ConnPool}, Mux: pdb.Mux, Stmts: pdb.Stmts}
+	} else {
+		db.ConnPool = &primaryConn{p: p, inner: db.ConnPool}
+	}
+	if db.Statement != nil {
+		db.Statement.ConnPool = db.ConnPool
+	}
+	if _, ok := db.Dialector.(primaryDialector); !ok {
+		db.Dialector = primaryDialector{Dialector: db.Dialector}
+	}
+}
+
+// routeCtx carries routing instructions in a context.
+type routeCtx struct {
+	primary bool // every statement to the primary (Migrator)
+}
+
+type routeCtxKey struct{}
+
+func withPrimary(ctx context.Context) context.Context {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return context.WithValue(ctx, routeCtxKey{}, &routeCtx{primary: true})
+}
+
+func routeCtxOf(ctx context.Context) *routeCtx {
+	if ctx == nil {
+		return nil
+	}
+	rc, _ := ctx.Value(routeCtxKey{}).(*routeCtx)
+	return rc
+}

@@ -1,0 +1,426 @@
+package rwsplit
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"sync"
+
+	"gorm.io/gorm"
+
+	"github.com/rwsplit/rwsplit/lagcheck"
+	"github.com/rwsplit/rwsplit/policy"
+)
+
+// node is one replica: its pool and prepared-statement store as dbresolver
+// opened them, the ConnPool views routing hands to GORM, and its counters.
+type node struct {
+	r      *router
+	idx    int
+	name   string
+	weight int
+	stats  policy.Stats
+
+	sqlDB   *sql.DB              // the replica pool
+	store   *gorm.PreparedStmtDB // its prepared-statement store
+	views   [2][2]*nodeConn      // [prepared][retry]
+	openErr error                // why the driver could not reach it at start-up
+}
+
+func newNode(r *router, idx int, rep Replica) *node {
+	w := rep.Weight
+	if w == 0 {
+		w = 1
+	}
+	return &node{r: r, idx: idx, name: rep.Name, weight: w}
+}
+
+// setPools records the replica's pool and statement store and builds the
+// views routing chooses from, so that routing allocates nothing.
+func (n *node) setPools(db *sql.DB, store *gorm.PreparedStmtDB) {
+	n.sqlDB, n.store = db, store
+	for retry := range 2 {
+		n.views[0][retry] = &nodeConn{n: n, inner: db, retry: retry == 1}
+		n.views[1][retry] = &nodeConn{n: n, inner: store, prepared: true, retry: retry == 1}
+	}
+}
+
+// conn returns the ConnPool view for a statement.
+func (n *node) conn(prepared, retry bool) *nodeConn { return n.views[b2i(prepared)][b2i(retry)] }
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// done folds one statement (begun at start, Stats.Start's token) into the
+// replica's Stats and takes the replica out of service on a
+// connection-class error.
+func (n *node) done(start int64, err error) {
+	failed := err != nil && lagcheck.IsConnError(err)
+	n.stats.Done(start, failed)
+	if failed {
+		n.r.markDown(n, err)
+	}
+}
+
+// nodeConn is the gorm.ConnPool rwsplit hands to GORM for a statement on a
+// replica. It counts the statement in the replica's Stats, takes the
+// replica out of service on a connection-class error, and, for reads that
+// rwsplit routed itself (retry), serves them again elsewhere when that is
+// safe: before any row reached the caller, outside any transaction, and
+// never for a write.
+type nodeConn struct {
+	n        *node
+	inner    gorm.ConnPool // *sql.DB or *gorm.PreparedStmtDB over it
+	prepared bool
+	retry    bool
+}
+
+var (
+	_ gorm.ConnPool         = (*nodeConn)(nil)
+	_ gorm.ConnPoolBeginner = (*nodeConn)(nil)
+	_ gorm.GetDBConnector   = (*nodeConn)(nil)
+)
+
+// GetDBConn returns the primary's *sql.DB, never the replica's: db.DB()
+// and db.Connection could otherwise run writes on a replica connection.
+// Plugin.ReplicaDB returns a replica's pool.
+func (c *nodeConn) GetDBConn() (*sql.DB, error) { return sqlDBOf(c.n.r.primaryPool), nil }
+
+func (c *nodeConn) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
+	start := c.n.stats.Start()
+	st, err := c.inner.PrepareContext(ctx, query)
+	c.n.done(start, err)
+	return st, err
+}
+
+func (c *nodeConn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	start := c.n.stats.Start()
+	res, err := c.inner.ExecContext(ctx, query, args...)
+	c.n.done(start, err)
+	if err != nil && c.retry {
+		if next := c.again(ctx, err, query); next != nil {
+			return next.ExecContext(ctx, query, args...)
+		}
+	}
+	return res, err
+}
+
+func (c *nodeConn) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	start := c.n.stats.Start()
+	rows, err := c.inner.QueryContext(ctx, query, args...)
+	c.n.done(start, err)
+	if err != nil && c.retry {
+		if next := c.again(ctx, err, query); next != nil {
+			return next.QueryContext(ctx, query, args...)
+		}
+	}
+	return rows, err
+}
+
+func (c *nodeConn) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	start := c.n.stats.Start()
+	row := c.inner.QueryRowContext(ctx, query, args...)
+	err := row.Err()
+	c.n.done(start, err)
+	if err != nil && c.retry {
+		if next := c.again(ctx, err, query); next != nil {
+			return next.QueryRowContext(ctx, query, args...)
+		}
+	}
+	return row
+}
+
+// BeginTx starts a read-only transaction on this replica. If the replica
+// cannot be reached, nothing has run yet, so the transaction starts on
+// another eligible replica, or on the primary.
+func (c *nodeConn) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool, error) {
+	tx, err := c.n.beginTx(ctx, opts)
+	if err == nil {
+		return tx.pool(c.prepared), nil
+	}
+	if !lagcheck.IsConnError(err) || ctx.Err() != nil {
+		return nil, err
+	}
+	return c.n.r.beginReadOnly(ctx, opts, c.prepared, c.n)
+}
+
+// again decides whether a failed read may be served again, and where. It
+// returns nil when the error must reach the caller.
+func (c *nodeConn) again(ctx context.Context, err error, query string) gorm.ConnPool {
+	if ctx.Err() != nil {
+		return nil // the caller gave up; their deadline covers any retry too
+	}
+	switch {
+	case lagcheck.IsConnError(err):
+		// The server cannot have run the statement: another node may. The
+		// retry's view does not retry again.
+		r := c.n.r
+		t := r.retryTarget(ctx, c.n)
+		switch t.where {
+		case toReplica:
+			r.report(ctx, t)
+			return t.node.conn(c.prepared, false)
+		case toPrimary:
+			r.report(ctx, t)
+			return r.primaryPool
+		}
+		return nil
+	case isCachedPlanError(err):
+		// PostgreSQL refused a cached plan after DDL changed the result
+		// type. pgx has dropped it on that connection; drop it from the
+		// statement store too.
+		if c.prepared {
+			st := c.n.store
+			st.Mux.Lock()
+			st.Stmts.Delete(query)
+			st.Mux.Unlock()
+		}
+		return cachedPlanRetry{c: c, left: c.n.sqlDB.Stats().OpenConnections + 1}
+	case c.prepared && isStmtClosed(err):
+		// Another read dropped this statement from the store (above)
+		// between our lookup and our use: nothing ran. Prepare again.
+		return c.n.conn(true, false)
+	}
+	return nil
+}
+
+// isStmtClosed reports database/sql's error for a *sql.Stmt used after
+// Close, which it does not export.
+func isStmtClosed(err error) bool {
+	return err != nil && err.Error() == "sql: statement is closed"
+}
+
+// isCachedPlanError reports PostgreSQL's "cached plan must not change result
+// type" (SQLSTATE 0A000), raised when a prepared statement outlives DDL
+// that changed its result columns.
+func isCachedPlanError(err error) bool {
+	var s interface{ SQLState() string }
+	return errors.As(err, &s) && s.SQLState() == "0A000"
+}
+
+// cachedPlanRetry runs a read again on the same replica, unprepared and
+// with a newline appended to its text, until a connection without the
+// stale plan serves it: at most one attempt per open connection, plus one.
+// The new text keeps pgx's stdlib from reusing the stale statement it
+// keeps per connection for that text. See docs/routing.md.
+type cachedPlanRetry struct {
+	c    *nodeConn
+	left int
+}
+
+func (r cachedPlanRetry) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
+	return r.c.PrepareContext(ctx, query)
+}
+
+func (r cachedPlanRetry) ExecContext(ctx context.Context, query string, args ...any) (res sql.Result, err error) {
+	for range r.left {
+		if res, err = r.c.n.conn(false, false).ExecContext(ctx, query+"\n", args...); !isCachedPlanError(err) {
+			break
+		}
+	}
+	return res, err
+}
+
+func (r cachedPlanRetry) QueryContext(ctx context.Context, query string, args ...any) (rows *sql.Rows, err error) {
+	for range r.left {
+		if rows, err = r.c.n.conn(false, false).QueryContext(ctx, query+"\n", args...); !isCachedPlanError(err) {
+			break
+		}
+	}
+	return rows, err
+}
+
+func (r cachedPlanRetry) QueryRowContext(ctx context.Context, query string, args ...any) (row *sql.Row) {
+	for range r.left {
+		if row = r.c.n.conn(false, false).QueryRowContext(ctx, query+"\n", args...); !isCachedPlanError(row.Err()) {
+			break
+		}
+	}
+	return row
+}
+
+// readOnly returns opts' isolation level with ReadOnly set.
+func readOnly(opts *sql.TxOptions) *sql.TxOptions {
+	ro := sql.TxOptions{ReadOnly: true}
+	if opts != nil {
+		ro.Isolation = opts.Isolation
+	}
+	return &ro
+}
+
+// beginTx starts a read-only transaction on the replica, counted in its
+// Stats. rwsplit refuses writes in it before they reach the server
+// (ErrReadOnly); READ ONLY makes the server refuse them too.
+func (n *node) beginTx(ctx context.Context, opts *sql.TxOptions) (*nodeTx, error) {
+	start := n.stats.Start()
+	tx, err := n.sqlDB.BeginTx(ctx, readOnly(opts))
+	n.done(start, err)
+	if err != nil {
+		return nil, err
+	}
+	return &nodeTx{n: n, tx: tx}, nil
+}
+
+// beginReadOnly starts a read-only transaction where readOnlyTarget says,
+// trying the next replica if one cannot be reached: nothing has run yet, so
+// that is safe.
+func (r *router) beginReadOnly(ctx context.Context, opts *sql.TxOptions, prepared bool, skip *node) (gorm.ConnPool, error) {
+	for tries := 0; ; tries++ {
+		t := r.readOnlyTarget(ctx, skip)
+		if tries > len(r.nodes) && t.where == toReplica {
+			t = r.noReplica(ReasonNoReplica) // each replica failed: stop
+		}
+		switch t.where {
+		case keep:
+			return nil, t.err
+		case toPrimary:
+			r.report(ctx, t)
+			return beginPrimary(ctx, r.primaryPool, readOnly(opts))
+		}
+		tx, err := t.node.beginTx(ctx, opts)
+		if err == nil {
+			r.report(ctx, t)
+			return tx.pool(prepared), nil
+		}
+		if !lagcheck.IsConnError(err) || ctx.Err() != nil {
+			return nil, err
+		}
+		skip = t.node
+	}
+}
+
+// nodeTx is a transaction on a replica. Every statement in it stays on that
+// replica: nothing inside a transaction is ever retried or moved.
+type nodeTx struct {
+	n        *node
+	tx       *sql.Tx
+	prepOnce sync.Once
+	prep     *gorm.PreparedStmtTX
+}
+
+var _ gorm.Tx = (*nodeTx)(nil)
+
+// prepared returns this transaction paired with the replica's
+// prepared-statement store, made once per transaction.
+func (t *nodeTx) prepared() *gorm.PreparedStmtTX {
+	t.prepOnce.Do(func() { t.prep = &gorm.PreparedStmtTX{Tx: t, PreparedStmtDB: t.n.store} })
+	return t.prep
+}
+
+// pool returns the transaction as GORM should hold it: paired with the
+// replica's statement store for a prepared session.
+func (t *nodeTx) pool(prepared bool) gorm.ConnPool {
+	if prepared {
+		return t.prepared()
+	}
+	return t
+}
+
+// GetDBConn returns the primary's *sql.DB, as nodeConn.GetDBConn does.
+func (t *nodeTx) GetDBConn() (*sql.DB, error) { return sqlDBOf(t.n.r.primaryPool), nil }
+func (t *nodeTx) Commit() error               { return t.tx.Commit() }
+func (t *nodeTx) Rollback() error             { return t.tx.Rollback() }
+
+func (t *nodeTx) StmtContext(ctx context.Context, stmt *sql.Stmt) *sql.Stmt {
+	return t.tx.StmtContext(ctx, stmt)
+}
+
+func (t *nodeTx) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
+	start := t.n.stats.Start()
+	st, err := t.tx.PrepareContext(ctx, query)
+	t.n.done(start, err)
+	return st, err
+}
+
+func (t *nodeTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	start := t.n.stats.Start()
+	res, err := t.tx.ExecContext(ctx, query, args...)
+	t.n.done(start, err)
+	return res, err
+}
+
+func (t *nodeTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	start := t.n.stats.Start()
+	rows, err := t.tx.QueryContext(ctx, query, args...)
+	t.n.done(start, err)
+	return rows, err
+}
+
+func (t *nodeTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	start := t.n.stats.Start()
+	row := t.tx.QueryRowContext(ctx, query, args...)
+	t.n.done(start, row.Err())
+	return row
+}
+
+// anyReplicaPool is the ConnPool a statement carries after
+// Clauses(rwsplit.Replica{}) until routing runs. Its BeginTx starts a
+// read-only transaction on a replica the policy picks; its reads pick a
+// replica per call; its ExecContext runs on the primary.
+type anyReplicaPool struct {
+	r        *router
+	prepared bool
+}
+
+var (
+	_ gorm.ConnPool         = (*anyReplicaPool)(nil)
+	_ gorm.ConnPoolBeginner = (*anyReplicaPool)(nil)
+	_ gorm.GetDBConnector   = (*anyReplicaPool)(nil)
+)
+
+func (a *anyReplicaPool) pool(ctx context.Context) gorm.ConnPool {
+	if n := a.r.pick(ctx, nil, &a.r.fresh); n != nil {
+		return n.conn(a.prepared, true)
+	}
+	return a.r.primaryPool
+}
+
+func (a *anyReplicaPool) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool, error) {
+	return a.r.beginReadOnly(ctx, opts, a.prepared, nil)
+}
+
+// GetDBConn returns the primary's *sql.DB: a connection pinned with
+// db.Connection may be used for anything, writes included.
+func (a *anyReplicaPool) GetDBConn() (*sql.DB, error) { return sqlDBOf(a.r.primaryPool), nil }
+
+func (a *anyReplicaPool) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
+	return a.pool(ctx).PrepareContext(ctx, query)
+}
+
+// ExecContext runs on the primary: only routing may send a statement to a
+// replica, and it has not run.
+func (a *anyReplicaPool) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return a.r.primaryPool.ExecContext(ctx, query, args...)
+}
+
+func (a *anyReplicaPool) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return a.pool(ctx).QueryContext(ctx, query, args...)
+}
+
+func (a *anyReplicaPool) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	return a.pool(ctx).QueryRowContext(ctx, query, args...)
+}
+
+// failPool is a ConnPool on which everything fails with err.
+type failPool struct{ err error }
+
+var _ gorm.ConnPoolBeginner = failPool{}
+
+func (f failPool) PrepareContext(context.Context, string) (*sql.Stmt, error) { return nil, f.err }
+func (f failPool) ExecContext(context.Context, string, ...any) (sql.Result, error) {
+	return nil, f.err
+}
+func (f failPool) QueryContext(context.Context, string, ...any) (*sql.Rows, error) {
+	return nil, f.err
+}
+
+// QueryRowContext cannot carry an error in a *sql.Row; GORM does not run
+// a statement whose DB already has one.
+func (f failPool) QueryRowContext(context.Context, string, ...any) *sql.Row { return nil }
+func (f failPool) BeginTx(context.Context, *sql.TxOptions) (gorm.ConnPool, error) {
+	return nil, f.err
+}

@@ -1,0 +1,159 @@
+package rwsplit
+
+import (
+	"context"
+	"fmt"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+	"gorm.io/plugin/dbresolver"
+
+	"github.com/rwsplit/rwsplit/lagcheck"
+)
+
+// This file holds every touchpoint with gorm.io/plugin/dbresolver: it opens
+// the replica pools and their prepared-statement stores, and rwsplit
+// replaces its per-statement resolution with its own routing.
+
+// openReplicas lets dbresolver open every replica, and takes from it each
+// replica's pool and prepared-statement store.
+func (p *Plugin) openReplicas(db *gorm.DB) error {
+	p.nodes = make([]*node, len(p.cfg.Replicas))
+	p.byName = make(map[string]*node, len(p.cfg.Replicas))
+	dialectors := make([]gorm.Dialector, len(p.cfg.Replicas))
+	for i, r := range p.cfg.Replicas {
+		n := newNode(&p.router, i, r)
+		p.nodes[i] = n
+		p.byName[r.Name] = n
+		d, err := inheritDriverSettings(db.Dialector, r.Dialector)
+		if err != nil {
+			return fmt.Errorf("%w: replica %q: %w", ErrConfig, r.Name, err)
+		}
+		dialectors[i] = &replicaDialector{Dialector: d, node: n}
+	}
+
+	// dbresolver keeps its stores in an unexported map, and hands one out
+	// only from its read resolution, for the replica its policy returns.
+	pick := 0
+	p.resolver = dbresolver.Register(dbresolver.Config{
+		Replicas: dialectors,
+		Policy:   dbresolver.PolicyFunc(func(pools []gorm.ConnPool) gorm.ConnPool { return pools[pick] }),
+	})
+	if err := p.resolver.Initialize(db); err != nil {
+		return fmt.Errorf("rwsplit: open replicas: %w", err)
+	}
+	resolve := db.Callback().Query().Get("gorm:db_resolver")
+	for i, n := range p.nodes {
+		if n.sqlDB == nil {
+			return fmt.Errorf("rwsplit: replica %q: dialector did not open a *sql.DB", n.name)
+		}
+		pick = i
+		n.setPools(n.sqlDB, replicaStore(db, resolve, n))
+	}
+	return nil
+}
+
+// replicaStore returns the prepared-statement store dbresolver made for
+// replica n, by running its read resolution with n picked. If dbresolver
+// ever stops handing its store out, rwsplit makes its own.
+func replicaStore(db *gorm.DB, resolve func(*gorm.DB), n *node) *gorm.PreparedStmtDB {
+	cfg := *db.Config
+	cfg.PrepareStmt = true
+	probe := &gorm.DB{Config: &cfg}
+	probe.Statement = &gorm.Statement{DB: probe, ConnPool: db.ConnPool, Context: context.Background(), Clauses: map[string]clause.Clause{}}
+	if resolve != nil {
+		resolve(probe)
+	}
+	store, ok := probe.Statement.ConnPool.(*gorm.PreparedStmtDB)
+	if !ok || store.ConnPool != gorm.ConnPool(n.sqlDB) {
+		store = gorm.NewPreparedStmtDB(n.sqlDB, db.PrepareStmtMaxSize, db.PrepareStmtTTL)
+	}
+	return store
+}
+
+// replicaDialector opens one replica for dbresolver. It records the pool
+// the driver opened, and it does not let a replica that is down at start-up
+// fail db.Use: such a replica starts out of service.
+type replicaDialector struct {
+	gorm.Dialector
+	node *node
+}
+
+func (d *replicaDialector) Initialize(db *gorm.DB) error {
+	// db is dbresolver's private copy of the primary's gorm.Config. Do not
+	// ping (a replica may be down), and build no prepared-statement store
+	// here: gorm.Open would publish it in the cache this copy shares with
+	// the primary's Config. dbresolver keeps its own store per replica.
+	db.Config.DisableAutomaticPing = true
+	db.Config.PrepareStmt = false
+	err := d.Dialector.Initialize(db)
+	pool := sqlDBOf(db.ConnPool)
+	if err != nil {
+		// The MySQL driver asks the server for its version while it
+		// initializes; a replica that cannot be reached fails there.
+		if pool == nil || !lagcheck.IsConnError(err) {
+			return fmt.Errorf("replica %q: %w", d.node.name, err)
+		}
+		d.node.openErr = err
+	}
+	if pool == nil {
+		return fmt.Errorf("replica %q: the dialector opened no *sql.DB", d.node.name)
+	}
+	d.node.sqlDB = pool
+	return nil
+}
+
+// registerCallbacks puts rwsplit's routing in the place of dbresolver's
+// resolver, and registers the stickiness marks after each write.
+func (p *Plugin) registerCallbacks(db *gorm.DB) error {
+	cb := db.Callback()
+	for _, r := range []struct {
+		proc interface {
+			Replace(string, func(*gorm.DB)) error
+		}
+		fn func(*gorm.DB)
+	}{
+		{cb.Create().Before("*"), p.routeWrite},
+		{cb.Update().Before("*"), p.routeWrite},
+		{cb.Delete().Before("*"), p.routeWrite},
+		{cb.Query().Before("*"), p.routeQuery},
+		{cb.Row().Before("*"), p.routeQuery},
+		{cb.Raw().Before("*"), p.routeRaw},
+	} {
+		// The replacement must be Before("*") like dbresolver's: GORM
+		// sorts callbacks without it ahead of those with it, and then
+		// runs whichever entry of a duplicated name sorts last, which
+		// would be dbresolver's.
+		if err := r.proc.Replace("gorm:db_resolver", r.fn); err != nil {
+			return err
+		}
+	}
+	// Stickiness marks a writer after the write commits: after GORM's
+	// own transaction (if any) in the write chains, after the statement
+	// in the raw chain.
+	for _, err := range []error{
+		cb.Create().After("gorm:commit_or_rollback_transaction").Register("rwsplit:sticky", p.afterWrite),
+		cb.Update().After("gorm:commit_or_rollback_transaction").Register("rwsplit:sticky", p.afterWrite),
+		cb.Delete().After("gorm:commit_or_rollback_transaction").Register("rwsplit:sticky", p.afterWrite),
+		cb.Raw().After("gorm:raw").Register("rwsplit:sticky", p.afterWrite),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unregister removes dbresolver's resolution from db, after a failed
+// Initialize: it would send reads to replica pools that are closed.
+func (p *Plugin) unregister(db *gorm.DB) {
+	if p.resolver == nil {
+		return
+	}
+	cb := db.Callback()
+	for _, proc := range []interface{ Remove(string) error }{
+		cb.Create(), cb.Update(), cb.Delete(), cb.Query(), cb.Row(), cb.Raw(),
+	} {
+		_ = proc.Remove("gorm:db_resolver")
+	}
+}

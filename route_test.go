@@ -1,0 +1,377 @@
+package rwsplit
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/rwsplit/rwsplit/internal/sqlclass"
+	"github.com/rwsplit/rwsplit/lagcheck"
+	"github.com/rwsplit/rwsplit/policy"
+)
+
+// fakeState stands in for the lag checker: per replica, its state, last
+// lag, staleness bound now and replay position (unknown lag: -1).
+type fakeState struct {
+	states []lagcheck.State
+	lag    []time.Duration
+	lagNow []time.Duration
+	pos    []lagcheck.Position
+	failed []int
+}
+
+func (f *fakeState) State(i int) lagcheck.State { return f.states[i] }
+
+func (f *fakeState) Lag(i int) (time.Duration, bool) { return f.lag[i], f.lag[i] >= 0 }
+
+func (f *fakeState) LagNow(i int) (time.Duration, bool) { return f.lagNow[i], f.lagNow[i] >= 0 }
+
+func (f *fakeState) Covers(i int, p lagcheck.Position) bool {
+	return !f.pos[i].IsZero() && f.pos[i].Covers(p)
+}
+
+func (f *fakeState) ReportFailure(i int, _ error) {
+	f.failed = append(f.failed, i)
+	f.states[i] = lagcheck.Evicted
+}
+
+// firstPolicy always picks the first eligible replica, so that each row
+// knows which replica a read gets.
+type firstPolicy struct{}
+
+func (firstPolicy) Name() string { return "first" }
+func (firstPolicy) NewPicker(rs []policy.Replica) policy.Picker {
+	return firstPicker(len(rs))
+}
+
+type firstPicker int
+
+func (n firstPicker) Pick(context.Context) int {
+	if n == 0 {
+		return -1
+	}
+	return 0
+}
+
+// healthy returns the state of two caught-up, healthy replicas.
+func healthy() *fakeState {
+	return &fakeState{
+		states: []lagcheck.State{lagcheck.Healthy, lagcheck.Healthy},
+		lag:    []time.Duration{time.Millisecond, time.Millisecond},
+		lagNow: []time.Duration{time.Millisecond, time.Millisecond},
+		pos:    []lagcheck.Position{lsn("0/100"), lsn("0/100")},
+	}
+}
+
+func lsn(s string) lagcheck.Position {
+	p, err := lagcheck.ParseLSN(s)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+// testRouter is a router over replicas r1 and r2 with state s.
+func testRouter(t testing.TB, s *fakeState, fb Fallback) *router {
+	t.Helper()
+	funcs, err := sqlclass.NewFunctions("my_writer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &router{
+		state:       s,
+		pol:         firstPolicy{},
+		fallback:    fb,
+		fresh:       filter{bounded: true, maxLag: time.Second, unknownOK: true},
+		funcs:       funcs,
+		primaryName: "primary",
+	}
+	for i, name := range []string{"r1", "r2"} {
+		n := newNode(r, i, Replica{Name: name})
+		r.nodes = append(r.nodes, n)
+	}
+	r.byName = map[string]*node{"r1": r.nodes[0], "r2": r.nodes[1]}
+	r.rebuild()
+	return r
+}
+
+// sqlStmt is a statement of kind k with SQL text, classified as
+// readStatement does.
+func sqlStmt(r *router, k kind, p pin, sql string) statement {
+	st := statement{ctx: context.Background(), kind: k, pin: p}
+	if p == pinReplicaTx {
+		st.tx = &nodeTx{n: r.nodes[0]}
+	}
+	st.classify(sql, r.funcs)
+	return st
+}
+
+func TestDecide(t *testing.T) {
+	ctx := context.Background()
+	read := statement{ctx: ctx, kind: kindQuery}
+	with := func(f func(*statement)) statement { st := read; f(&st); return st }
+	evict := func(s *fakeState, is ...int) *fakeState {
+		for _, i := range is {
+			s.states[i] = lagcheck.Evicted
+		}
+		return s
+	}
+	tests := []struct {
+		name  string
+		state *fakeState
+		fb    Fallback
+		give  func(r *router) statement
+		other func(r *router) target // a decision taken outside decide
+		want  string                 // node name, "" for keep
+		why   Reason
+		err   error
+	}{
+		// Pinned statements stay where they are.
+		{name: "primary transaction", give: func(*router) statement { return with(func(s *statement) { s.pin = pinPrimaryTx }) },
+			want: "", why: ReasonTransaction},
+		{name: "pinned connection", give: func(*router) statement { return with(func(s *statement) { s.pin = pinConn }) },
+			want: "", why: ReasonTransaction},
+		{name: "read in replica transaction", give: func(r *router) statement { return sqlStmt(r, kindQuery, pinReplicaTx, "SELECT 1") },
+			want: "", why: ReasonTransaction},
+		{name: "write in replica transaction", give: func(r *router) statement { return sqlStmt(r, kindWrite, pinReplicaTx, "") },
+			want: "", why: ReasonTransaction, err: ErrReadOnly},
+		{name: "raw write in replica transaction", give: func(r *router) statement { return sqlStmt(r, kindRaw, pinReplicaTx, "UPDATE t SET a=1") },
+			want: "", why: ReasonTransaction, err: ErrReadOnly},
+		{name: "raw lock in replica transaction", give: func(r *router) statement { return sqlStmt(r, kindQuery, pinReplicaTx, "SELECT * FROM t FOR UPDATE") },
+			want: "", why: ReasonTransaction, err: ErrReadOnly},
+		{name: "savepoint in replica transaction", give: func(r *router) statement { return sqlStmt(r, kindRaw, pinReplicaTx, "SAVEPOINT sp1") },
+			want: "", why: ReasonTransaction},
+		{name: "set local in replica transaction", give: func(r *router) statement { return sqlStmt(r, kindRaw, pinReplicaTx, "SET LOCAL statement_timeout = 5") },
+			want: "", why: ReasonTransaction},
+
+		// What may write or lock goes to the primary, whatever the clauses.
+		{name: "write", give: func(*router) statement { return with(func(s *statement) { s.kind = kindWrite; s.dir = dirReplica }) },
+			want: "primary", why: ReasonWrite},
+		{name: "write while sticky", give: func(*router) statement { return with(func(s *statement) { s.kind = kindWrite; s.sticky = true }) },
+			want: "primary", why: ReasonWrite},
+		{name: "migrator read", give: func(*router) statement { return with(func(s *statement) { s.migrator = true; s.dir = dirReplica }) },
+			want: "primary", why: ReasonMigrator},
+		{name: "raw update", give: func(r *router) statement { return sqlStmt(r, kindRaw, pinNone, "UPDATE t SET a = 1") },
+			want: "primary", why: ReasonRawWrite},
+		{name: "raw select of a primary function", give: func(r *router) statement { return sqlStmt(r, kindRaw, pinNone, "SELECT my_writer(1)") },
+			want: "primary", why: ReasonRawWrite},
+		{name: "raw select for update", give: func(r *router) statement { return sqlStmt(r, kindQuery, pinNone, "SELECT * FROM t FOR UPDATE") },
+			want: "primary", why: ReasonLocking},
+		{name: "locking clause", give: func(*router) statement { return with(func(s *statement) { s.locking = true; s.dir = dirReplica }) },
+			want: "primary", why: ReasonLocking},
+
+		// Clauses.
+		{name: "Primary clause", give: func(*router) statement { return with(func(s *statement) { s.dir = dirPrimary }) },
+			want: "primary", why: ReasonForcedPrimary},
+		{name: "Primary clause beats stickiness to a replica", give: func(*router) statement {
+			return with(func(s *statement) { s.dir = dirPrimary; s.sticky, s.pos = true, lsn("0/50") })
+		}, want: "primary", why: ReasonForcedPrimary},
+		{name: "Replica clause", give: func(*router) statement { return with(func(s *statement) { s.dir = dirReplica }) },
+			want: "r1", why: ReasonForcedReplica},
+		{name: "Replica clause, r1 evicted", state: evict(healthy(), 0), give: func(*router) statement { return with(func(s *statement) { s.dir = dirReplica }) },
+			want: "r2", why: ReasonForcedReplica},
+		{name: "Replica clause, none eligible", state: evict(healthy(), 0, 1), give: func(*router) statement { return with(func(s *statement) { s.dir = dirReplica }) },
+			want: "primary", why: ReasonNoReplica},
+		{name: "named replica, even evicted", state: evict(healthy(), 1), give: func(r *router) statement {
+			return with(func(s *statement) { s.dir, s.replica = dirNamedReplica, r.nodes[1] })
+		}, want: "r2", why: ReasonForcedReplica},
+		{name: "named replica that does not exist", give: func(*router) statement { return with(func(s *statement) { s.dir = dirNamedReplica }) },
+			want: "", why: 0},
+
+		// Plain reads and Config.Fallback.
+		{name: "read", give: func(*router) statement { return read }, want: "r1", why: ReasonRead},
+		{name: "read, r1 evicted", state: evict(healthy(), 0), give: func(*router) statement { return read }, want: "r2", why: ReasonRead},
+		{name: "read, r1 beyond MaxLag now", state: func() *fakeState { s := healthy(); s.lagNow[0] = 2 * time.Second; return s }(),
+			give: func(*router) statement { return read }, want: "r2", why: ReasonRead},
+		{name: "read, r1 lag unknown", state: func() *fakeState { s := healthy(); s.lagNow[0] = -1; return s }(),
+			give: func(*router) statement { return read }, want: "r1", why: ReasonRead},
+		{name: "read, none eligible: FallbackPrimary", state: evict(healthy(), 0, 1),
+			give: func(*router) statement { return read }, want: "primary", why: ReasonNoReplica},
+		{name: "read, none eligible: FallbackFail", state: evict(healthy(), 0, 1), fb: FallbackFail,
+			give: func(*router) statement { return read }, want: "", why: 0, err: ErrNoReplica},
+		{name: "read, none eligible: FallbackLeastLagged", fb: FallbackLeastLagged,
+			state: func() *fakeState {
+				s := evict(healthy(), 0, 1)
+				s.lag[0], s.lag[1] = 5*time.Second, 3*time.Second
+				return s
+			}(),
+			give: func(*router) statement { return read }, want: "r2", why: ReasonNoReplica},
+		{name: "read, none eligible or answering: FallbackLeastLagged", fb: FallbackLeastLagged,
+			state: func() *fakeState { s := evict(healthy(), 0, 1); s.lag[0], s.lag[1] = -1, -1; return s }(),
+			give:  func(*router) statement { return read }, want: "primary", why: ReasonNoReplica},
+
+		// MaxStaleness.
+		{name: "MaxStaleness met by r2", state: func() *fakeState {
+			s := healthy()
+			s.lagNow[0], s.lagNow[1] = 200*time.Millisecond, 50*time.Millisecond
+			return s
+		}(),
+			give: func(*router) statement {
+				return with(func(s *statement) { s.dir, s.maxStale = dirMaxStaleness, 100*time.Millisecond })
+			}, want: "r2", why: ReasonRead},
+		{name: "MaxStaleness met by none", state: func() *fakeState {
+			s := healthy()
+			s.lagNow[0], s.lagNow[1] = 200*time.Millisecond, 150*time.Millisecond
+			return s
+		}(),
+			give: func(*router) statement {
+				return with(func(s *statement) { s.dir, s.maxStale = dirMaxStaleness, 100*time.Millisecond })
+			}, want: "primary", why: ReasonStale},
+		{name: "MaxStaleness, lag unknown", state: func() *fakeState { s := healthy(); s.lagNow[0], s.lagNow[1] = -1, -1; return s }(),
+			give: func(*router) statement {
+				return with(func(s *statement) { s.dir, s.maxStale = dirMaxStaleness, time.Hour })
+			}, want: "primary", why: ReasonStale},
+		{name: "MaxStaleness, FallbackFail does not fail it", state: evict(healthy(), 0, 1), fb: FallbackFail,
+			give: func(*router) statement {
+				return with(func(s *statement) { s.dir, s.maxStale = dirMaxStaleness, time.Hour })
+			}, want: "primary", why: ReasonStale},
+
+		// Stickiness.
+		{name: "sticky, position unknown (window mode, store down)", give: func(*router) statement {
+			return with(func(s *statement) { s.sticky = true })
+		}, want: "primary", why: ReasonSticky},
+		{name: "sticky, r2 covers the write", state: func() *fakeState { s := healthy(); s.pos[0] = lsn("0/10"); return s }(),
+			give: func(*router) statement { return with(func(s *statement) { s.sticky, s.pos = true, lsn("0/50") }) },
+			want: "r2", why: ReasonCausal},
+		{name: "sticky, no replica covers the write", state: func() *fakeState { s := healthy(); s.pos[0], s.pos[1] = lsn("0/10"), lsn("0/20"); return s }(),
+			give: func(*router) statement { return with(func(s *statement) { s.sticky, s.pos = true, lsn("0/50") }) },
+			want: "primary", why: ReasonSticky},
+		{name: "sticky, the covering replica is evicted", state: func() *fakeState { s := evict(healthy(), 1); s.pos[0] = lsn("0/10"); return s }(),
+			give: func(*router) statement { return with(func(s *statement) { s.sticky, s.pos = true, lsn("0/50") }) },
+			want: "primary", why: ReasonSticky},
+		{name: "sticky, the covering replica is beyond MaxLag", state: func() *fakeState { s := healthy(); s.pos[0] = lsn("0/10"); s.lagNow[1] = 2 * time.Second; return s }(),
+			give: func(*router) statement { return with(func(s *statement) { s.sticky, s.pos = true, lsn("0/50") }) },
+			want: "primary", why: ReasonSticky},
+		{name: "sticky with MaxStaleness, the covering replica too stale", state: func() *fakeState {
+			s := healthy()
+			s.pos[0] = lsn("0/10")
+			s.lagNow[1] = 300 * time.Millisecond
+			return s
+		}(),
+			give: func(*router) statement {
+				return with(func(s *statement) {
+					s.dir, s.maxStale, s.sticky, s.pos = dirMaxStaleness, 100*time.Millisecond, true, lsn("0/50")
+				})
+			}, want: "primary", why: ReasonSticky},
+		{name: "sticky with MaxStaleness, the covering replica fresh", state: func() *fakeState { s := healthy(); s.pos[0] = lsn("0/10"); return s }(),
+			give: func(*router) statement {
+				return with(func(s *statement) {
+					s.dir, s.maxStale, s.sticky, s.pos = dirMaxStaleness, 100*time.Millisecond, true, lsn("0/50")
+				})
+			}, want: "r2", why: ReasonCausal},
+		{name: "sticky, FallbackFail still reads the primary", state: evict(healthy(), 0, 1), fb: FallbackFail,
+			give: func(*router) statement { return with(func(s *statement) { s.sticky, s.pos = true, lsn("0/50") }) },
+			want: "primary", why: ReasonSticky},
+		// Decisions taken outside decide: where a read that failed to
+		// connect runs again, and where a read-only transaction begins.
+		{name: "retry on the other replica", other: func(r *router) target { return r.retryTarget(ctx, r.nodes[0]) },
+			want: "r2", why: ReasonRetry},
+		{name: "retry on the primary", state: evict(healthy(), 1),
+			other: func(r *router) target { return r.retryTarget(ctx, r.nodes[0]) }, want: "primary", why: ReasonRetry},
+		{name: "no retry under FallbackFail", fb: FallbackFail, state: evict(healthy(), 1),
+			other: func(r *router) target { return r.retryTarget(ctx, r.nodes[0]) }, want: "", why: 0},
+		{name: "retry skips a replica beyond MaxLag", state: func() *fakeState { s := healthy(); s.lagNow[1] = 2 * time.Second; return s }(),
+			other: func(r *router) target { return r.retryTarget(ctx, r.nodes[0]) }, want: "primary", why: ReasonRetry},
+		{name: "read-only transaction", other: func(r *router) target { return r.readOnlyTarget(ctx, nil) },
+			want: "r1", why: ReasonReadOnlyTx},
+		{name: "read-only transaction after r1 failed", other: func(r *router) target { return r.readOnlyTarget(ctx, r.nodes[0]) },
+			want: "r2", why: ReasonReadOnlyTx},
+		{name: "read-only transaction, none eligible", state: evict(healthy(), 0, 1),
+			other: func(r *router) target { return r.readOnlyTarget(ctx, nil) }, want: "primary", why: ReasonNoReplica},
+		{name: "read-only transaction, none eligible, FallbackFail", fb: FallbackFail, state: evict(healthy(), 0, 1),
+			other: func(r *router) target { return r.readOnlyTarget(ctx, nil) }, want: "", why: 0, err: ErrNoReplica},
+		{name: "read-only transaction, FallbackLeastLagged", fb: FallbackLeastLagged,
+			state: func() *fakeState {
+				s := evict(healthy(), 0, 1)
+				s.lag[0], s.lag[1] = 2*time.Second, 4*time.Second
+				return s
+			}(),
+			other: func(r *router) target { return r.readOnlyTarget(ctx, nil) }, want: "r1", why: ReasonNoReplica},
+		{name: "read-only transaction, FallbackLeastLagged after it failed", fb: FallbackLeastLagged,
+			state: func() *fakeState {
+				s := evict(healthy(), 0, 1)
+				s.lag[0], s.lag[1] = 2*time.Second, 4*time.Second
+				return s
+			}(),
+			other: func(r *router) target { return r.readOnlyTarget(ctx, r.nodes[0]) }, want: "r2", why: ReasonNoReplica},
+	}
+	seen := map[Reason]bool{}
+	for _, tt := range tests {
+		seen[tt.why] = true
+		t.Run(tt.name, func(t *testing.T) {
+			s := tt.state
+			if s == nil {
+				s = healthy()
+			}
+			r := testRouter(t, s, tt.fb)
+			var got target
+			if tt.other != nil {
+				got = tt.other(r)
+			} else {
+				st := tt.give(r)
+				got = r.decide(&st)
+			}
+			if name := targetName(r, got); name != tt.want || got.reason != tt.why || !errors.Is(got.err, tt.err) || got.err == nil != (tt.err == nil) {
+				t.Errorf("decide = %s %v err=%v, want %s %v err=%v", name, got.reason, got.err, tt.want, tt.why, tt.err)
+			}
+		})
+	}
+	for r := Reason(1); r < numReasons; r++ {
+		if !seen[r] {
+			t.Errorf("no row covers Reason %v", r)
+		}
+	}
+}
+
+// targetName is the node a target runs the statement on: a replica's
+// name, "primary", or "" when it keeps the statement where it is.
+func targetName(r *router, t target) string {
+	switch t.where {
+	case toPrimary:
+		return r.primaryName
+	case toReplica:
+		return t.node.name
+	}
+	return ""
+}
+
+// TestMarkDown: a connection error on a replica's statement evicts it at
+// once and the next read goes elsewhere.
+func TestMarkDown(t *testing.T) {
+	s := healthy()
+	r := testRouter(t, s, FallbackPrimary)
+	st := statement{ctx: context.Background(), kind: kindQuery}
+	if got := r.decide(&st); targetName(r, got) != "r1" {
+		t.Fatalf("first read on %s, want r1", targetName(r, got))
+	}
+	r.markDown(r.nodes[0], errors.New("connection refused"))
+	r.markDown(r.nodes[0], errors.New("connection refused")) // already out: not reported again
+	if got := r.decide(&st); targetName(r, got) != "r2" {
+		t.Errorf("read after markDown on %s, want r2", targetName(r, got))
+	}
+	if len(s.failed) != 1 || s.failed[0] != 0 {
+		t.Errorf("failures reported = %v, want [0]", s.failed)
+	}
+}
+
+// TestReasonNames: every Reason has a name.
+func TestReasonNames(t *testing.T) {
+	for r := Reason(1); r < numReasons; r++ {
+		if r.String() == "unknown" {
+			t.Errorf("Reason %d has no name", r)
+		}
+	}
+}
+
+// BenchmarkDecide measures the pure decision for a plain read.
+func BenchmarkDecide(b *testing.B) {
+	r := testRouter(b, healthy(), FallbackPrimary)
+	st := statement{ctx: context.Background(), kind: kindQuery}
+	b.ReportAllocs()
+	for b.Loop() {
+		if t := r.decide(&st); t.node == nil {
+			b.Fatal("no replica")
+		}
+	}
+}
