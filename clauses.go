@@ -9,8 +9,9 @@ import (
 	"gorm.io/gorm/clause"
 )
 
-// directiveKey is where a routing clause lives in Statement.Clauses. The
-// last routing clause given wins.
+// directiveKey is where a routing clause lives in Statement.Settings, which
+// GORM copies into the queries it derives from a statement (Preload,
+// associations). The last routing clause given wins.
 const directiveKey = "rwsplit:route"
 
 // Primary is a query clause that sends the statement to the primary:
@@ -25,7 +26,7 @@ func (primaryClause) Build(clause.Builder) {}
 
 // ModifyStatement implements gorm.StatementModifier.
 func (c primaryClause) ModifyStatement(stmt *gorm.Statement) {
-	stmt.Clauses[directiveKey] = clause.Clause{Name: directiveKey, Expression: c}
+	setDirective(stmt, c)
 	if !isPinned(stmt.ConnPool) && stmt.DB != nil {
 		stmt.ConnPool = stmt.DB.Config.ConnPool
 	}
@@ -44,12 +45,12 @@ func (Replica) Build(clause.Builder) {}
 // A write never goes to a replica: Create, Update, Delete and raw SQL that
 // may write still run on the primary.
 func (r Replica) ModifyStatement(stmt *gorm.Statement) {
-	stmt.Clauses[directiveKey] = clause.Clause{Name: directiveKey, Expression: Replica{Name: r.Name}}
+	setDirective(stmt, Replica{Name: r.Name})
 	if isPinned(stmt.ConnPool) || stmt.DB == nil {
 		return
 	}
 	p, _ := stmt.DB.Config.Plugins[pluginName].(*Plugin)
-	if p == nil {
+	if p == nil || p.closed.Load() {
 		return
 	}
 	prepared := stmt.DB.PrepareStmt
@@ -61,7 +62,7 @@ func (r Replica) ModifyStatement(stmt *gorm.Statement) {
 			stmt.ConnPool = failPool{err} // nothing may begin or run
 			return
 		}
-		stmt.ConnPool = n.conn(prepared, false)
+		stmt.ConnPool = n.conn(prepared, viewExplicit)
 		return
 	}
 	stmt.ConnPool = p.anyReplica[b2i(prepared)]
@@ -98,5 +99,20 @@ func (maxStaleness) Build(clause.Builder) {}
 
 // ModifyStatement implements gorm.StatementModifier.
 func (m maxStaleness) ModifyStatement(stmt *gorm.Statement) {
-	stmt.Clauses[directiveKey] = clause.Clause{Name: directiveKey, Expression: m}
+	setDirective(stmt, m)
+}
+
+// dbresolver's clauses dbresolver.Write and dbresolver.Read keep their
+// meaning under rwsplit: they set these Settings keys.
+const (
+	dbrWriteKey = "gorm:db_resolver:write"
+	dbrReadKey  = "gorm:db_resolver:read"
+)
+
+// setDirective records a routing clause, replacing any routing clause
+// given before it, dbresolver's included.
+func setDirective(stmt *gorm.Statement, d clause.Expression) {
+	stmt.Settings.Delete(dbrWriteKey)
+	stmt.Settings.Delete(dbrReadKey)
+	stmt.Settings.Store(directiveKey, d)
 }

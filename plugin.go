@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"gorm.io/gorm"
@@ -152,7 +151,6 @@ type Plugin struct {
 
 	mu          sync.Mutex // serializes Initialize and Close
 	initialized bool
-	closed      atomic.Bool
 
 	db         *gorm.DB
 	resolver   *dbresolver.DBResolver

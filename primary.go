@@ -135,11 +135,15 @@ func (d primaryDialector) Unwrap() gorm.Dialector { return d.Dialector }
 // outermost, where GORM's Migrator looks for it.
 func (p *Plugin) wrapPrimary(db *gorm.DB) {
 	p.primaryPool = db.ConnPool
+	pc := &primaryConn{p: p, inner: db.ConnPool}
 	if pdb, ok := db.ConnPool.(*gorm.PreparedStmtDB); ok {
-		db.ConnPool = &gorm.PreparedStmtDB{ConnPool: &primaryConn{p: p, inner: pdb.ConnPool}, Mux: pdb.Mux, Stmts: pdb.Stmts}
+		pc.inner = pdb.ConnPool
+		db.ConnPool = &gorm.PreparedStmtDB{ConnPool: pc, Mux: pdb.Mux, Stmts: pdb.Stmts}
 	} else {
-		db.ConnPool = &primaryConn{p: p, inner: db.ConnPool}
+		db.ConnPool = pc
 	}
+	p.primaryTx = pc
+	p.serialRO = db.Dialector.Name() == "postgres"
 	if db.Statement != nil {
 		db.Statement.ConnPool = db.ConnPool
 	}

@@ -3,6 +3,7 @@ package rwsplit
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"sync"
 
@@ -23,9 +24,19 @@ type node struct {
 
 	sqlDB   *sql.DB              // the replica pool
 	store   *gorm.PreparedStmtDB // its prepared-statement store
-	views   [2][2]*nodeConn      // [prepared][retry]
-	openErr error                // why the driver could not reach it at start-up
+	views   [2][numViews]*nodeConn
+	openErr error // why the driver could not reach it at start-up
 }
+
+// view is how a statement came to a replica.
+type view uint8
+
+const (
+	viewRouted   view = iota // routing chose it: a connection error may move the read
+	viewExplicit             // a Replica{Name} clause: transactions begin here
+	viewRetry                // a read moved here after a connection error
+	numViews
+)
 
 func newNode(r *router, idx int, rep Replica) *node {
 	w := rep.Weight
@@ -39,14 +50,14 @@ func newNode(r *router, idx int, rep Replica) *node {
 // views routing chooses from, so that routing allocates nothing.
 func (n *node) setPools(db *sql.DB, store *gorm.PreparedStmtDB) {
 	n.sqlDB, n.store = db, store
-	for retry := range 2 {
-		n.views[0][retry] = &nodeConn{n: n, inner: db, retry: retry == 1}
-		n.views[1][retry] = &nodeConn{n: n, inner: store, prepared: true, retry: retry == 1}
+	for v := range numViews {
+		n.views[0][v] = &nodeConn{n: n, inner: db, view: v}
+		n.views[1][v] = &nodeConn{n: n, inner: store, prepared: true, view: v}
 	}
 }
 
 // conn returns the ConnPool view for a statement.
-func (n *node) conn(prepared, retry bool) *nodeConn { return n.views[b2i(prepared)][b2i(retry)] }
+func (n *node) conn(prepared bool, v view) *nodeConn { return n.views[b2i(prepared)][v] }
 
 func b2i(b bool) int {
 	if b {
@@ -69,14 +80,15 @@ func (n *node) done(start int64, err error) {
 // nodeConn is the gorm.ConnPool rwsplit hands to GORM for a statement on a
 // replica. It counts the statement in the replica's Stats, takes the
 // replica out of service on a connection-class error, and, for reads that
-// rwsplit routed itself (retry), serves them again elsewhere when that is
-// safe: before any row reached the caller, outside any transaction, and
-// never for a write.
+// routing chose it for, serves them again elsewhere when that is safe:
+// before any row reached the caller, outside any transaction, and never for
+// a write. SQL that the classifier cannot prove read-only never runs here:
+// it runs on the primary.
 type nodeConn struct {
 	n        *node
 	inner    gorm.ConnPool // *sql.DB or *gorm.PreparedStmtDB over it
 	prepared bool
-	retry    bool
+	view     view
 }
 
 var (
@@ -90,7 +102,21 @@ var (
 // Plugin.ReplicaDB returns a replica's pool.
 func (c *nodeConn) GetDBConn() (*sql.DB, error) { return sqlDBOf(c.n.r.primaryPool), nil }
 
+// primary returns the primary's pool when query may not run on a replica,
+// and reports the move; nil otherwise.
+func (c *nodeConn) primary(ctx context.Context, query string) gorm.ConnPool {
+	why, moved := c.n.r.guard(query)
+	if !moved {
+		return nil
+	}
+	c.n.r.report(ctx, target{where: toPrimary, reason: why})
+	return c.n.r.primaryPool
+}
+
 func (c *nodeConn) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
+	if p := c.primary(ctx, query); p != nil {
+		return p.PrepareContext(ctx, query)
+	}
 	start := c.n.stats.Start()
 	st, err := c.inner.PrepareContext(ctx, query)
 	c.n.done(start, err)
@@ -98,10 +124,13 @@ func (c *nodeConn) PrepareContext(ctx context.Context, query string) (*sql.Stmt,
 }
 
 func (c *nodeConn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if p := c.primary(ctx, query); p != nil {
+		return p.ExecContext(ctx, query, args...)
+	}
 	start := c.n.stats.Start()
 	res, err := c.inner.ExecContext(ctx, query, args...)
 	c.n.done(start, err)
-	if err != nil && c.retry {
+	if err != nil && c.view == viewRouted {
 		if next := c.again(ctx, err, query); next != nil {
 			return next.ExecContext(ctx, query, args...)
 		}
@@ -110,10 +139,13 @@ func (c *nodeConn) ExecContext(ctx context.Context, query string, args ...any) (
 }
 
 func (c *nodeConn) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if p := c.primary(ctx, query); p != nil {
+		return p.QueryContext(ctx, query, args...)
+	}
 	start := c.n.stats.Start()
 	rows, err := c.inner.QueryContext(ctx, query, args...)
 	c.n.done(start, err)
-	if err != nil && c.retry {
+	if err != nil && c.view == viewRouted {
 		if next := c.again(ctx, err, query); next != nil {
 			return next.QueryContext(ctx, query, args...)
 		}
@@ -122,11 +154,14 @@ func (c *nodeConn) QueryContext(ctx context.Context, query string, args ...any) 
 }
 
 func (c *nodeConn) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if p := c.primary(ctx, query); p != nil {
+		return p.QueryRowContext(ctx, query, args...)
+	}
 	start := c.n.stats.Start()
 	row := c.inner.QueryRowContext(ctx, query, args...)
 	err := row.Err()
 	c.n.done(start, err)
-	if err != nil && c.retry {
+	if err != nil && c.view == viewRouted {
 		if next := c.again(ctx, err, query); next != nil {
 			return next.QueryRowContext(ctx, query, args...)
 		}
@@ -134,10 +169,19 @@ func (c *nodeConn) QueryRowContext(ctx context.Context, query string, args ...an
 	return row
 }
 
-// BeginTx starts a read-only transaction on this replica. If the replica
-// cannot be reached, nothing has run yet, so the transaction starts on
-// another eligible replica, or on the primary.
+// BeginTx starts a transaction. Only an explicit request runs it on this
+// replica: a Replica{Name} clause, or sql.TxOptions{ReadOnly: true}. A
+// *gorm.DB that routing pointed here for a read (the tx of a
+// FindInBatches callback or of a hook) begins on the primary. If the
+// replica cannot be reached, nothing has run yet, so the transaction starts
+// on another eligible replica, or on the primary.
 func (c *nodeConn) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool, error) {
+	if c.view != viewExplicit {
+		return c.n.r.primaryTx.BeginTx(ctx, opts)
+	}
+	if iso := isolation(opts); c.n.r.closed.Load() || iso == sql.LevelSerializable && c.n.r.serialRO {
+		return c.n.r.beginReadOnly(ctx, opts, c.prepared, nil)
+	}
 	tx, err := c.n.beginTx(ctx, opts)
 	if err == nil {
 		return tx.pool(c.prepared), nil
@@ -146,6 +190,14 @@ func (c *nodeConn) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnP
 		return nil, err
 	}
 	return c.n.r.beginReadOnly(ctx, opts, c.prepared, c.n)
+}
+
+// isolation returns opts' isolation level.
+func isolation(opts *sql.TxOptions) sql.IsolationLevel {
+	if opts == nil {
+		return sql.LevelDefault
+	}
+	return opts.Isolation
 }
 
 // again decides whether a failed read may be served again, and where. It
@@ -163,7 +215,7 @@ func (c *nodeConn) again(ctx context.Context, err error, query string) gorm.Conn
 		switch t.where {
 		case toReplica:
 			r.report(ctx, t)
-			return t.node.conn(c.prepared, false)
+			return t.node.conn(c.prepared, viewRetry)
 		case toPrimary:
 			r.report(ctx, t)
 			return r.primaryPool
@@ -183,7 +235,7 @@ func (c *nodeConn) again(ctx context.Context, err error, query string) gorm.Conn
 	case c.prepared && isStmtClosed(err):
 		// Another read dropped this statement from the store (above)
 		// between our lookup and our use: nothing ran. Prepare again.
-		return c.n.conn(true, false)
+		return c.n.conn(true, viewRetry)
 	}
 	return nil
 }
@@ -218,7 +270,7 @@ func (r cachedPlanRetry) PrepareContext(ctx context.Context, query string) (*sql
 
 func (r cachedPlanRetry) ExecContext(ctx context.Context, query string, args ...any) (res sql.Result, err error) {
 	for range r.left {
-		if res, err = r.c.n.conn(false, false).ExecContext(ctx, query+"\n", args...); !isCachedPlanError(err) {
+		if res, err = r.c.n.conn(false, viewRetry).ExecContext(ctx, query+"\n", args...); !isCachedPlanError(err) {
 			break
 		}
 	}
@@ -227,7 +279,7 @@ func (r cachedPlanRetry) ExecContext(ctx context.Context, query string, args ...
 
 func (r cachedPlanRetry) QueryContext(ctx context.Context, query string, args ...any) (rows *sql.Rows, err error) {
 	for range r.left {
-		if rows, err = r.c.n.conn(false, false).QueryContext(ctx, query+"\n", args...); !isCachedPlanError(err) {
+		if rows, err = r.c.n.conn(false, viewRetry).QueryContext(ctx, query+"\n", args...); !isCachedPlanError(err) {
 			break
 		}
 	}
@@ -236,7 +288,7 @@ func (r cachedPlanRetry) QueryContext(ctx context.Context, query string, args ..
 
 func (r cachedPlanRetry) QueryRowContext(ctx context.Context, query string, args ...any) (row *sql.Row) {
 	for range r.left {
-		if row = r.c.n.conn(false, false).QueryRowContext(ctx, query+"\n", args...); !isCachedPlanError(row.Err()) {
+		if row = r.c.n.conn(false, viewRetry).QueryRowContext(ctx, query+"\n", args...); !isCachedPlanError(row.Err()) {
 			break
 		}
 	}
@@ -270,7 +322,7 @@ func (n *node) beginTx(ctx context.Context, opts *sql.TxOptions) (*nodeTx, error
 // that is safe.
 func (r *router) beginReadOnly(ctx context.Context, opts *sql.TxOptions, prepared bool, skip *node) (gorm.ConnPool, error) {
 	for tries := 0; ; tries++ {
-		t := r.readOnlyTarget(ctx, skip)
+		t := r.readOnlyTarget(ctx, skip, isolation(opts))
 		if tries > len(r.nodes) && t.where == toReplica {
 			t = r.noReplica(ReasonNoReplica) // each replica failed: stop
 		}
@@ -329,7 +381,19 @@ func (t *nodeTx) StmtContext(ctx context.Context, stmt *sql.Stmt) *sql.Stmt {
 	return t.tx.StmtContext(ctx, stmt)
 }
 
+// readOnly fails SQL that the classifier cannot prove read-only, but for
+// transaction control, before it reaches the replica.
+func (t *nodeTx) readOnly(query string) error {
+	if _, write := t.n.r.guard(query); write && !txControl(query) {
+		return ErrReadOnly
+	}
+	return nil
+}
+
 func (t *nodeTx) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
+	if err := t.readOnly(query); err != nil {
+		return nil, err
+	}
 	start := t.n.stats.Start()
 	st, err := t.tx.PrepareContext(ctx, query)
 	t.n.done(start, err)
@@ -337,6 +401,9 @@ func (t *nodeTx) PrepareContext(ctx context.Context, query string) (*sql.Stmt, e
 }
 
 func (t *nodeTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if err := t.readOnly(query); err != nil {
+		return nil, err
+	}
 	start := t.n.stats.Start()
 	res, err := t.tx.ExecContext(ctx, query, args...)
 	t.n.done(start, err)
@@ -344,6 +411,9 @@ func (t *nodeTx) ExecContext(ctx context.Context, query string, args ...any) (sq
 }
 
 func (t *nodeTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if err := t.readOnly(query); err != nil {
+		return nil, err
+	}
 	start := t.n.stats.Start()
 	rows, err := t.tx.QueryContext(ctx, query, args...)
 	t.n.done(start, err)
@@ -351,6 +421,9 @@ func (t *nodeTx) QueryContext(ctx context.Context, query string, args ...any) (*
 }
 
 func (t *nodeTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	if err := t.readOnly(query); err != nil {
+		return errRow(ctx, err)
+	}
 	start := t.n.stats.Start()
 	row := t.tx.QueryRowContext(ctx, query, args...)
 	t.n.done(start, row.Err())
@@ -373,8 +446,11 @@ var (
 )
 
 func (a *anyReplicaPool) pool(ctx context.Context) gorm.ConnPool {
+	if a.r.closed.Load() {
+		return a.r.primaryPool
+	}
 	if n := a.r.pick(ctx, nil, &a.r.fresh); n != nil {
-		return n.conn(a.prepared, true)
+		return n.conn(a.prepared, viewRouted)
 	}
 	return a.r.primaryPool
 }
@@ -418,9 +494,24 @@ func (f failPool) QueryContext(context.Context, string, ...any) (*sql.Rows, erro
 	return nil, f.err
 }
 
-// QueryRowContext cannot carry an error in a *sql.Row; GORM does not run
-// a statement whose DB already has one.
-func (f failPool) QueryRowContext(context.Context, string, ...any) *sql.Row { return nil }
+func (f failPool) QueryRowContext(ctx context.Context, _ string, _ ...any) *sql.Row {
+	return errRow(ctx, f.err)
+}
 func (f failPool) BeginTx(context.Context, *sql.TxOptions) (gorm.ConnPool, error) {
 	return nil, f.err
 }
+
+// errRow returns a *sql.Row whose Err and Scan return err. database/sql
+// makes a *sql.Row with an error only from a failed query, so it runs one
+// on a pool whose connector fails with err.
+func errRow(ctx context.Context, err error) *sql.Row {
+	db := sql.OpenDB(errConnector{err})
+	defer db.Close()
+	return db.QueryRowContext(context.WithoutCancel(ctx), "")
+}
+
+type errConnector struct{ err error }
+
+func (c errConnector) Connect(context.Context) (driver.Conn, error) { return nil, c.err }
+func (c errConnector) Driver() driver.Driver                       { return c }
+func (c errConnector) Open(string) (driver.Conn, error)            { return nil, c.err }

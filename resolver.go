@@ -103,28 +103,36 @@ func (d *replicaDialector) Initialize(db *gorm.DB) error {
 	return nil
 }
 
+// routeName is rwsplit's routing callback in every chain.
+const routeName = "rwsplit:route"
+
 // registerCallbacks puts rwsplit's routing in the place of dbresolver's
-// resolver, and registers the stickiness marks after each write.
+// resolver, and registers the stickiness marks after each write and the
+// error row of Row().
 func (p *Plugin) registerCallbacks(db *gorm.DB) error {
 	cb := db.Callback()
+	type chain interface {
+		Remove(string) error
+	}
 	for _, r := range []struct {
-		proc interface {
-			Replace(string, func(*gorm.DB)) error
-		}
-		fn func(*gorm.DB)
+		chain chain
+		reg   func(string, func(*gorm.DB)) error
+		fn    func(*gorm.DB)
 	}{
-		{cb.Create().Before("*"), p.routeWrite},
-		{cb.Update().Before("*"), p.routeWrite},
-		{cb.Delete().Before("*"), p.routeWrite},
-		{cb.Query().Before("*"), p.routeQuery},
-		{cb.Row().Before("*"), p.routeQuery},
-		{cb.Raw().Before("*"), p.routeRaw},
+		{cb.Create(), cb.Create().Before("*").Register, p.routeWrite},
+		{cb.Update(), cb.Update().Before("*").Register, p.routeWrite},
+		{cb.Delete(), cb.Delete().Before("*").Register, p.routeWrite},
+		{cb.Query(), cb.Query().Before("*").Register, p.routeQuery},
+		{cb.Row(), cb.Row().Before("*").Register, p.routeQuery},
+		{cb.Raw(), cb.Raw().Before("*").Register, p.routeRaw},
 	} {
-		// The replacement must be Before("*") like dbresolver's: GORM
-		// sorts callbacks without it ahead of those with it, and then
-		// runs whichever entry of a duplicated name sorts last, which
-		// would be dbresolver's.
-		if err := r.proc.Replace("gorm:db_resolver", r.fn); err != nil {
+		// dbresolver's resolver goes: its clauses would otherwise call it
+		// (and so route) while the clause is applied, not when the
+		// statement runs. Ours is Before("*") like it was.
+		if err := r.chain.Remove("gorm:db_resolver"); err != nil {
+			return err
+		}
+		if err := r.reg(routeName, r.fn); err != nil {
 			return err
 		}
 	}
@@ -136,6 +144,7 @@ func (p *Plugin) registerCallbacks(db *gorm.DB) error {
 		cb.Update().After("gorm:commit_or_rollback_transaction").Register("rwsplit:sticky", p.afterWrite),
 		cb.Delete().After("gorm:commit_or_rollback_transaction").Register("rwsplit:sticky", p.afterWrite),
 		cb.Raw().After("gorm:raw").Register("rwsplit:sticky", p.afterWrite),
+		cb.Row().After("gorm:row").Register("rwsplit:error_row", errorRow),
 	} {
 		if err != nil {
 			return err
@@ -144,8 +153,22 @@ func (p *Plugin) registerCallbacks(db *gorm.DB) error {
 	return nil
 }
 
-// unregister removes dbresolver's resolution from db, after a failed
-// Initialize: it would send reads to replica pools that are closed.
+// errorRow gives Row() a *sql.Row that carries the statement's error when
+// GORM did not run it (routing failed it): Row() would return nil, and
+// Scan would panic.
+func errorRow(db *gorm.DB) {
+	if db.Error == nil || db.Statement.Dest != nil {
+		return
+	}
+	if rows, ok := db.Get("rows"); ok && rows == true {
+		return // Rows() returns the error itself
+	}
+	db.Statement.Dest = errRow(db.Statement.Context, db.Error)
+}
+
+// unregister removes dbresolver's and rwsplit's callbacks from db, after a
+// failed Initialize: they would send reads to replica pools that are
+// closed.
 func (p *Plugin) unregister(db *gorm.DB) {
 	if p.resolver == nil {
 		return
@@ -155,5 +178,6 @@ func (p *Plugin) unregister(db *gorm.DB) {
 		cb.Create(), cb.Update(), cb.Delete(), cb.Query(), cb.Row(), cb.Raw(),
 	} {
 		_ = proc.Remove("gorm:db_resolver")
+		_ = proc.Remove(routeName)
 	}
 }

@@ -26,7 +26,12 @@ const (
 	ReasonTransaction
 	// ReasonWrite: Create, Update or Delete (and associations).
 	ReasonWrite
-	// ReasonRawWrite: raw SQL the classifier could not prove read-only.
+	// ReasonExec: db.Exec, which returns no rows: a replica has nothing
+	// to offer it.
+	ReasonExec
+	// ReasonRawWrite: SQL the classifier could not prove read-only: raw
+	// SQL, or the final text of a query GORM built (side-effect or
+	// locking functions, locking subqueries).
 	ReasonRawWrite
 	// ReasonLocking: a query with a locking clause (FOR UPDATE/SHARE).
 	ReasonLocking
@@ -62,6 +67,7 @@ const (
 var reasonNames = [numReasons]string{
 	ReasonTransaction:   "transaction",
 	ReasonWrite:         "write",
+	ReasonExec:          "exec",
 	ReasonRawWrite:      "raw-write",
 	ReasonLocking:       "locking",
 	ReasonForcedPrimary: "forced-primary",
@@ -127,6 +133,7 @@ const (
 // from its *gorm.DB by readStatement.
 type statement struct {
 	ctx      context.Context
+	closed   bool // Plugin.Close has run
 	kind     kind
 	pin      pin
 	tx       *nodeTx // pinReplicaTx: the replica transaction
@@ -159,7 +166,7 @@ const (
 type target struct {
 	where  where
 	node   *node // toReplica, or the replica of a kept transaction
-	retry  bool  // toReplica: a connection error may send the read elsewhere
+	view   view  // toReplica: the node's view
 	reason Reason
 	err    error
 	node0  bool // keep: report no node (a pinned connection)
@@ -188,8 +195,11 @@ type router struct {
 	funcs       *sqlclass.Functions
 	primaryName string
 	primaryPool gorm.ConnPool // the primary pool as it was before Initialize
+	primaryTx   gorm.ConnPoolBeginner // begins on the primary (primaryConn)
 	onRoute     func(context.Context, Route)
 	counts      [numReasons]atomic.Uint64
+	closed      atomic.Bool
+	serialRO    bool // a replica cannot run SERIALIZABLE READ ONLY (PostgreSQL)
 }
 
 // pickerSnapshot is an immutable pairing of a Picker with the nodes it
@@ -217,7 +227,7 @@ func (p *Plugin) route(db *gorm.DB, k kind) {
 // readStatement reads what routing needs from db. It allocates nothing.
 func (p *Plugin) readStatement(db *gorm.DB, k kind) statement {
 	stmt := db.Statement
-	st := statement{ctx: stmt.Context, kind: k, table: stmt.Table}
+	st := statement{ctx: stmt.Context, closed: p.closed.Load(), kind: k, table: stmt.Table}
 	switch c := stmt.ConnPool.(type) {
 	case *nodeTx:
 		st.pin, st.tx = pinReplicaTx, c
@@ -237,16 +247,20 @@ func (p *Plugin) readStatement(db *gorm.DB, k kind) statement {
 	}
 	if rc := routeCtxOf(st.ctx); rc != nil && rc.primary {
 		st.migrator = true
-		if st.pin == pinNone {
-			return st
-		}
+	}
+	if st.pin == pinNone && (st.migrator || k == kindRaw || st.closed) {
+		return st
 	}
 	if k == kindRaw || stmt.SQL.Len() > 0 {
 		st.classify(stmt.SQL.String(), p.funcs)
 	}
 	_, st.locking = stmt.Clauses["FOR"]
-	if c, ok := stmt.Clauses[directiveKey]; ok {
-		switch d := c.Expression.(type) {
+	if _, ok := stmt.Settings.Load(dbrWriteKey); ok {
+		st.dir = dirPrimary
+	} else if _, ok := stmt.Settings.Load(dbrReadKey); ok {
+		st.dir = dirReplica
+	} else if v, ok := stmt.Settings.Load(directiveKey); ok {
+		switch d := v.(type) {
 		case primaryClause:
 			st.dir = dirPrimary
 		case Replica:
@@ -269,23 +283,83 @@ func (st *statement) classify(sql string, funcs *sqlclass.Functions) {
 	}
 }
 
+// guard reports whether query, about to run on a replica, may not: the
+// classifier cannot prove it read-only. It returns the reason to report.
+// Most queries GORM builds skip the classifier: without a parenthesis, a
+// semicolon or the words INTO, FOR or LOCK, a SELECT cannot write or lock.
+func (r *router) guard(query string) (Reason, bool) {
+	if !suspect(query) {
+		return 0, false
+	}
+	c, why := sqlclass.Classify(query, r.funcs)
+	switch {
+	case c == sqlclass.Read:
+		return 0, false
+	case why == sqlclass.ReasonLocking:
+		return ReasonLocking, true
+	}
+	return ReasonRawWrite, true
+}
+
+// suspect reports whether query has a parenthesis, a semicolon, or one of
+// the words INTO, FOR, LOCK, in any case.
+func suspect(q string) bool {
+	for i := 0; i < len(q); i++ {
+		switch q[i] {
+		case '(', ';':
+			return true
+		case 'i', 'I', 'f', 'F', 'l', 'L':
+			if i > 0 && wordAt(q, i) {
+				return true
+			}
+		}
+	}
+	return !strings.HasPrefix(q, "SELECT ") && !strings.HasPrefix(q, "select ")
+}
+
+// wordAt reports whether INTO, FOR or LOCK starts at q[i] as a word.
+func wordAt(q string, i int) bool {
+	if c := q[i-1]; c != ' ' && c != '\n' && c != '\t' && c != ')' && c != '"' && c != '`' {
+		return false
+	}
+	for _, w := range [...]string{"into", "for", "lock"} {
+		if end := i + len(w); end <= len(q) && strings.EqualFold(q[i:end], w) &&
+			(end == len(q) || q[end] == ' ' || q[end] == '\n' || q[end] == '\t' || q[end] == '(') {
+			return true
+		}
+	}
+	return false
+}
+
 // needsSticky reports whether the decision depends on the statement's
 // stickiness: a read that routing may send to a replica of its choosing.
 func (st *statement) needsSticky() bool {
-	return st.kind != kindWrite && st.pin == pinNone && !st.migrator && !st.write && !st.locking &&
+	return st.kind == kindQuery && st.pin == pinNone && !st.closed && !st.migrator && !st.write && !st.locking &&
 		(st.dir == dirNone || st.dir == dirMaxStaleness)
 }
 
-// txControl reports statements a read-only transaction may run: GORM's
-// nested-transaction savepoints and transaction-local settings.
+// txControl reports single statements a read-only transaction may run:
+// GORM's nested-transaction savepoints, transaction-local settings, and
+// set_config(name, value, true).
 func txControl(sql string) bool {
-	s := strings.TrimLeft(sql, " \t\r\n")
+	s := strings.TrimRight(strings.TrimLeft(sql, " \t\r\n"), " \t\r\n;")
+	if strings.ContainsRune(s, ';') {
+		return false // several statements
+	}
 	for _, prefix := range [...]string{"SAVEPOINT ", "RELEASE ", "ROLLBACK TO ", "SET LOCAL ", "SET TRANSACTION "} {
 		if len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {
 			return true
 		}
 	}
-	return false
+	return localSetConfig(s)
+}
+
+// localSetConfig reports SELECT set_config(name, value, true), with plain
+// arguments (no other call, no parenthesis in a literal).
+func localSetConfig(s string) bool {
+	c := strings.ToLower(strings.Join(strings.Fields(s), ""))
+	return strings.HasPrefix(c, "selectset_config(") && strings.HasSuffix(c, ",true)") &&
+		strings.Count(c, "(") == 1 && strings.Count(c, ")") == 1
 }
 
 // decide is the routing decision for one statement. It is pure: no GORM,
@@ -298,16 +372,20 @@ func (r *router) decide(st *statement) target {
 		return target{where: keep, reason: ReasonTransaction, node0: true}
 	case pinReplicaTx:
 		t := target{where: keep, node: st.tx.n, reason: ReasonTransaction}
-		if st.kind == kindWrite || st.write && !st.txCtl {
+		if st.kind == kindWrite || st.locking || st.write && !st.txCtl {
 			t.err = ErrReadOnly
 		}
 		return t
 	}
 	switch {
+	case st.closed:
+		return target{where: toPrimary} // rwsplit routes nothing after Close
 	case st.kind == kindWrite:
 		return target{where: toPrimary, reason: ReasonWrite}
 	case st.migrator:
 		return target{where: toPrimary, reason: ReasonMigrator}
+	case st.kind == kindRaw:
+		return target{where: toPrimary, reason: ReasonExec}
 	case st.write && st.lockSQL:
 		return target{where: toPrimary, reason: ReasonLocking}
 	case st.write:
@@ -322,7 +400,7 @@ func (r *router) decide(st *statement) target {
 		if st.replica == nil {
 			return target{where: keep} // the clause has failed the statement
 		}
-		return target{where: toReplica, node: st.replica, reason: ReasonForcedReplica}
+		return target{where: toReplica, node: st.replica, view: viewExplicit, reason: ReasonForcedReplica}
 	case dirReplica:
 		return r.anyReplica(st.ctx, ReasonForcedReplica)
 	case dirMaxStaleness:
@@ -338,10 +416,10 @@ func (r *router) decide(st *statement) target {
 // Config.Fallback when none is eligible.
 func (r *router) anyReplica(ctx context.Context, why Reason) target {
 	if n := r.pick(ctx, nil, &r.fresh); n != nil {
-		return target{where: toReplica, node: n, retry: true, reason: why}
+		return target{where: toReplica, node: n, reason: why}
 	}
 	if n := r.leastLagged(nil); n != nil {
-		return target{where: toReplica, node: n, retry: true, reason: ReasonNoReplica}
+		return target{where: toReplica, node: n, reason: ReasonNoReplica}
 	}
 	return r.noReplica(ReasonNoReplica)
 }
@@ -361,7 +439,7 @@ func (r *router) freshRead(st *statement, f filter) target {
 		if f.causal {
 			why = ReasonCausal
 		}
-		return target{where: toReplica, node: n, retry: true, reason: why}
+		return target{where: toReplica, node: n, reason: why}
 	}
 	if f.causal {
 		return target{where: toPrimary, reason: ReasonSticky}
@@ -373,6 +451,9 @@ func (r *router) freshRead(st *statement, f filter) target {
 // runs again: another eligible replica, or the primary. The retry never
 // retries again.
 func (r *router) retryTarget(ctx context.Context, failed *node) target {
+	if r.closed.Load() {
+		return target{where: toPrimary}
+	}
 	if n := r.pick(ctx, failed, &r.fresh); n != nil {
 		return target{where: toReplica, node: n, reason: ReasonRetry}
 	}
@@ -383,7 +464,10 @@ func (r *router) retryTarget(ctx context.Context, failed *node) target {
 
 // readOnlyTarget decides where a read-only transaction begins: on an
 // eligible replica other than skip, else as Config.Fallback says.
-func (r *router) readOnlyTarget(ctx context.Context, skip *node) target {
+func (r *router) readOnlyTarget(ctx context.Context, skip *node, iso sql.IsolationLevel) target {
+	if r.closed.Load() || iso == sql.LevelSerializable && r.serialRO {
+		return target{where: toPrimary, reason: ReasonReadOnlyTx}
+	}
 	if n := r.pick(ctx, skip, &r.fresh); n != nil {
 		return target{where: toReplica, node: n, reason: ReasonReadOnlyTx}
 	}
@@ -410,7 +494,7 @@ func (p *Plugin) apply(db *gorm.DB, st *statement, t target) {
 	case toPrimary:
 		stmt.ConnPool = db.Config.ConnPool
 	case toReplica:
-		stmt.ConnPool = t.node.conn(db.PrepareStmt, t.retry)
+		stmt.ConnPool = t.node.conn(db.PrepareStmt, t.view)
 	case keep:
 		if ptx, ok := stmt.ConnPool.(*gorm.PreparedStmtTX); ok && st.tx != nil && ptx.PreparedStmtDB != st.tx.n.store {
 			// A read-only transaction begun through a prepared session of

@@ -2,6 +2,7 @@ package rwsplit
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"testing"
 	"time"
@@ -152,9 +153,9 @@ func TestDecide(t *testing.T) {
 			want: "primary", why: ReasonWrite},
 		{name: "migrator read", give: func(*router) statement { return with(func(s *statement) { s.migrator = true; s.dir = dirReplica }) },
 			want: "primary", why: ReasonMigrator},
-		{name: "raw update", give: func(r *router) statement { return sqlStmt(r, kindRaw, pinNone, "UPDATE t SET a = 1") },
+		{name: "Raw().Scan of an update", give: func(r *router) statement { return sqlStmt(r, kindQuery, pinNone, "UPDATE t SET a = 1") },
 			want: "primary", why: ReasonRawWrite},
-		{name: "raw select of a primary function", give: func(r *router) statement { return sqlStmt(r, kindRaw, pinNone, "SELECT my_writer(1)") },
+		{name: "Raw().Scan of a primary function", give: func(r *router) statement { return sqlStmt(r, kindQuery, pinNone, "SELECT my_writer(1)") },
 			want: "primary", why: ReasonRawWrite},
 		{name: "raw select for update", give: func(r *router) statement { return sqlStmt(r, kindQuery, pinNone, "SELECT * FROM t FOR UPDATE") },
 			want: "primary", why: ReasonLocking},
@@ -263,6 +264,46 @@ func TestDecide(t *testing.T) {
 		{name: "sticky, FallbackFail still reads the primary", state: evict(healthy(), 0, 1), fb: FallbackFail,
 			give: func(*router) statement { return with(func(s *statement) { s.sticky, s.pos = true, lsn("0/50") }) },
 			want: "primary", why: ReasonSticky},
+		// Safety for ordinary GORM usage (the usage-pattern issue).
+		{name: "Exec of a SELECT", give: func(r *router) statement { return sqlStmt(r, kindRaw, pinNone, "SELECT my_function(1)") },
+			want: "primary", why: ReasonExec},
+		{name: "Exec of a plain SELECT", give: func(r *router) statement { return sqlStmt(r, kindRaw, pinNone, "SELECT 1") },
+			want: "primary", why: ReasonExec},
+		{name: "locking clause in replica transaction", give: func(r *router) statement {
+			st := sqlStmt(r, kindQuery, pinReplicaTx, "")
+			st.locking = true
+			return st
+		}, want: "", why: ReasonTransaction, err: ErrReadOnly},
+		{name: "savepoint then commit then insert in replica transaction", give: func(r *router) statement {
+			return sqlStmt(r, kindRaw, pinReplicaTx, "SAVEPOINT s1; COMMIT; INSERT INTO t VALUES (1)")
+		}, want: "", why: ReasonTransaction, err: ErrReadOnly},
+		{name: "local set_config in replica transaction", give: func(r *router) statement {
+			return sqlStmt(r, kindRaw, pinReplicaTx, "SELECT set_config('app.user', $1, true)")
+		}, want: "", why: ReasonTransaction},
+		{name: "session set_config in replica transaction", give: func(r *router) statement {
+			return sqlStmt(r, kindRaw, pinReplicaTx, "SELECT set_config('app.user', $1, false)")
+		}, want: "", why: ReasonTransaction, err: ErrReadOnly},
+		{name: "set_config with a nested call in replica transaction", give: func(r *router) statement {
+			return sqlStmt(r, kindRaw, pinReplicaTx, "SELECT set_config('a', nextval('s')::text, true)")
+		}, want: "", why: ReasonTransaction, err: ErrReadOnly},
+		{name: "after Close, a read", give: func(*router) statement { return with(func(s *statement) { s.closed = true }) },
+			want: "primary", why: 0},
+		{name: "after Close, a Replica clause", give: func(*router) statement { return with(func(s *statement) { s.closed = true; s.dir = dirReplica }) },
+			want: "primary", why: 0},
+		{name: "after Close, a write", give: func(*router) statement { return with(func(s *statement) { s.closed = true; s.kind = kindWrite }) },
+			want: "primary", why: 0},
+		{name: "serializable read-only transaction on PostgreSQL", other: func(r *router) target {
+			r.serialRO = true
+			return r.readOnlyTarget(ctx, nil, sql.LevelSerializable)
+		}, want: "primary", why: ReasonReadOnlyTx},
+		{name: "serializable read-only transaction elsewhere", other: func(r *router) target {
+			return r.readOnlyTarget(ctx, nil, sql.LevelSerializable)
+		}, want: "r1", why: ReasonReadOnlyTx},
+		{name: "repeatable read read-only transaction on PostgreSQL", other: func(r *router) target {
+			r.serialRO = true
+			return r.readOnlyTarget(ctx, nil, sql.LevelRepeatableRead)
+		}, want: "r1", why: ReasonReadOnlyTx},
+
 		// Decisions taken outside decide: where a read that failed to
 		// connect runs again, and where a read-only transaction begins.
 		{name: "retry on the other replica", other: func(r *router) target { return r.retryTarget(ctx, r.nodes[0]) },
@@ -273,28 +314,28 @@ func TestDecide(t *testing.T) {
 			other: func(r *router) target { return r.retryTarget(ctx, r.nodes[0]) }, want: "", why: 0},
 		{name: "retry skips a replica beyond MaxLag", state: func() *fakeState { s := healthy(); s.lagNow[1] = 2 * time.Second; return s }(),
 			other: func(r *router) target { return r.retryTarget(ctx, r.nodes[0]) }, want: "primary", why: ReasonRetry},
-		{name: "read-only transaction", other: func(r *router) target { return r.readOnlyTarget(ctx, nil) },
+		{name: "read-only transaction", other: func(r *router) target { return r.readOnlyTarget(ctx, nil, sql.LevelDefault) },
 			want: "r1", why: ReasonReadOnlyTx},
-		{name: "read-only transaction after r1 failed", other: func(r *router) target { return r.readOnlyTarget(ctx, r.nodes[0]) },
+		{name: "read-only transaction after r1 failed", other: func(r *router) target { return r.readOnlyTarget(ctx, r.nodes[0], sql.LevelDefault) },
 			want: "r2", why: ReasonReadOnlyTx},
 		{name: "read-only transaction, none eligible", state: evict(healthy(), 0, 1),
-			other: func(r *router) target { return r.readOnlyTarget(ctx, nil) }, want: "primary", why: ReasonNoReplica},
+			other: func(r *router) target { return r.readOnlyTarget(ctx, nil, sql.LevelDefault) }, want: "primary", why: ReasonNoReplica},
 		{name: "read-only transaction, none eligible, FallbackFail", fb: FallbackFail, state: evict(healthy(), 0, 1),
-			other: func(r *router) target { return r.readOnlyTarget(ctx, nil) }, want: "", why: 0, err: ErrNoReplica},
+			other: func(r *router) target { return r.readOnlyTarget(ctx, nil, sql.LevelDefault) }, want: "", why: 0, err: ErrNoReplica},
 		{name: "read-only transaction, FallbackLeastLagged", fb: FallbackLeastLagged,
 			state: func() *fakeState {
 				s := evict(healthy(), 0, 1)
 				s.lag[0], s.lag[1] = 2*time.Second, 4*time.Second
 				return s
 			}(),
-			other: func(r *router) target { return r.readOnlyTarget(ctx, nil) }, want: "r1", why: ReasonNoReplica},
+			other: func(r *router) target { return r.readOnlyTarget(ctx, nil, sql.LevelDefault) }, want: "r1", why: ReasonNoReplica},
 		{name: "read-only transaction, FallbackLeastLagged after it failed", fb: FallbackLeastLagged,
 			state: func() *fakeState {
 				s := evict(healthy(), 0, 1)
 				s.lag[0], s.lag[1] = 2*time.Second, 4*time.Second
 				return s
 			}(),
-			other: func(r *router) target { return r.readOnlyTarget(ctx, r.nodes[0]) }, want: "r2", why: ReasonNoReplica},
+			other: func(r *router) target { return r.readOnlyTarget(ctx, r.nodes[0], sql.LevelDefault) }, want: "r2", why: ReasonNoReplica},
 	}
 	seen := map[Reason]bool{}
 	for _, tt := range tests {
@@ -372,6 +413,49 @@ func BenchmarkDecide(b *testing.B) {
 	for b.Loop() {
 		if t := r.decide(&st); t.node == nil {
 			b.Fatal("no replica")
+		}
+	}
+}
+
+func TestGuard(t *testing.T) {
+	r := testRouter(t, healthy(), FallbackPrimary)
+	tests := []struct {
+		give string
+		want Reason // 0: may run on a replica
+	}{
+		{`SELECT * FROM "users" WHERE "users"."id" = $1 ORDER BY "users"."id" LIMIT $2`, 0},
+		{"SELECT * FROM `users` WHERE `users`.`id` = ? ORDER BY `users`.`id` LIMIT ?", 0},
+		{`SELECT * FROM "users" WHERE (name = $1 OR age > $2) AND "users"."deleted_at" IS NULL`, 0},
+		{`SELECT count(*) FROM "users"`, 0},
+		{`SELECT * FROM "jobs" WHERE pg_try_advisory_lock(id) LIMIT 1`, ReasonRawWrite},
+		{`SELECT pg_advisory_lock(42)`, ReasonRawWrite},
+		{"SELECT GET_LOCK('x', 1)", ReasonRawWrite},
+		{`SELECT nextval('users_id_seq')`, ReasonRawWrite},
+		{`SELECT my_writer(id) FROM "users"`, ReasonRawWrite},
+		{`SELECT * FROM "users" WHERE id IN (SELECT user_id FROM "pets" FOR UPDATE)`, ReasonLocking},
+		{`SELECT * FROM "users" WHERE id IN (SELECT user_id FROM "pets" FOR SHARE)`, ReasonLocking},
+		{`SELECT * FROM "users" FOR UPDATE`, ReasonLocking},
+		{"SELECT * FROM `users` LOCK IN SHARE MODE", ReasonLocking},
+		{`SELECT * INTO "copy" FROM "users"`, ReasonRawWrite},
+		{`SELECT 1; DELETE FROM "users"`, ReasonRawWrite},
+		{`UPDATE "users" SET age = 1`, ReasonRawWrite},
+		{`SELECT "format", "lockout" FROM "users"`, 0},
+	}
+	for _, tt := range tests {
+		got, moved := r.guard(tt.give)
+		if got != tt.want || moved != (tt.want != 0) {
+			t.Errorf("guard(%q) = %v, %v; want %v", tt.give, got, moved, tt.want)
+		}
+	}
+}
+
+func BenchmarkGuard(b *testing.B) {
+	r := testRouter(b, healthy(), FallbackPrimary)
+	q := `SELECT * FROM "users" WHERE "users"."id" = $1 AND "users"."deleted_at" IS NULL ORDER BY "users"."id" LIMIT $2`
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, moved := r.guard(q); moved {
+			b.Fatal("moved")
 		}
 	}
 }
