@@ -513,5 +513,5 @@ func errRow(ctx context.Context, err error) *sql.Row {
 type errConnector struct{ err error }
 
 func (c errConnector) Connect(context.Context) (driver.Conn, error) { return nil, c.err }
-func (c errConnector) Driver() driver.Driver                       { return c }
-func (c errConnector) Open(string) (driver.Conn, error)            { return nil, c.err }
+func (c errConnector) Driver() driver.Driver                        { return c }
+func (c errConnector) Open(string) (driver.Conn, error)             { return nil, c.err }

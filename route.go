@@ -194,7 +194,7 @@ type router struct {
 	fresh       filter // every replica read: staleness bound now <= MaxLag
 	funcs       *sqlclass.Functions
 	primaryName string
-	primaryPool gorm.ConnPool // the primary pool as it was before Initialize
+	primaryPool gorm.ConnPool         // the primary pool as it was before Initialize
 	primaryTx   gorm.ConnPoolBeginner // begins on the primary (primaryConn)
 	onRoute     func(context.Context, Route)
 	counts      [numReasons]atomic.Uint64
