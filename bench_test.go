@@ -15,7 +15,7 @@ import (
 
 	"github.com/rwsplit/rwsplit"
 	"github.com/rwsplit/rwsplit/internal/fakedb"
-	"github.com/rwsplit/rwsplit/internal/testdb"
+	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 	"github.com/rwsplit/rwsplit/lagcheck"
 	"github.com/rwsplit/rwsplit/stickiness"
 )
@@ -177,7 +177,7 @@ func BenchmarkStickyRead(b *testing.B) {
 		}
 	})
 	b.Run("redis/not-sticky", func(b *testing.B) {
-		srv := testdb.Redis(b)
+		srv := dbtest.Redis(b)
 		client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 		b.Cleanup(func() { client.Close() })
 		db, p, _ := openFakeRWSplit(b, rwsplit.Config{Stickiness: stickiness.Config{Store: stickiness.NewRedis(client, stickiness.RedisOptions{})}})

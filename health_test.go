@@ -13,6 +13,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/rwsplit/rwsplit"
+	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 	"github.com/rwsplit/rwsplit/lagcheck"
 	"github.com/rwsplit/rwsplit/policy"
 )
@@ -91,12 +92,12 @@ type rtCounter struct {
 	V  int64
 }
 
-func startCounter(t *testing.T, c *cluster, wait func(testing.TB, time.Duration)) *counter {
+func startCounter(t *testing.T, c *cluster, waitCaughtUp func(context.Context) error) *counter {
 	t.Helper()
 	noErr(t, c.DB.Migrator().DropTable(&rtCounter{}))
 	noErr(t, c.DB.AutoMigrate(&rtCounter{}))
 	noErr(t, c.DB.Create(&rtCounter{ID: 1, V: 0}).Error)
-	wait(t, 10*time.Second)
+	dbtest.Within(t, 10*time.Second, waitCaughtUp)
 	k := &counter{db: c.DB, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(k.done)
@@ -242,11 +243,11 @@ func TestPauseReplay(t *testing.T) {
 
 	time.Sleep(300 * time.Millisecond)
 	paused := time.Now()
-	pg.Replicas[0].PauseReplay(t)
+	noErr(t, pg.Replicas[0].PauseReplay(t.Context()))
 	evicted := log.wait(t, "replica1", lagcheck.Evicted, paused, 5*time.Second)
 	time.Sleep(1500 * time.Millisecond)
 	resumed := time.Now()
-	pg.Replicas[0].ResumeReplay(t)
+	noErr(t, pg.Replicas[0].ResumeReplay(t.Context()))
 	healthy := log.wait(t, "replica1", lagcheck.Healthy, resumed, 5*time.Second)
 	time.Sleep(300 * time.Millisecond)
 	close(stop)
@@ -307,10 +308,10 @@ func TestCrashReplica(t *testing.T) {
 
 	time.Sleep(300 * time.Millisecond)
 	crashed := time.Now()
-	pg.Replicas[1].Crash(t)
+	noErr(t, pg.Replicas[1].Crash(t.Context()))
 	evicted := log.wait(t, "replica2", lagcheck.Evicted, crashed, 5*time.Second)
 	time.Sleep(time.Second)
-	pg.Replicas[1].Start(t)
+	noErr(t, pg.Replicas[1].Start(t.Context()))
 	reachable := time.Now()
 	healthy := log.wait(t, "replica2", lagcheck.Healthy, reachable, 5*time.Second)
 	time.Sleep(500 * time.Millisecond)
@@ -368,11 +369,11 @@ func TestFreezeReplica(t *testing.T) {
 	start := time.Now()
 	time.Sleep(1500 * time.Millisecond)
 	frozen := time.Now()
-	pg.Replicas[1].Freeze(t)
+	noErr(t, pg.Replicas[1].Freeze(t.Context()))
 	evicted := log.wait(t, "replica2", lagcheck.Evicted, frozen, 5*time.Second)
 	time.Sleep(2500 * time.Millisecond)
 	end := time.Now()
-	pg.Replicas[1].Thaw(t)
+	noErr(t, pg.Replicas[1].Thaw(t.Context()))
 	close(stop)
 	reads := collect()
 
@@ -408,9 +409,9 @@ func TestAllReplicasPaused(t *testing.T) {
 			c, pg := pgCluster(t, clusterOpts{config: withNodeHook(cfg)})
 			k := startCounter(t, c, pg.WaitCaughtUp)
 			now := time.Now()
-			pg.Replicas[0].PauseReplay(t)
+			noErr(t, pg.Replicas[0].PauseReplay(t.Context()))
 			time.Sleep(300 * time.Millisecond) // replica1 lags more than replica2
-			pg.Replicas[1].PauseReplay(t)
+			noErr(t, pg.Replicas[1].PauseReplay(t.Context()))
 			log.wait(t, "replica1", lagcheck.Evicted, now, 5*time.Second)
 			log.wait(t, "replica2", lagcheck.Evicted, now, 5*time.Second)
 
@@ -450,7 +451,7 @@ func TestMaxStaleness(t *testing.T) {
 	lag.MaxLag = time.Minute // keep the paused replica eligible
 	c, pg := pgCluster(t, clusterOpts{config: withNodeHook(healthConfig(log, lag))})
 	k := startCounter(t, c, pg.WaitCaughtUp)
-	pg.Replicas[0].PauseReplay(t)
+	noErr(t, pg.Replicas[0].PauseReplay(t.Context()))
 	time.Sleep(600 * time.Millisecond)
 
 	check := func(d time.Duration, want func(node string) bool, desc string) {
@@ -476,7 +477,7 @@ func TestMaxStaleness(t *testing.T) {
 		}
 	}
 	check(200*time.Millisecond, func(n string) bool { return n == "replica2" }, "replica2")
-	pg.Replicas[1].PauseReplay(t)
+	noErr(t, pg.Replicas[1].PauseReplay(t.Context()))
 	time.Sleep(600 * time.Millisecond)
 	check(200*time.Millisecond, func(n string) bool { return n == "primary" }, "the primary")
 	check(time.Hour, isReplica, "a replica")
@@ -492,11 +493,11 @@ func TestMariaDBSQLThread(t *testing.T) {
 	collect := readers(c, k, 2, 0, time.Millisecond, stop)
 	time.Sleep(300 * time.Millisecond)
 	stopped := time.Now()
-	my.Replicas[0].StopSQLThread(t)
+	noErr(t, my.Replicas[0].StopSQLThread(t.Context()))
 	evicted := log.wait(t, "replica1", lagcheck.Evicted, stopped, 5*time.Second)
 	time.Sleep(time.Second)
 	started := time.Now()
-	my.Replicas[0].StartSQLThread(t)
+	noErr(t, my.Replicas[0].StartSQLThread(t.Context()))
 	healthy := log.wait(t, "replica1", lagcheck.Healthy, started, 5*time.Second)
 	time.Sleep(300 * time.Millisecond)
 	close(stop)
