@@ -2,62 +2,17 @@ package rwsplit_test
 
 import (
 	"context"
-	"database/sql"
-	"database/sql/driver"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
 	"gorm.io/plugin/dbresolver"
 
 	"github.com/rwsplit/rwsplit"
-	"github.com/rwsplit/rwsplit/internal/fakedb"
-	"github.com/rwsplit/rwsplit/internal/testdb"
-	"github.com/rwsplit/rwsplit/lagcheck"
+	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 	"github.com/rwsplit/rwsplit/stickiness"
 )
-
-// freshProbe reports every replica fresh, for fakedb replicas, which cannot
-// answer a real probe.
-type freshProbe struct{}
-
-func (freshProbe) Primary(context.Context, *sql.DB) (lagcheck.Position, error) {
-	return lagcheck.Position{}, nil
-}
-
-func (freshProbe) Replica(context.Context, *sql.DB, lagcheck.Position) (lagcheck.Replay, error) {
-	return lagcheck.Replay{LagAtMostKnown: true}, nil
-}
-
-type benchUser struct {
-	ID        uint
-	Name      string
-	CreatedAt time.Time
-}
-
-// fakeDialector is a PostgreSQL dialector over a fakedb connector: GORM
-// builds PostgreSQL SQL, and every query is answered from memory.
-func fakeDialector(tb testing.TB) (gorm.Dialector, *fakedb.Connector) {
-	c := &fakedb.Connector{
-		Columns: []string{"id", "name", "created_at"},
-		Row:     []driver.Value{int64(1), "ada", time.Unix(0, 0)},
-	}
-	sqlDB := sql.OpenDB(c)
-	tb.Cleanup(func() { sqlDB.Close() })
-	return postgres.New(postgres.Config{Conn: sqlDB}), c
-}
-
-func openFake(tb testing.TB) (*gorm.DB, *fakedb.Connector) {
-	d, c := fakeDialector(tb)
-	db, err := gorm.Open(d, &gorm.Config{Logger: logger.Discard, SkipDefaultTransaction: true})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return db, c
-}
 
 // BenchmarkRead measures one First(&u) through plain GORM, GORM with
 // dbresolver, and GORM with rwsplit (every feature on: lag bound, sticky
@@ -127,22 +82,6 @@ func BenchmarkReadAllocs(b *testing.B) {
 	})
 }
 
-// openFakeRWSplit opens a fakedb primary with rwsplit over two fakedb
-// replicas. replicas counts the statements the replicas served.
-func openFakeRWSplit(b *testing.B, cfg rwsplit.Config) (db *gorm.DB, p *rwsplit.Plugin, replicas func() int64) {
-	db, _ = openFake(b)
-	r1, c1 := fakeDialector(b)
-	r2, c2 := fakeDialector(b)
-	cfg.Replicas = []rwsplit.Replica{{Name: "r1", Dialector: r1}, {Name: "r2", Dialector: r2}}
-	cfg.Lag.Probe = freshProbe{}
-	p = rwsplit.New(cfg)
-	if err := db.Use(p); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { p.Close() })
-	return db, p, func() int64 { return c1.Queries.Load() + c2.Queries.Load() }
-}
-
 // BenchmarkStickyRead measures the cost of the stickiness check on a read,
 // over fakedb, beside plain GORM in the same process: a read with no user
 // (no store lookup), a user who has not written (one Memory lookup, or one
@@ -177,7 +116,7 @@ func BenchmarkStickyRead(b *testing.B) {
 		}
 	})
 	b.Run("redis/not-sticky", func(b *testing.B) {
-		srv := testdb.Redis(b)
+		srv := dbtest.Redis(b)
 		client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 		b.Cleanup(func() { client.Close() })
 		db, p, _ := openFakeRWSplit(b, rwsplit.Config{Stickiness: stickiness.Config{Store: stickiness.NewRedis(client, stickiness.RedisOptions{})}})

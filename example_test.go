@@ -61,7 +61,7 @@ func printRoute(_ context.Context, r rwsplit.Route) {
 func waitReplicas() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := exampleCluster.WaitCaughtUpContext(ctx); err != nil {
+	if err := exampleCluster.WaitCaughtUp(ctx); err != nil {
 		log.Fatal(err)
 	}
 }

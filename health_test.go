@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +13,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/rwsplit/rwsplit"
+	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 	"github.com/rwsplit/rwsplit/lagcheck"
 	"github.com/rwsplit/rwsplit/policy"
 )
@@ -46,25 +47,30 @@ func (l *stateLog) record(ch lagcheck.Change) {
 	}
 }
 
+// snapshot returns the changes recorded so far.
+func (l *stateLog) snapshot() []stateChange {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.changes)
+}
+
 // wait returns the time of the first change of replica to state at or
-// after since, waiting up to timeout.
+// after since, waiting up to timeout. The change may have been recorded
+// before wait was called.
 func (l *stateLog) wait(t *testing.T, replica string, to lagcheck.State, since time.Time, timeout time.Duration) time.Time {
 	t.Helper()
-	deadline := time.After(timeout)
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
 	for {
-		l.mu.Lock()
-		for _, c := range l.changes {
+		for _, c := range l.snapshot() {
 			if c.replica == replica && c.to == to && !c.at.Before(since) {
-				l.mu.Unlock()
 				return c.at
 			}
 		}
-		l.mu.Unlock()
 		select {
 		case <-l.notify:
-		case <-time.After(10 * time.Millisecond):
-		case <-deadline:
-			t.Fatalf("%s did not become %v within %v of %v; changes: %+v", replica, to, timeout, since.Format("15:04:05.000"), l.changes)
+		case <-deadline.C:
+			t.Fatalf("%s did not become %v within %v of %v; changes: %+v", replica, to, timeout, since.Format("15:04:05.000"), l.snapshot())
 		}
 	}
 }
@@ -91,12 +97,12 @@ type rtCounter struct {
 	V  int64
 }
 
-func startCounter(t *testing.T, c *cluster, wait func(testing.TB, time.Duration)) *counter {
+func startCounter(t *testing.T, c *cluster, waitCaughtUp func(context.Context) error) *counter {
 	t.Helper()
 	noErr(t, c.DB.Migrator().DropTable(&rtCounter{}))
 	noErr(t, c.DB.AutoMigrate(&rtCounter{}))
 	noErr(t, c.DB.Create(&rtCounter{ID: 1, V: 0}).Error)
-	wait(t, 10*time.Second)
+	dbtest.Within(t, 10*time.Second, waitCaughtUp)
 	k := &counter{db: c.DB, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(k.done)
@@ -229,6 +235,65 @@ func summarizeReads(reads []read, from, to time.Time) (n, errs int, maxStale tim
 	return
 }
 
+// fault is a health-fault scenario: while readers read the counter, inject
+// breaks a replica, which the checker must evict, and heal repairs it.
+type fault struct {
+	replica       string        // the broken replica's name, "replica1"
+	readers       int           // concurrent readers
+	timeout, pace time.Duration // per read (0: none), and between a reader's reads
+	inject, heal  func(context.Context) error
+	readmit       bool // wait until the checker readmits the replica after heal
+	// before, hold and after are how long the readers run before inject,
+	// after the eviction, and after the readmission: measurement windows,
+	// not waits for the checker.
+	before, hold, after time.Duration
+}
+
+// faultRun is what runFault saw.
+type faultRun struct {
+	started    time.Time // the readers started
+	injected   time.Time // inject was called
+	evicted    time.Time // the checker evicted the replica
+	healing    time.Time // heal was called
+	healed     time.Time // heal returned: the replica works again
+	readmitted time.Time // the checker readmitted the replica (zero without f.readmit)
+	reads      []read
+}
+
+// runFault runs f on c. It waits for the checker's state changes on log,
+// which records each one when it happens, before or during the wait: a
+// replica may well be readmitted before heal returns (Start waits until it
+// streams again), so the readmission is looked for from the call to heal.
+func runFault(t *testing.T, c *cluster, k *counter, log *stateLog, f fault) faultRun {
+	t.Helper()
+	stop := make(chan struct{})
+	collect := readers(c, k, f.readers, f.timeout, f.pace, stop)
+	stopped := false
+	defer func() {
+		if !stopped { // a failed wait: stop the readers all the same
+			close(stop)
+			collect()
+		}
+	}()
+	r := faultRun{started: time.Now()}
+	time.Sleep(f.before)
+	r.injected = time.Now()
+	noErr(t, f.inject(t.Context()))
+	r.evicted = log.wait(t, f.replica, lagcheck.Evicted, r.injected, 5*time.Second)
+	time.Sleep(f.hold)
+	r.healing = time.Now()
+	noErr(t, f.heal(t.Context()))
+	r.healed = time.Now()
+	if f.readmit {
+		r.readmitted = log.wait(t, f.replica, lagcheck.Healthy, r.healing, 5*time.Second)
+		time.Sleep(f.after)
+	}
+	close(stop)
+	stopped = true
+	r.reads = collect()
+	return r
+}
+
 // TestPauseReplay: replica1 stops replaying WAL. It is evicted within
 // 2 x Interval + probe time of its lag passing MaxLag; afterwards no read
 // returns data older than MaxLag; after resume it is readmitted within
@@ -237,20 +302,12 @@ func TestPauseReplay(t *testing.T) {
 	log := newStateLog()
 	c, pg := pgCluster(t, clusterOpts{config: withNodeHook(healthConfig(log, healthLag))})
 	k := startCounter(t, c, pg.WaitCaughtUp)
-	stop := make(chan struct{})
-	collect := readers(c, k, 4, 0, time.Millisecond, stop)
-
-	time.Sleep(300 * time.Millisecond)
-	paused := time.Now()
-	pg.Replicas[0].PauseReplay(t)
-	evicted := log.wait(t, "replica1", lagcheck.Evicted, paused, 5*time.Second)
-	time.Sleep(1500 * time.Millisecond)
-	resumed := time.Now()
-	pg.Replicas[0].ResumeReplay(t)
-	healthy := log.wait(t, "replica1", lagcheck.Healthy, resumed, 5*time.Second)
-	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	reads := collect()
+	run := runFault(t, c, k, log, fault{
+		replica: "replica1", readers: 4, pace: time.Millisecond,
+		inject: pg.Replicas[0].PauseReplay, heal: pg.Replicas[0].ResumeReplay, readmit: true,
+		before: 300 * time.Millisecond, hold: 1500 * time.Millisecond, after: 300 * time.Millisecond,
+	})
+	paused, evicted, resumed, healthy, reads := run.injected, run.evicted, run.healing, run.readmitted, run.reads
 
 	lag := healthLag
 	evictBound := lag.MaxLag + 2*lag.Interval + lag.Timeout
@@ -302,28 +359,26 @@ func TestCrashReplica(t *testing.T) {
 	cfg.Policy = policy.RoundRobin()
 	c, pg := pgCluster(t, clusterOpts{config: withNodeHook(cfg)})
 	k := startCounter(t, c, pg.WaitCaughtUp)
-	stop := make(chan struct{})
-	collect := readers(c, k, 4, 0, time.Millisecond, stop)
-
-	time.Sleep(300 * time.Millisecond)
-	crashed := time.Now()
-	pg.Replicas[1].Crash(t)
-	evicted := log.wait(t, "replica2", lagcheck.Evicted, crashed, 5*time.Second)
-	time.Sleep(time.Second)
-	pg.Replicas[1].Start(t)
-	reachable := time.Now()
-	healthy := log.wait(t, "replica2", lagcheck.Healthy, reachable, 5*time.Second)
-	time.Sleep(500 * time.Millisecond)
-	close(stop)
-	reads := collect()
+	run := runFault(t, c, k, log, fault{
+		replica: "replica2", readers: 4, pace: time.Millisecond,
+		inject: pg.Replicas[1].Crash, heal: pg.Replicas[1].Start, readmit: true,
+		before: 300 * time.Millisecond, hold: time.Second, after: 500 * time.Millisecond,
+	})
+	// reachable is when Start returned: the replica accepts connections
+	// and streams. The checker may readmit it before that.
+	crashed, evicted, reachable, healthy, reads := run.injected, run.evicted, run.healed, run.readmitted, run.reads
+	out := reachable // the end of the eviction
+	if healthy.Before(out) {
+		out = healthy
+	}
 
 	n, errs, _, nodes := summarizeReads(reads, time.Time{}, time.Now())
-	nOut, _, _, nodesOut := summarizeReads(reads, evicted, reachable)
+	nOut, _, _, nodesOut := summarizeReads(reads, evicted, out)
 	nBack, _, _, nodesBack := summarizeReads(reads, healthy.Add(100*time.Millisecond), time.Now())
 	t.Logf("crash: evicted %v after kill; back %v after it was reachable (ReadmitAfter %d, Interval %v)",
 		evicted.Sub(crashed).Round(time.Millisecond), healthy.Sub(reachable).Round(time.Millisecond), lag.ReadmitAfter, lag.Interval)
 	t.Logf("%d reads, %d errors, by node %v; while out %d %v; after readmission %d %v", n, errs, nodes, nOut, nodesOut, nBack, nodesBack)
-	for _, ch := range log.changes {
+	for _, ch := range log.snapshot() {
 		t.Logf("  %s %s -> %v", ch.at.Sub(crashed).Round(time.Millisecond), ch.replica, ch.to)
 	}
 	t.Logf("replica2 stats: %+v", c.Plugin.Stats().Replicas[1])
@@ -362,19 +417,12 @@ func TestFreezeReplica(t *testing.T) {
 	log := newStateLog()
 	c, pg := pgCluster(t, clusterOpts{config: withNodeHook(healthConfig(log, healthLag))})
 	k := startCounter(t, c, pg.WaitCaughtUp)
-	stop := make(chan struct{})
-	collect := readers(c, k, 8, 500*time.Millisecond, 0, stop) // saturating: throughput is the measure
-
-	start := time.Now()
-	time.Sleep(1500 * time.Millisecond)
-	frozen := time.Now()
-	pg.Replicas[1].Freeze(t)
-	evicted := log.wait(t, "replica2", lagcheck.Evicted, frozen, 5*time.Second)
-	time.Sleep(2500 * time.Millisecond)
-	end := time.Now()
-	pg.Replicas[1].Thaw(t)
-	close(stop)
-	reads := collect()
+	run := runFault(t, c, k, log, fault{
+		replica: "replica2", readers: 8, timeout: 500 * time.Millisecond, // saturating: throughput is the measure
+		inject: pg.Replicas[1].Freeze, heal: pg.Replicas[1].Thaw,
+		before: 1500 * time.Millisecond, hold: 2500 * time.Millisecond,
+	})
+	start, frozen, evicted, end, reads := run.started, run.injected, run.evicted, run.healing, run.reads
 
 	nHealthy, _, _, _ := summarizeReads(reads, start.Add(500*time.Millisecond), frozen)
 	nFrozen, errs, _, nodes := summarizeReads(reads, frozen, end)
@@ -408,9 +456,9 @@ func TestAllReplicasPaused(t *testing.T) {
 			c, pg := pgCluster(t, clusterOpts{config: withNodeHook(cfg)})
 			k := startCounter(t, c, pg.WaitCaughtUp)
 			now := time.Now()
-			pg.Replicas[0].PauseReplay(t)
+			noErr(t, pg.Replicas[0].PauseReplay(t.Context()))
 			time.Sleep(300 * time.Millisecond) // replica1 lags more than replica2
-			pg.Replicas[1].PauseReplay(t)
+			noErr(t, pg.Replicas[1].PauseReplay(t.Context()))
 			log.wait(t, "replica1", lagcheck.Evicted, now, 5*time.Second)
 			log.wait(t, "replica2", lagcheck.Evicted, now, 5*time.Second)
 
@@ -450,7 +498,7 @@ func TestMaxStaleness(t *testing.T) {
 	lag.MaxLag = time.Minute // keep the paused replica eligible
 	c, pg := pgCluster(t, clusterOpts{config: withNodeHook(healthConfig(log, lag))})
 	k := startCounter(t, c, pg.WaitCaughtUp)
-	pg.Replicas[0].PauseReplay(t)
+	noErr(t, pg.Replicas[0].PauseReplay(t.Context()))
 	time.Sleep(600 * time.Millisecond)
 
 	check := func(d time.Duration, want func(node string) bool, desc string) {
@@ -476,7 +524,7 @@ func TestMaxStaleness(t *testing.T) {
 		}
 	}
 	check(200*time.Millisecond, func(n string) bool { return n == "replica2" }, "replica2")
-	pg.Replicas[1].PauseReplay(t)
+	noErr(t, pg.Replicas[1].PauseReplay(t.Context()))
 	time.Sleep(600 * time.Millisecond)
 	check(200*time.Millisecond, func(n string) bool { return n == "primary" }, "the primary")
 	check(time.Hour, isReplica, "a replica")
@@ -488,19 +536,12 @@ func TestMariaDBSQLThread(t *testing.T) {
 	log := newStateLog()
 	c, my := mariaCluster(t, clusterOpts{config: withNodeHook(healthConfig(log, healthLag))})
 	k := startCounter(t, c, my.WaitCaughtUp)
-	stop := make(chan struct{})
-	collect := readers(c, k, 2, 0, time.Millisecond, stop)
-	time.Sleep(300 * time.Millisecond)
-	stopped := time.Now()
-	my.Replicas[0].StopSQLThread(t)
-	evicted := log.wait(t, "replica1", lagcheck.Evicted, stopped, 5*time.Second)
-	time.Sleep(time.Second)
-	started := time.Now()
-	my.Replicas[0].StartSQLThread(t)
-	healthy := log.wait(t, "replica1", lagcheck.Healthy, started, 5*time.Second)
-	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	reads := collect()
+	run := runFault(t, c, k, log, fault{
+		replica: "replica1", readers: 2, pace: time.Millisecond,
+		inject: my.Replicas[0].StopSQLThread, heal: my.Replicas[0].StartSQLThread, readmit: true,
+		before: 300 * time.Millisecond, hold: time.Second, after: 300 * time.Millisecond,
+	})
+	stopped, evicted, started, healthy, reads := run.injected, run.evicted, run.healing, run.readmitted, run.reads
 	nOut, errs, maxStale, nodesOut := summarizeReads(reads, evicted, started)
 	t.Logf("SQL thread stopped: evicted %v after; readmitted %v after start; while out %d reads, %d errors, max staleness %v, %v",
 		evicted.Sub(stopped).Round(time.Millisecond), healthy.Sub(started).Round(time.Millisecond), nOut, errs, maxStale, nodesOut)

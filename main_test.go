@@ -19,6 +19,7 @@ import (
 
 	"github.com/rwsplit/rwsplit"
 	"github.com/rwsplit/rwsplit/internal/testdb"
+	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 )
 
 func TestMain(m *testing.M) {
@@ -26,11 +27,11 @@ func TestMain(m *testing.M) {
 	// Runnable examples cannot skip themselves: without the servers they
 	// would fail. Leave them out, with a one-line reason, unless CI asks
 	// for the servers (RWSPLIT_REQUIRE_DB=1), in which case they fail.
-	if err := testdb.CheckPostgres(); err != nil && !testdb.Required() {
+	if err := testdb.CheckPostgres(); err != nil && !dbtest.Required() {
 		fmt.Printf("rwsplit: skipping the examples: %v\n", strings.ReplaceAll(err.Error(), "\n", " "))
 		_ = flag.Set("test.skip", "^Example")
 	}
-	code := testdb.Main(m)
+	code := dbtest.Main(m)
 	if code == 0 {
 		// Every plugin was closed by its test: nothing it started may
 		// still run (the checker's loops, pools' openers).
@@ -69,7 +70,7 @@ type clusterOpts struct {
 // streaming replicas) through rwsplit.
 func pgCluster(t testing.TB, o clusterOpts) (*cluster, *testdb.PGCluster) {
 	t.Helper()
-	pg := testdb.Postgres(t, 2)
+	pg := dbtest.Postgres(t, 2)
 	return pgOn(t, pg, o), pg
 }
 
@@ -107,7 +108,7 @@ func openOn(t testing.TB, newDialector func(*sql.DB) gorm.Dialector, primary nod
 // replicas) through rwsplit.
 func mariaCluster(t testing.TB, o clusterOpts) (*cluster, *testdb.MariaCluster) {
 	t.Helper()
-	my := testdb.MariaDB(t, 2)
+	my := dbtest.MariaDB(t, 2)
 	return mariaOn(t, my, o), my
 }
 
@@ -191,6 +192,14 @@ func (c *cluster) takeRoutes() []rwsplit.Route {
 	r := c.routes
 	c.routes = nil
 	return r
+}
+
+// noErr fails the test on err.
+func noErr(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 func isReplica(node string) bool { return strings.HasPrefix(node, "replica") }

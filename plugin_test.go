@@ -14,7 +14,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/rwsplit/rwsplit"
-	"github.com/rwsplit/rwsplit/internal/testdb"
+	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 	"github.com/rwsplit/rwsplit/policy"
 )
 
@@ -101,7 +101,7 @@ func TestCachedPlanAfterDDL(t *testing.T) {
 			noErr(t, c.DB.Migrator().DropTable(&rtPlan{}))
 			noErr(t, c.DB.AutoMigrate(&rtPlan{}))
 			noErr(t, c.DB.Create(&rtPlan{ID: 1, A: 1}).Error)
-			pg.WaitCaughtUp(t, 10*time.Second)
+			dbtest.Within(t, 10*time.Second, pg.WaitCaughtUp)
 
 			readAll := func() (errs []error) {
 				var mu sync.Mutex
@@ -125,7 +125,7 @@ func TestCachedPlanAfterDDL(t *testing.T) {
 				t.Fatal(errs[0])
 			}
 			noErr(t, c.DB.Exec("ALTER TABLE rt_plans ADD COLUMN b int").Error)
-			pg.WaitCaughtUp(t, 10*time.Second)
+			dbtest.Within(t, 10*time.Second, pg.WaitCaughtUp)
 			nodes := c.served("rt_plans", func() {
 				if errs := readAll(); len(errs) > 0 {
 					t.Fatalf("%d of 40 reads failed after DDL, first: %v", len(errs), errs[0])
@@ -144,14 +144,14 @@ func TestCachedPlanAfterDDL(t *testing.T) {
 // not fail it; reads skip that replica.
 func TestReplicaDownAtStartup(t *testing.T) {
 	t.Run("postgres", func(t *testing.T) {
-		pg := testdb.Postgres(t, 2)
-		pg.Replicas[0].Crash(t)
+		pg := dbtest.Postgres(t, 2)
+		noErr(t, pg.Replicas[0].Crash(t.Context()))
 		c := pgOn(t, pg, clusterOpts{config: rwsplit.Config{StartupTimeout: time.Second}})
 		checkOnlyReplica2(t, c)
 	})
 	t.Run("postgres Open(dsn)", func(t *testing.T) {
-		pg := testdb.Postgres(t, 2)
-		pg.Replicas[0].Crash(t)
+		pg := dbtest.Postgres(t, 2)
+		noErr(t, pg.Replicas[0].Crash(t.Context()))
 		p := openDSN(t, postgres.Open, pg.Primary.DSN(), pg.Replicas[0].DSN(), pg.Replicas[1].DSN())
 		s := p.Stats()
 		if s.Replicas[0].Eligible || !s.Replicas[1].Eligible || s.Replicas[0].Health.LastErr == nil {
@@ -159,23 +159,23 @@ func TestReplicaDownAtStartup(t *testing.T) {
 		}
 	})
 	t.Run("mariadb", func(t *testing.T) {
-		my := testdb.MariaDB(t, 2)
-		my.Replicas[0].Crash(t)
+		my := dbtest.MariaDB(t, 2)
+		noErr(t, my.Replicas[0].Crash(t.Context()))
 		c := mariaOn(t, my, clusterOpts{config: rwsplit.Config{StartupTimeout: time.Second}})
 		checkOnlyReplica2(t, c)
 	})
 	t.Run("mariadb Open(dsn)", func(t *testing.T) {
-		my := testdb.MariaDB(t, 2)
-		my.Replicas[0].Crash(t)
+		my := dbtest.MariaDB(t, 2)
+		noErr(t, my.Replicas[0].Crash(t.Context()))
 		p := openDSN(t, mysql.Open, my.Primary.DSN(), my.Replicas[0].DSN(), my.Replicas[1].DSN())
 		if s := p.Stats(); s.Replicas[0].Eligible || !s.Replicas[1].Eligible {
 			t.Fatalf("stats %+v: want replica1 out, replica2 in", s.Replicas)
 		}
 	})
 	t.Run("all down, fallback primary", func(t *testing.T) {
-		pg := testdb.Postgres(t, 2)
-		pg.Replicas[0].Crash(t)
-		pg.Replicas[1].Crash(t)
+		pg := dbtest.Postgres(t, 2)
+		noErr(t, pg.Replicas[0].Crash(t.Context()))
+		noErr(t, pg.Replicas[1].Crash(t.Context()))
 		c := pgOn(t, pg, clusterOpts{config: rwsplit.Config{StartupTimeout: time.Second}})
 		c.takeRoutes()
 		nodes := c.served("SELECT 1", func() {
@@ -190,9 +190,9 @@ func TestReplicaDownAtStartup(t *testing.T) {
 		}
 	})
 	t.Run("all down, fallback fail", func(t *testing.T) {
-		pg := testdb.Postgres(t, 2)
-		pg.Replicas[0].Crash(t)
-		pg.Replicas[1].Crash(t)
+		pg := dbtest.Postgres(t, 2)
+		noErr(t, pg.Replicas[0].Crash(t.Context()))
+		noErr(t, pg.Replicas[1].Crash(t.Context()))
 		c := pgOn(t, pg, clusterOpts{config: rwsplit.Config{StartupTimeout: time.Second, Fallback: rwsplit.FallbackFail}})
 		nodes := c.served("SELECT 1", func() {
 			var n int
@@ -259,7 +259,7 @@ func openDSN(t *testing.T, open func(string) gorm.Dialector, primary string, rep
 // may run anything, so it must never be a replica's.
 func TestNoWriteEscapesToAReplica(t *testing.T) {
 	c, pg := pgCluster(t, clusterOpts{})
-	u := setupRouting(t, c, func() { pg.WaitCaughtUp(t, 10*time.Second) })
+	u := setupRouting(t, c, pg.WaitCaughtUp)
 	write := func(tx *gorm.DB) error {
 		return tx.Exec("UPDATE rt_users SET age = age WHERE id = ?", u.ID).Error
 	}

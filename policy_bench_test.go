@@ -23,6 +23,7 @@ import (
 
 	"github.com/rwsplit/rwsplit"
 	"github.com/rwsplit/rwsplit/internal/testdb"
+	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 	"github.com/rwsplit/rwsplit/policy"
 )
 
@@ -77,9 +78,9 @@ type slowOpener func(b *testing.B, primary *sql.DB, replicas [2]*sql.DB) *gorm.D
 // chunk it forwards, so B/op counts about 16 KiB more for a read that
 // replica2 serves: compare B/op only between rows with the same pct-slow.
 func BenchmarkSlowReplica(b *testing.B) {
-	pg := testdb.Postgres(b, 2)
+	pg := dbtest.Postgres(b, 2)
 	createSlowTable(b, pg)
-	proxy := testdb.NewProxy(b, pg.Replicas[1].Addr())
+	proxy := dbtest.Proxy(b, pg.Replicas[1].Addr())
 
 	policies := []struct {
 		name string
@@ -131,7 +132,7 @@ func createSlowTable(b *testing.B, pg *testdb.PGCluster) {
 			b.Fatal(err)
 		}
 	}
-	pg.WaitCaughtUp(b, 10*time.Second)
+	dbtest.Within(b, 10*time.Second, pg.WaitCaughtUp)
 }
 
 func rwsplitOpener(pol func() policy.Policy) slowOpener {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/rwsplit/rwsplit"
 	"github.com/rwsplit/rwsplit/internal/testdb"
+	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 	"github.com/rwsplit/rwsplit/policy"
 )
 
@@ -53,7 +54,7 @@ func TestPolicyDistribution(t *testing.T) {
 		{name: "random", give: policy.Random, want: equal},
 		{name: "leastinflight", give: policy.LeastInFlight, want: equal},
 	}
-	pg := testdb.Postgres(t, len(weights))
+	pg := dbtest.Postgres(t, len(weights))
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := pgWeightedCluster(t, pg, weights, tt.give())

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"gorm.io/gorm/clause"
 
 	"github.com/rwsplit/rwsplit"
+	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 	"github.com/rwsplit/rwsplit/policy"
 )
 
@@ -66,8 +66,8 @@ type routeCase struct {
 }
 
 // setupRouting creates the routing schema on the primary with one user and
-// two pets, and waits until the replicas have it.
-func setupRouting(t *testing.T, c *cluster, waitCaughtUp func()) rtUser {
+// two pets, and waits until the replicas have it (waitCaughtUp, within 10s).
+func setupRouting(t *testing.T, c *cluster, waitCaughtUp func(context.Context) error) rtUser {
 	t.Helper()
 	m := c.DB.Migrator()
 	if err := m.DropTable(&rtPet{}, &rtUser{}); err != nil {
@@ -80,15 +80,8 @@ func setupRouting(t *testing.T, c *cluster, waitCaughtUp func()) rtUser {
 	if err := c.DB.Create(&u).Error; err != nil {
 		t.Fatal(err)
 	}
-	waitCaughtUp()
+	dbtest.Within(t, 10*time.Second, waitCaughtUp)
 	return u
-}
-
-func noErr(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // commonCases hold for every dialect.
@@ -463,14 +456,14 @@ func runRouting(t *testing.T, c *cluster, cases []routeCase) {
 func TestRouting(t *testing.T) {
 	for _, db := range []struct {
 		name  string
-		open  func(t *testing.T, o clusterOpts) (*cluster, func(testing.TB, time.Duration))
+		open  func(t *testing.T, o clusterOpts) (*cluster, func(context.Context) error)
 		cases func(rtUser) []routeCase
 	}{
-		{"postgres", func(t *testing.T, o clusterOpts) (*cluster, func(testing.TB, time.Duration)) {
+		{"postgres", func(t *testing.T, o clusterOpts) (*cluster, func(context.Context) error) {
 			c, pg := pgCluster(t, o)
 			return c, pg.WaitCaughtUp
 		}, pgCases},
-		{"mariadb", func(t *testing.T, o clusterOpts) (*cluster, func(testing.TB, time.Duration)) {
+		{"mariadb", func(t *testing.T, o clusterOpts) (*cluster, func(context.Context) error) {
 			c, my := mariaCluster(t, o)
 			return c, my.WaitCaughtUp
 		}, mariaCases},
@@ -478,10 +471,10 @@ func TestRouting(t *testing.T) {
 		for _, prepare := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/PrepareStmt=%v", db.name, prepare), func(t *testing.T) {
 				c, wait := db.open(t, clusterOpts{gorm: gorm.Config{PrepareStmt: prepare}, config: rwsplit.Config{Policy: policy.RoundRobin()}})
-				u := setupRouting(t, c, func() { wait(t, 10*time.Second) })
+				u := setupRouting(t, c, wait)
 				runRouting(t, c, append(commonCases(u), db.cases(u)...))
 				t.Run("both replicas serve reads", func(t *testing.T) { bothReplicasServe(t, c, u) })
-				t.Run("read-only transactions", func(t *testing.T) { readOnlyTx(t, c, u, wait) })
+				t.Run("read-only transactions", func(t *testing.T) { readOnlyTx(t, c, u) })
 			})
 		}
 	}
@@ -516,7 +509,7 @@ func bothReplicasServe(t *testing.T, c *cluster, u rtUser) {
 // readOnlyTx checks transactions that run on a replica: all their
 // statements on one replica, and a write inside fails with ErrReadOnly
 // without reaching any server.
-func readOnlyTx(t *testing.T, c *cluster, u rtUser, wait func(testing.TB, time.Duration)) {
+func readOnlyTx(t *testing.T, c *cluster, u rtUser) {
 	begins := map[string]func(fn func(tx *gorm.DB) error) error{
 		"Clauses(Replica).Transaction": func(fn func(tx *gorm.DB) error) error {
 			return c.DB.Clauses(rwsplit.Replica{}).Transaction(fn)
@@ -576,10 +569,10 @@ func readOnlyTx(t *testing.T, c *cluster, u rtUser, wait func(testing.TB, time.D
 // both on the primary with Clauses(rwsplit.Primary).
 func TestFirstOrCreate(t *testing.T) {
 	c, pg := pgCluster(t, clusterOpts{config: rwsplit.Config{Policy: policy.RoundRobin()}})
-	u := setupRouting(t, c, func() { pg.WaitCaughtUp(t, 10*time.Second) })
+	u := setupRouting(t, c, pg.WaitCaughtUp)
 	_ = u
 	for _, r := range pg.Replicas {
-		r.PauseReplay(t)
+		noErr(t, r.PauseReplay(t.Context()))
 	}
 	noErr(t, c.DB.Create(&rtUser{Name: "rt_foc"}).Error)
 
@@ -623,8 +616,6 @@ func TestFirstOrCreate(t *testing.T) {
 		t.Fatalf("FirstOrInit ran on %v, want one replica", nodes)
 	}
 	for _, r := range pg.Replicas {
-		r.ResumeReplay(t)
+		noErr(t, r.ResumeReplay(t.Context()))
 	}
 }
-
-var _ = strings.Contains

@@ -20,6 +20,7 @@ import (
 
 	"github.com/rwsplit/rwsplit"
 	"github.com/rwsplit/rwsplit/internal/testdb"
+	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 	"github.com/rwsplit/rwsplit/lagcheck"
 	"github.com/rwsplit/rwsplit/stickiness"
 )
@@ -30,19 +31,12 @@ type rtPost struct {
 	Body   string
 }
 
-func setupPosts(t testing.TB, c *cluster, wait func(testing.TB, time.Duration)) {
+func setupPosts(t testing.TB, c *cluster, waitCaughtUp func(context.Context) error) {
 	t.Helper()
-	noErr2(t, c.DB.Migrator().DropTable(&rtPost{}))
-	noErr2(t, c.DB.AutoMigrate(&rtPost{}))
-	noErr2(t, c.DB.Create(&rtPost{Author: "seed", Body: "seed"}).Error)
-	wait(t, 10*time.Second)
-}
-
-func noErr2(t testing.TB, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
+	noErr(t, c.DB.Migrator().DropTable(&rtPost{}))
+	noErr(t, c.DB.AutoMigrate(&rtPost{}))
+	noErr(t, c.DB.Create(&rtPost{Author: "seed", Body: "seed"}).Error)
+	dbtest.Within(t, 10*time.Second, waitCaughtUp)
 }
 
 // routeCounter counts, by node, the reads of users whose key starts with
@@ -123,7 +117,7 @@ func readYourWrites(t *testing.T, db *gorm.DB, n int) (misses int) {
 		user := "user-" + strconv.Itoa(i%20)
 		ctx := rwsplit.WithUser(context.Background(), user)
 		p := rtPost{Author: user, Body: "hello"}
-		noErr2(t, db.WithContext(ctx).Create(&p).Error)
+		noErr(t, db.WithContext(ctx).Create(&p).Error)
 		var got rtPost
 		err := db.WithContext(ctx).First(&got, p.ID).Error
 		switch {
@@ -147,8 +141,8 @@ func TestReadYourWrites(t *testing.T) {
 		inject func(pg *testdb.PGCluster)
 	}{
 		{"healthy", func(*testdb.PGCluster) {}},
-		{"replica1 apply delay 200ms", func(pg *testdb.PGCluster) { pg.Replicas[0].SetApplyDelay(t, 200*time.Millisecond) }},
-		{"replica1 paused", func(pg *testdb.PGCluster) { pg.Replicas[0].PauseReplay(t) }},
+		{"replica1 apply delay 200ms", func(pg *testdb.PGCluster) { noErr(t, pg.Replicas[0].SetApplyDelay(t.Context(), 200*time.Millisecond)) }},
+		{"replica1 paused", func(pg *testdb.PGCluster) { noErr(t, pg.Replicas[0].PauseReplay(t.Context())) }},
 	}
 	for _, mode := range []stickiness.Mode{stickiness.ModeCausal, stickiness.ModeWindow} {
 		for _, cond := range conditions {
@@ -208,11 +202,11 @@ func backToReplicas(t *testing.T, c *cluster, last *atomic.Value, n int, interva
 		time.Sleep(time.Duration(rand.Int64N(int64(interval))))
 		ctx := rwsplit.WithUser(context.Background(), "back-"+strconv.Itoa(i))
 		p := rtPost{Author: "back", Body: "x"}
-		noErr2(t, c.DB.WithContext(ctx).Create(&p).Error)
+		noErr(t, c.DB.WithContext(ctx).Create(&p).Error)
 		wrote := time.Now()
 		for {
 			var got rtPost
-			noErr2(t, c.DB.WithContext(ctx).First(&got, p.ID).Error)
+			noErr(t, c.DB.WithContext(ctx).First(&got, p.ID).Error)
 			if r := last.Load().(rwsplit.Route); isReplica(r.Node) {
 				if r.Reason != rwsplit.ReasonCausal {
 					t.Fatalf("a sticky read went to %s as %v", r.Node, r.Reason)
@@ -258,8 +252,8 @@ func TestReadYourWritesMariaDB(t *testing.T) {
 // stickiness through one Redis. A write through A, then a read through B,
 // never misses. With Redis down, B's keyed reads go to the primary.
 func TestTwoAppServersRedis(t *testing.T) {
-	srv := testdb.Redis(t)
-	pg := testdb.Postgres(t, 2)
+	srv := dbtest.Redis(t)
+	pg := dbtest.Postgres(t, 2)
 	open := func() *cluster {
 		client := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 		t.Cleanup(func() { client.Close() })
@@ -274,12 +268,12 @@ func TestTwoAppServersRedis(t *testing.T) {
 	for i := range 500 {
 		ctx := rwsplit.WithUser(context.Background(), "shared-"+strconv.Itoa(i%20))
 		p := rtPost{Author: "a", Body: "x"}
-		noErr2(t, a.DB.WithContext(ctx).Create(&p).Error)
+		noErr(t, a.DB.WithContext(ctx).Create(&p).Error)
 		var got rtPost
 		if err := b.DB.WithContext(ctx).First(&got, p.ID).Error; errors.Is(err, gorm.ErrRecordNotFound) {
 			misses++
 		} else {
-			noErr2(t, err)
+			noErr(t, err)
 		}
 	}
 	sb := b.Plugin.Stats()
@@ -293,12 +287,12 @@ func TestTwoAppServersRedis(t *testing.T) {
 	}
 
 	// Redis down: fail safe to the primary, never an error.
-	srv.Stop(t)
+	noErr(t, srv.Stop(t.Context()))
 	ctx := rwsplit.WithUser(context.Background(), "shared-1")
 	nodes := b.served("rt_posts", func() {
 		for range 20 {
 			var got rtPost
-			noErr2(t, b.DB.WithContext(ctx).First(&got, 1).Error)
+			noErr(t, b.DB.WithContext(ctx).First(&got, 1).Error)
 		}
 	})
 	sb = b.Plugin.Stats()
@@ -314,7 +308,7 @@ func TestTwoAppServersRedis(t *testing.T) {
 	// A read with no user never needs the store.
 	nodes = b.served("rt_posts", func() {
 		var got rtPost
-		noErr2(t, b.DB.First(&got, 1).Error)
+		noErr(t, b.DB.First(&got, 1).Error)
 	})
 	if len(nodes) != 1 || !isReplica(nodes[0]) {
 		t.Errorf("a read without a user ran on %v with Redis down, want a replica", nodes)
@@ -324,11 +318,11 @@ func TestTwoAppServersRedis(t *testing.T) {
 // TestCookieMiddleware: two app servers without Redis carry stickiness
 // in a signed cookie: a POST to A, then a GET to B, never misses.
 func TestCookieMiddleware(t *testing.T) {
-	pg := testdb.Postgres(t, 2)
+	pg := dbtest.Postgres(t, 2)
 	secret := []byte("0123456789abcdef0123456789abcdef")
 	server := func(c *cluster) (*httptest.Server, *stickiness.CookieMiddleware) {
 		mw, err := stickiness.NewCookieMiddleware(stickiness.CookieOptions{Secret: secret})
-		noErr2(t, err)
+		noErr(t, err)
 		mux := http.NewServeMux()
 		mux.HandleFunc("POST /posts", func(w http.ResponseWriter, r *http.Request) {
 			p := rtPost{Author: "web", Body: "x"}
@@ -363,7 +357,7 @@ func TestCookieMiddleware(t *testing.T) {
 	misses := 0
 	for range 300 {
 		resp, err := client.Post(srvA.URL+"/posts", "text/plain", nil)
-		noErr2(t, err)
+		noErr(t, err)
 		var id int64
 		_, _ = fmt.Fscan(resp.Body, &id)
 		resp.Body.Close()
@@ -371,7 +365,7 @@ func TestCookieMiddleware(t *testing.T) {
 			t.Fatalf("POST: %s", resp.Status)
 		}
 		resp, err = client.Get(srvB.URL + "/posts/" + strconv.FormatInt(id, 10))
-		noErr2(t, err)
+		noErr(t, err)
 		resp.Body.Close()
 		switch resp.StatusCode {
 		case 200:
@@ -399,25 +393,25 @@ func TestCookieMiddleware(t *testing.T) {
 func TestTableMode(t *testing.T) {
 	c, pg := pgCluster(t, clusterOpts{config: rwsplit.Config{Stickiness: stickiness.Config{Tables: true}}})
 	setupPosts(t, c, pg.WaitCaughtUp)
-	noErr2(t, c.DB.Migrator().DropTable(&rtUser{}))
-	noErr2(t, c.DB.AutoMigrate(&rtUser{}))
-	pg.WaitCaughtUp(t, 10*time.Second)
-	pg.Replicas[0].SetApplyDelay(t, 200*time.Millisecond)
+	noErr(t, c.DB.Migrator().DropTable(&rtUser{}))
+	noErr(t, c.DB.AutoMigrate(&rtUser{}))
+	dbtest.Within(t, 10*time.Second, pg.WaitCaughtUp)
+	noErr(t, pg.Replicas[0].SetApplyDelay(t.Context(), 200*time.Millisecond))
 	misses := 0
 	for range 500 {
 		p := rtPost{Author: "nobody", Body: "x"}
-		noErr2(t, c.DB.Create(&p).Error)
+		noErr(t, c.DB.Create(&p).Error)
 		var got rtPost
 		if err := c.DB.First(&got, p.ID).Error; errors.Is(err, gorm.ErrRecordNotFound) {
 			misses++
 		} else {
-			noErr2(t, err)
+			noErr(t, err)
 		}
 	}
 	nodes := c.served("rt_users", func() {
 		for range 20 {
 			var n int64
-			noErr2(t, c.DB.Model(&rtUser{}).Count(&n).Error)
+			noErr(t, c.DB.Model(&rtUser{}).Count(&n).Error)
 		}
 	})
 	t.Logf("table mode: %d misses of 500; reads of an unwritten table on %v", misses, nodes)
@@ -438,7 +432,7 @@ func TestStickyTransaction(t *testing.T) {
 	marks := c.Plugin.Stats().Sticky.Marks
 	rollback := errors.New("rollback")
 	err := c.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		noErr2(t, tx.Create(&rtPost{Author: "tx", Body: "x"}).Error)
+		noErr(t, tx.Create(&rtPost{Author: "tx", Body: "x"}).Error)
 		return rollback
 	})
 	if !errors.Is(err, rollback) {
@@ -449,7 +443,7 @@ func TestStickyTransaction(t *testing.T) {
 	}
 	nodes := c.served("rt_posts", func() {
 		var p rtPost
-		noErr2(t, c.DB.WithContext(ctx).First(&p, 1).Error)
+		noErr(t, c.DB.WithContext(ctx).First(&p, 1).Error)
 	})
 	if len(nodes) != 1 || !isReplica(nodes[0]) {
 		t.Fatalf("after a rollback the user's read ran on %v, want a replica", nodes)
@@ -458,7 +452,7 @@ func TestStickyTransaction(t *testing.T) {
 	var id int64
 	for _, prepared := range []bool{false, true} {
 		db := c.DB.Session(&gorm.Session{PrepareStmt: prepared})
-		noErr2(t, db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		noErr(t, db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 			p := rtPost{Author: "tx", Body: "x"}
 			err := tx.Create(&p).Error
 			id = p.ID
@@ -466,7 +460,7 @@ func TestStickyTransaction(t *testing.T) {
 		}))
 		nodes = c.served("rt_posts", func() {
 			var p rtPost
-			noErr2(t, c.DB.WithContext(ctx).First(&p, id).Error)
+			noErr(t, c.DB.WithContext(ctx).First(&p, id).Error)
 		})
 		if len(nodes) != 1 || nodes[0] != "primary" {
 			t.Fatalf("PrepareStmt=%v: after a commit the user's read ran on %v, want the primary", prepared, nodes)

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/rwsplit/rwsplit/internal/testdb"
+	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 )
 
 // Integration tests: real PostgreSQL 15 and MariaDB 10.11 replication
@@ -24,7 +25,7 @@ import (
 // not installed, failed when RWSPLIT_REQUIRE_DB=1). They share the clusters,
 // so none runs in parallel.
 
-func TestMain(m *testing.M) { os.Exit(testdb.Main(m)) }
+func TestMain(m *testing.M) { os.Exit(dbtest.Main(m)) }
 
 // Timing of the integration Checkers: fast enough to keep the tests short,
 // slow enough for a loaded 2-core machine under -race.
@@ -202,7 +203,7 @@ func startChecker(t *testing.T, cfg Config, dialect string, primary *sql.DB, rep
 // pgCluster returns the shared 2-replica PostgreSQL cluster and *sql.DBs on
 // its nodes, with a table to write to.
 func pgCluster(t *testing.T) (*testdb.PGCluster, *sql.DB, []*sql.DB) {
-	pg := testdb.Postgres(t, 2)
+	pg := dbtest.Postgres(t, 2)
 	leakCheck(t)
 	primary := openDB(t, "pgx", pg.Primary.DSN())
 	var replicas []*sql.DB
@@ -210,12 +211,12 @@ func pgCluster(t *testing.T) (*testdb.PGCluster, *sql.DB, []*sql.DB) {
 		replicas = append(replicas, openDB(t, "pgx", r.DSN()))
 	}
 	mustExec(t, primary, "CREATE TABLE IF NOT EXISTS lagcheck_ticks (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())")
-	pg.WaitCaughtUp(t, 10*time.Second)
+	dbtest.Within(t, 10*time.Second, pg.WaitCaughtUp)
 	return pg, primary, replicas
 }
 
 func mariaCluster(t *testing.T) (*testdb.MariaCluster, *sql.DB, []*sql.DB) {
-	maria := testdb.MariaDB(t, 1)
+	maria := dbtest.MariaDB(t, 1)
 	leakCheck(t)
 	primary := openDB(t, "mysql", maria.Primary.DSN())
 	var replicas []*sql.DB
@@ -223,7 +224,7 @@ func mariaCluster(t *testing.T) (*testdb.MariaCluster, *sql.DB, []*sql.DB) {
 		replicas = append(replicas, openDB(t, "mysql", r.DSN()))
 	}
 	mustExec(t, primary, "CREATE TABLE IF NOT EXISTS lagcheck_ticks (id BIGINT AUTO_INCREMENT PRIMARY KEY, at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6))")
-	maria.WaitCaughtUp(t, 10*time.Second)
+	dbtest.Within(t, 10*time.Second, maria.WaitCaughtUp)
 	return maria, primary, replicas
 }
 
@@ -248,7 +249,7 @@ func TestPGPauseReplay(t *testing.T) {
 	}
 
 	before := time.Now()
-	pg.Replicas[0].PauseReplay(t)
+	dbtest.Must(t, pg.Replicas[0].PauseReplay(t.Context()))
 	paused := time.Now()
 	ev := rec.wait(t, 0, Evicted, before, 5*time.Second)
 	lo, hi := before.Add(itMaxLag), paused.Add(itMaxLag+2*itInterval+slack)
@@ -265,7 +266,7 @@ func TestPGPauseReplay(t *testing.T) {
 	time.Sleep(time.Second)
 	stalest := c.Status()[0]
 	resumed := time.Now()
-	pg.Replicas[0].ResumeReplay(t)
+	dbtest.Must(t, pg.Replicas[0].ResumeReplay(t.Context()))
 	back := rec.wait(t, 0, Healthy, resumed, 5*time.Second)
 	if d := back.Reading.At.Sub(resumed); d > (itReadmit+1)*itInterval+slack {
 		t.Errorf("readmitted %v after resume; want within %v", d, (itReadmit+1)*itInterval+slack)
@@ -286,8 +287,8 @@ func TestPGApplyDelay(t *testing.T) {
 	rec := &changeLog{}
 	c := startChecker(t, itConfig(rec), "postgres", primary, replicas...)
 	stop := writeEvery(t, primary, 10*time.Millisecond, "INSERT INTO lagcheck_ticks DEFAULT VALUES")
-	pg.Replicas[0].SetApplyDelay(t, 2*time.Second)
-	defer pg.Replicas[0].SetApplyDelay(t, 0)
+	dbtest.Must(t, pg.Replicas[0].SetApplyDelay(t.Context(), 2*time.Second))
+	defer func() { dbtest.Must(t, pg.Replicas[0].SetApplyDelay(t.Context(), 0)) }()
 	time.Sleep(3 * time.Second)
 	var lags []time.Duration
 	for range 10 {
@@ -316,7 +317,7 @@ func TestPGCrash(t *testing.T) {
 	rec := &changeLog{}
 	c := startChecker(t, itConfig(rec), "postgres", primary, replicas...)
 	before := time.Now()
-	pg.Replicas[0].Crash(t)
+	dbtest.Must(t, pg.Replicas[0].Crash(t.Context()))
 	crashed := time.Now()
 	ev := rec.wait(t, 0, Evicted, before, 5*time.Second)
 	if d := ev.Reading.At.Sub(crashed); d > itInterval+slack {
@@ -325,7 +326,7 @@ func TestPGCrash(t *testing.T) {
 	if !IsConnError(ev.Reading.Err) {
 		t.Errorf("eviction error %T %v is not connection-class", ev.Reading.Err, ev.Reading.Err)
 	}
-	pg.Replicas[0].Start(t)
+	dbtest.Must(t, pg.Replicas[0].Start(t.Context()))
 	up := time.Now()
 	back := rec.wait(t, 0, Healthy, up, 5*time.Second)
 	if d := back.Reading.At.Sub(up); d > (itReadmit+1)*itInterval+slack {
@@ -386,12 +387,12 @@ func TestPGFreeze(t *testing.T) {
 	cfg.Probe = probe
 	c := startChecker(t, cfg, "postgres", primary, replicas...)
 	before := time.Now()
-	pg.Replicas[0].Freeze(t)
+	dbtest.Must(t, pg.Replicas[0].Freeze(t.Context()))
 	frozen := time.Now()
 	thawed := false
 	defer func() {
 		if !thawed {
-			pg.Replicas[0].Thaw(t)
+			dbtest.Must(t, pg.Replicas[0].Thaw(t.Context()))
 		}
 	}()
 	ev := rec.wait(t, 0, Evicted, before, 5*time.Second)
@@ -441,7 +442,7 @@ func TestPGFreeze(t *testing.T) {
 	}
 
 	thawStart := time.Now()
-	pg.Replicas[0].Thaw(t)
+	dbtest.Must(t, pg.Replicas[0].Thaw(t.Context()))
 	thawed = true
 	back := rec.wait(t, 0, Healthy, thawStart, 5*time.Second)
 	if d := back.Reading.At.Sub(thawStart); d > (itReadmit+1)*itInterval+slack {
@@ -533,7 +534,7 @@ func TestMariaDBStopSQLThread(t *testing.T) {
 	steady, _ := c.Lag(0)
 
 	before := time.Now()
-	maria.Replicas[0].StopSQLThread(t)
+	dbtest.Must(t, maria.Replicas[0].StopSQLThread(t.Context()))
 	stopped := time.Now()
 	ev := rec.wait(t, 0, Evicted, before, 5*time.Second)
 	if d := ev.Reading.At.Sub(stopped); d > 2*itInterval+slack {
@@ -548,7 +549,7 @@ func TestMariaDBStopSQLThread(t *testing.T) {
 		t.Errorf("stopped replica is %d transactions behind", st.Behind)
 	}
 	started := time.Now()
-	maria.Replicas[0].StartSQLThread(t)
+	dbtest.Must(t, maria.Replicas[0].StartSQLThread(t.Context()))
 	back := rec.wait(t, 0, Healthy, started, 5*time.Second)
 	if d := back.Reading.At.Sub(started); d > (itReadmit+1)*itInterval+slack {
 		t.Errorf("readmitted %v after the SQL thread restarted; want within %v", d, (itReadmit+1)*itInterval+slack)
@@ -619,8 +620,8 @@ func TestHeartbeat(t *testing.T) {
 			alone.OnStateChange = rec.add
 			c := startChecker(t, alone, dialect, primary, replicas...)
 			before := time.Now()
-			pg.Replicas[0].PauseReplay(t)
-			defer pg.Replicas[0].ResumeReplay(t)
+			dbtest.Must(t, pg.Replicas[0].PauseReplay(t.Context()))
+			defer func() { dbtest.Must(t, pg.Replicas[0].ResumeReplay(t.Context())) }()
 			ev := rec.wait(t, 0, Evicted, before, 5*time.Second)
 			if d := ev.Reading.At.Sub(before); d < itMaxLag || d > itMaxLag+2*itInterval+slack {
 				t.Errorf("heartbeat alone evicted a paused replica %v after the pause", d)

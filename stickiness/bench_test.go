@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/rwsplit/rwsplit/internal/testdb"
+	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 	"github.com/rwsplit/rwsplit/lagcheck"
 )
 
@@ -99,7 +99,7 @@ func BenchmarkMemoryHeap(b *testing.B) {
 }
 
 func BenchmarkRedisGet(b *testing.B) {
-	srv := testdb.Redis(b)
+	srv := dbtest.Redis(b)
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer client.Close()
 	s := NewRedis(client, RedisOptions{})
@@ -129,7 +129,7 @@ func BenchmarkRedisGet(b *testing.B) {
 }
 
 func BenchmarkRedisSet(b *testing.B) {
-	srv := testdb.Redis(b)
+	srv := dbtest.Redis(b)
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer client.Close()
 	s := NewRedis(client, RedisOptions{})

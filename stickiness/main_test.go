@@ -7,11 +7,11 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/rwsplit/rwsplit/internal/testdb"
+	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 	"github.com/rwsplit/rwsplit/lagcheck"
 )
 
-func TestMain(m *testing.M) { os.Exit(testdb.Main(m)) }
+func TestMain(m *testing.M) { os.Exit(dbtest.Main(m)) }
 
 const uuidA = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
 
@@ -76,6 +76,6 @@ func wantRecord(tb testing.TB, got Record, ok bool, want Record) {
 // handler, servers of earlier tests) are not the test's.
 func verifyNoLeaks(t *testing.T) {
 	t.Helper()
-	opts := append([]goleak.Option{goleak.IgnoreCurrent()}, testdb.LeakIgnores()...)
+	opts := append([]goleak.Option{goleak.IgnoreCurrent()}, dbtest.LeakIgnores()...)
 	t.Cleanup(func() { goleak.VerifyNone(t, opts...) })
 }

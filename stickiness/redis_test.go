@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/rwsplit/rwsplit/internal/testdb"
+	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 	"github.com/rwsplit/rwsplit/lagcheck"
 )
 
@@ -17,7 +18,7 @@ import (
 // client to it, and a Redis store with options o.
 func newRedisStore(tb testing.TB, o RedisOptions) (*testdb.RedisServer, *redis.Client, *Redis) {
 	tb.Helper()
-	srv := testdb.Redis(tb)
+	srv := dbtest.Redis(tb)
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	tb.Cleanup(func() { client.Close() })
 	s := NewRedis(client, o)
@@ -209,7 +210,7 @@ func TestRedisOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	srv.Stop(t)
+	dbtest.Must(t, srv.Stop(t.Context()))
 	const timeout = 200 * time.Millisecond
 	calls := []struct {
 		name string
@@ -233,7 +234,7 @@ func TestRedisOutage(t *testing.T) {
 		t.Logf("%s: %v after %v", c.name, err, elapsed)
 	}
 
-	srv.Start(t) // every key is lost
+	dbtest.Must(t, srv.Start(t.Context())) // every key is lost
 	if err := s.Set(ctx, "u", rec); err != nil {
 		t.Fatalf("Set after restart: %v", err)
 	}

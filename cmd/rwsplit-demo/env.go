@@ -106,7 +106,7 @@ func (e *env) setup() error {
 	if err := split.Create(&Counter{ID: 1}).Error; err != nil {
 		return err
 	}
-	return e.cluster.WaitCaughtUpContext(e.ctx)
+	return e.cluster.WaitCaughtUp(e.ctx)
 }
 
 func (e *env) close() {
@@ -171,8 +171,7 @@ func (e *env) pausedReplica() (result, error) {
 	var err error
 	r.dbresolver, r.split, err = e.both(func(name string, db *gorm.DB) (string, error) {
 		reads, err := e.underFault(db, 0,
-			func(ctx context.Context) error { return e.cluster.Replicas[0].PauseReplayContext(ctx) },
-			func(ctx context.Context) error { return e.cluster.Replicas[0].ResumeReplayContext(ctx) })
+			e.cluster.Replicas[0].PauseReplay, e.cluster.Replicas[0].ResumeReplay)
 		if err != nil {
 			return "", err
 		}
@@ -197,8 +196,7 @@ func (e *env) crashedReplica() (result, error) {
 	var err error
 	r.dbresolver, r.split, err = e.both(func(name string, db *gorm.DB) (string, error) {
 		reads, err := e.underFault(db, 0,
-			func(ctx context.Context) error { return e.cluster.Replicas[1].CrashContext(ctx) },
-			func(ctx context.Context) error { return e.cluster.Replicas[1].StartContext(ctx) })
+			e.cluster.Replicas[1].Crash, e.cluster.Replicas[1].Start)
 		if err != nil {
 			return "", err
 		}
@@ -298,7 +296,7 @@ func (e *env) underFault(db *gorm.DB, timeout time.Duration, inject, heal func(c
 	if herr != nil {
 		return nil, herr
 	}
-	if err := e.cluster.WaitCaughtUpContext(e.ctx); err != nil {
+	if err := e.cluster.WaitCaughtUp(e.ctx); err != nil {
 		return nil, err
 	}
 	time.Sleep(time.Second) // let the replicas come back into service

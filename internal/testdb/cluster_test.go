@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rwsplit/rwsplit/internal/testdb"
+	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 )
 
 // The checks that TestPostgres and TestMariaDB share: both clusters are a
@@ -19,13 +20,13 @@ import (
 // *testdb.MariaNode.
 type dbNode interface {
 	OpenDB(*testdb.Recorder) *sql.DB
-	WaitCaughtUp(testing.TB, time.Duration)
-	Crash(testing.TB)
-	Start(testing.TB)
+	WaitCaughtUp(context.Context) error
+	Crash(context.Context) error
+	Start(context.Context) error
 	Running() bool
-	Freeze(testing.TB)
+	Freeze(context.Context) error
 	Frozen() bool
-	Thaw(testing.TB)
+	Thaw(context.Context) error
 }
 
 // engine is how the shared checks do what each database does its own way,
@@ -81,10 +82,10 @@ func (kv kvTable[N]) insert(t *testing.T, k string) {
 
 // checkReplicates writes key a and checks that every replica has it after
 // waitAll, the cluster's WaitCaughtUp.
-func (kv kvTable[N]) checkReplicates(t *testing.T, waitAll func(testing.TB, time.Duration), replicas []N) {
+func (kv kvTable[N]) checkReplicates(t *testing.T, waitAll func(context.Context) error, replicas []N) {
 	t.Helper()
 	kv.insert(t, "a")
-	waitAll(t, 10*time.Second)
+	dbtest.Within(t, 10*time.Second, waitAll)
 	for _, r := range replicas {
 		if !kv.has(t, r, kv.table, "a") {
 			t.Errorf("%s: row a missing after WaitCaughtUp", kv.nodeName(r))
@@ -96,19 +97,19 @@ func (kv kvTable[N]) checkReplicates(t *testing.T, waitAll func(testing.TB, time
 // receives (described by held), key b written on the primary reaches r2
 // but not r1, and that r1 has it once release (described by released)
 // lets it go on.
-func (kv kvTable[N]) checkHoldBack(t *testing.T, r1, r2 N, hold, release func(testing.TB), held, released string) {
+func (kv kvTable[N]) checkHoldBack(t *testing.T, r1, r2 N, hold, release func(context.Context) error, held, released string) {
 	t.Helper()
-	hold(t)
+	dbtest.Must(t, hold(t.Context()))
 	kv.insert(t, "b")
-	r2.WaitCaughtUp(t, 10*time.Second)
+	dbtest.Within(t, 10*time.Second, r2.WaitCaughtUp)
 	if !kv.has(t, r2, kv.table, "b") {
 		t.Fatalf("%s: row b missing after WaitCaughtUp", kv.nodeName(r2))
 	}
 	if kv.has(t, r1, kv.table, "b") {
 		t.Fatalf("%s: row b visible while %s", kv.nodeName(r1), held)
 	}
-	release(t)
-	r1.WaitCaughtUp(t, 10*time.Second)
+	dbtest.Must(t, release(t.Context()))
+	dbtest.Within(t, 10*time.Second, r1.WaitCaughtUp)
 	if !kv.has(t, r1, kv.table, "b") {
 		t.Fatalf("%s: row b missing after %s", kv.nodeName(r1), released)
 	}
@@ -119,7 +120,7 @@ func (kv kvTable[N]) checkHoldBack(t *testing.T, r1, r2 N, hold, release func(te
 func (kv kvTable[N]) checkCrashAndStart(t *testing.T, r N) {
 	t.Helper()
 	name := kv.nodeName(r)
-	r.Crash(t)
+	dbtest.Must(t, r.Crash(t.Context()))
 	if r.Running() {
 		t.Fatalf("%s still running after Crash", name)
 	}
@@ -127,8 +128,8 @@ func (kv kvTable[N]) checkCrashAndStart(t *testing.T, r N) {
 		t.Fatalf("connect to crashed %s: %v, want connection refused", name, err)
 	}
 	kv.insert(t, "d")
-	r.Start(t)
-	r.WaitCaughtUp(t, 10*time.Second)
+	dbtest.Must(t, r.Start(t.Context()))
+	dbtest.Within(t, 10*time.Second, r.WaitCaughtUp)
 	if !kv.has(t, r, kv.table, "d") {
 		t.Fatalf("%s: row d missing after restart", name)
 	}
@@ -139,7 +140,7 @@ func (kv kvTable[N]) checkCrashAndStart(t *testing.T, r N) {
 func (kv kvTable[N]) checkFreezeAndThaw(t *testing.T, r N) {
 	t.Helper()
 	name := kv.nodeName(r)
-	r.Freeze(t)
+	dbtest.Must(t, r.Freeze(t.Context()))
 	if !r.Frozen() {
 		t.Fatal("Frozen() = false after Freeze")
 	}
@@ -153,7 +154,7 @@ func (kv kvTable[N]) checkFreezeAndThaw(t *testing.T, r N) {
 	if took := time.Since(start); took > 5*time.Second {
 		t.Fatalf("query on frozen %s took %v to give up", name, took)
 	}
-	r.Thaw(t)
+	dbtest.Must(t, r.Thaw(t.Context()))
 	if !kv.has(t, r, kv.table, "a") {
 		t.Fatalf("%s: row a missing after thaw", name)
 	}

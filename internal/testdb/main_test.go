@@ -12,13 +12,13 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/rwsplit/rwsplit/internal/testdb"
+	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 )
 
 // TestMain shows that Main's teardown leaves nothing behind: no goroutine
 // (proxies, process waiters, the spawner), no server process, no folder.
 func TestMain(m *testing.M) {
-	code := testdb.Main(m)
+	code := dbtest.Main(m)
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "testdb: goroutines left after Main: %v\n", err)
@@ -95,10 +95,10 @@ func tableName(prefix string) string {
 // per-test goleak check passes with LeakIgnores and would fail without.
 func TestLeakIgnores(t *testing.T) {
 	before := goleak.IgnoreCurrent()
-	s := testdb.Redis(t) // spawns a server: a reaper goroutine, maybe the spawner
-	s.Stop(t)
-	s.Start(t)
-	if err := goleak.Find(append(testdb.LeakIgnores(), before)...); err != nil {
+	s := dbtest.Redis(t) // spawns a server: a reaper goroutine, maybe the spawner
+	dbtest.Must(t, s.Stop(t.Context()))
+	dbtest.Must(t, s.Start(t.Context()))
+	if err := goleak.Find(append(dbtest.LeakIgnores(), before)...); err != nil {
 		t.Errorf("with LeakIgnores: %v", err)
 	}
 	if err := goleak.Find(before); err == nil {

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -58,21 +57,10 @@ type MariaNode struct {
 	logFile string
 }
 
-// MariaDB returns the package-wide MariaDB cluster with the given number of
-// replicas, starting it on the first call for that number. Later calls
-// return the same cluster after Reset, so each test starts from a healthy,
-// caught-up cluster. Main stops it; nothing is registered with tb.Cleanup.
-//
-// Without the server binaries, the test is skipped with a one-line reason
-// naming the package to install, or fails if RWSPLIT_REQUIRE_DB=1.
-func MariaDB(tb testing.TB, replicas int) *MariaCluster {
-	tb.Helper()
-	return sharedCluster(tb, registry.maria, "mariadb", replicas, findMariaBins, startMaria)
-}
-
 // StartMariaDB starts a MariaDB primary with the given number of GTID
-// replicas, for programs without a testing.TB. logf, if not nil, receives
-// progress messages. The caller must Close the cluster; Teardown also does.
+// replicas. logf, if not nil, receives progress messages. Without the server
+// binaries, the error wraps ErrMissingBinaries. The caller must Close the
+// cluster; Teardown also does.
 func StartMariaDB(ctx context.Context, replicas int, logf func(string, ...any)) (*MariaCluster, error) {
 	return startCluster(ctx, "mariadb", replicas, logf, findMariaBins, startMaria)
 }
@@ -352,17 +340,7 @@ func slaveStatus(ctx context.Context, conn *sql.Conn) (map[string]string, error)
 
 // SlaveStatus returns the replica's SHOW SLAVE STATUS, column name to value
 // (NULL as "NULL"), e.g. "Slave_SQL_Running", "Seconds_Behind_Master".
-func (n *MariaNode) SlaveStatus(tb testing.TB) map[string]string {
-	tb.Helper()
-	ctx, cancel := opCtx(tb, opTimeout)
-	defer cancel()
-	st, err := n.SlaveStatusContext(ctx)
-	must(tb, err)
-	return st
-}
-
-// SlaveStatusContext is SlaveStatus returning its error.
-func (n *MariaNode) SlaveStatusContext(ctx context.Context) (map[string]string, error) {
+func (n *MariaNode) SlaveStatus(ctx context.Context) (map[string]string, error) {
 	var st map[string]string
 	err := n.admin(ctx, "show slave status", func(ctx context.Context, conn *sql.Conn) (err error) {
 		st, err = slaveStatus(ctx, conn)
@@ -376,7 +354,7 @@ func (n *MariaNode) SlaveStatusContext(ctx context.Context) (map[string]string, 
 func (n *MariaNode) waitReplicating(ctx context.Context, io bool) error {
 	var last map[string]string
 	err := poll(ctx, 10*time.Millisecond, "wait for mariadb "+n.Name+" to replicate", func(ctx context.Context) (bool, error) {
-		st, err := n.SlaveStatusContext(ctx)
+		st, err := n.SlaveStatus(ctx)
 		if err != nil {
 			return false, err
 		}
@@ -449,13 +427,7 @@ func (n *MariaNode) OpenDB(r *Recorder) *sql.DB { return openDB(n.Connector(r)) 
 
 // StopSQLThread stops applying replicated events (STOP SLAVE SQL_THREAD):
 // the replica keeps receiving them and serves ever staler reads.
-func (n *MariaNode) StopSQLThread(tb testing.TB) {
-	tb.Helper()
-	run(tb, opTimeout, n.StopSQLThreadContext)
-}
-
-// StopSQLThreadContext is StopSQLThread returning its error.
-func (n *MariaNode) StopSQLThreadContext(ctx context.Context) error {
+func (n *MariaNode) StopSQLThread(ctx context.Context) error {
 	return n.admin(ctx, "stop SQL thread", func(ctx context.Context, conn *sql.Conn) error {
 		_, err := conn.ExecContext(ctx, "STOP SLAVE SQL_THREAD")
 		return err
@@ -463,13 +435,7 @@ func (n *MariaNode) StopSQLThreadContext(ctx context.Context) error {
 }
 
 // StartSQLThread resumes applying replicated events (START SLAVE SQL_THREAD).
-func (n *MariaNode) StartSQLThread(tb testing.TB) {
-	tb.Helper()
-	run(tb, opTimeout, n.StartSQLThreadContext)
-}
-
-// StartSQLThreadContext is StartSQLThread returning its error.
-func (n *MariaNode) StartSQLThreadContext(ctx context.Context) error {
+func (n *MariaNode) StartSQLThread(ctx context.Context) error {
 	err := n.admin(ctx, "start SQL thread", func(ctx context.Context, conn *sql.Conn) error {
 		_, err := conn.ExecContext(ctx, "START SLAVE SQL_THREAD")
 		return err
@@ -483,13 +449,7 @@ func (n *MariaNode) StartSQLThreadContext(ctx context.Context) error {
 // SetDelay makes the replica apply each event d after it was written on the
 // primary (STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=N; START SLAVE); N is
 // d in whole seconds, rounded up. 0 removes the delay.
-func (n *MariaNode) SetDelay(tb testing.TB, d time.Duration) {
-	tb.Helper()
-	run(tb, opTimeout, func(ctx context.Context) error { return n.SetDelayContext(ctx, d) })
-}
-
-// SetDelayContext is SetDelay returning its error.
-func (n *MariaNode) SetDelayContext(ctx context.Context, d time.Duration) error {
+func (n *MariaNode) SetDelay(ctx context.Context, d time.Duration) error {
 	if d < 0 {
 		return fmt.Errorf("testdb: mariadb %s: negative delay %v", n.Name, d)
 	}
@@ -510,25 +470,13 @@ func (n *MariaNode) SetDelayContext(ctx context.Context, d time.Duration) error 
 
 // Crash kills mariadbd with SIGKILL and waits until it is gone. Start brings
 // it back.
-func (n *MariaNode) Crash(tb testing.TB) {
-	tb.Helper()
-	run(tb, opTimeout, n.CrashContext)
-}
-
-// CrashContext is Crash returning its error.
-func (n *MariaNode) CrashContext(ctx context.Context) error { return n.kill(ctx, "crash") }
+func (n *MariaNode) Crash(ctx context.Context) error { return n.kill(ctx, "crash") }
 
 // Start restarts a crashed node on the same port and data folder, and waits
 // until it answers and, for a replica, replicates again (both threads
 // start, whatever their state before the crash). It does nothing if the
 // node is running.
-func (n *MariaNode) Start(tb testing.TB) {
-	tb.Helper()
-	run(tb, opTimeout, n.StartContext)
-}
-
-// StartContext is Start returning its error.
-func (n *MariaNode) StartContext(ctx context.Context) error {
+func (n *MariaNode) Start(ctx context.Context) error {
 	var replicating func(context.Context) error
 	if n.replica {
 		replicating = func(ctx context.Context) error { return n.waitReplicating(ctx, true) }
@@ -538,17 +486,7 @@ func (n *MariaNode) StartContext(ctx context.Context) error {
 
 // GTIDBinlogPos returns the node's @@gtid_binlog_pos: on the primary, every
 // transaction written so far ("" before the first).
-func (n *MariaNode) GTIDBinlogPos(tb testing.TB) string {
-	tb.Helper()
-	ctx, cancel := opCtx(tb, opTimeout)
-	defer cancel()
-	pos, err := n.GTIDBinlogPosContext(ctx)
-	must(tb, err)
-	return pos
-}
-
-// GTIDBinlogPosContext is GTIDBinlogPos returning its error.
-func (n *MariaNode) GTIDBinlogPosContext(ctx context.Context) (string, error) {
+func (n *MariaNode) GTIDBinlogPos(ctx context.Context) (string, error) {
 	var pos string
 	err := n.admin(ctx, "read gtid_binlog_pos", func(ctx context.Context, conn *sql.Conn) error {
 		return conn.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&pos)
@@ -558,15 +496,9 @@ func (n *MariaNode) GTIDBinlogPosContext(ctx context.Context) (string, error) {
 
 // WaitCaughtUp waits until the replica has applied every transaction the
 // primary had written at the call (@@gtid_binlog_pos, with
-// MASTER_GTID_WAIT), failing the test after timeout.
-func (n *MariaNode) WaitCaughtUp(tb testing.TB, timeout time.Duration) {
-	tb.Helper()
-	run(tb, timeout, n.WaitCaughtUpContext)
-}
-
-// WaitCaughtUpContext is WaitCaughtUp with the context's deadline as timeout.
-func (n *MariaNode) WaitCaughtUpContext(ctx context.Context) error {
-	return waitCaughtUp(ctx, n.cluster.Primary.GTIDBinlogPosContext, []*MariaNode{n}, (*MariaNode).waitGTID)
+// MASTER_GTID_WAIT), or until ctx ends (60s if ctx has no deadline).
+func (n *MariaNode) WaitCaughtUp(ctx context.Context) error {
+	return waitCaughtUp(ctx, n.cluster.Primary.GTIDBinlogPos, []*MariaNode{n}, (*MariaNode).waitGTID)
 }
 
 // waitGTID waits until the replica has applied pos.
@@ -603,38 +535,27 @@ func (n *MariaNode) waitGTID(ctx context.Context, pos string) error {
 }
 
 // WaitCaughtUp waits until every replica has applied every transaction the
-// primary had written at the call, failing the test after timeout.
-func (c *MariaCluster) WaitCaughtUp(tb testing.TB, timeout time.Duration) {
-	tb.Helper()
-	run(tb, timeout, c.WaitCaughtUpContext)
-}
-
-// WaitCaughtUpContext is WaitCaughtUp with the context's deadline as timeout.
-func (c *MariaCluster) WaitCaughtUpContext(ctx context.Context) error {
-	return waitCaughtUp(ctx, c.Primary.GTIDBinlogPosContext, c.Replicas, (*MariaNode).waitGTID)
+// primary had written at the call, or until ctx ends (60s if ctx has no
+// deadline).
+func (c *MariaCluster) WaitCaughtUp(ctx context.Context) error {
+	return waitCaughtUp(ctx, c.Primary.GTIDBinlogPos, c.Replicas, (*MariaNode).waitGTID)
 }
 
 // Reset restores the cluster to health: every node thawed and running, no
 // replication delay, both replication threads running, every replica caught
-// up. MariaDB calls it before returning an existing cluster.
-func (c *MariaCluster) Reset(tb testing.TB) {
-	tb.Helper()
-	run(tb, resetTimeout, c.ResetContext)
-}
-
-// ResetContext is Reset returning its error.
-func (c *MariaCluster) ResetContext(ctx context.Context) error {
+// up. dbtest.MariaDB calls it before returning an existing cluster.
+func (c *MariaCluster) Reset(ctx context.Context) error {
 	if err := resetNodes(ctx, c.nodes()); err != nil {
 		return err
 	}
 	for _, r := range c.Replicas {
-		st, err := r.SlaveStatusContext(ctx)
+		st, err := r.SlaveStatus(ctx)
 		if err != nil {
 			return fmt.Errorf("testdb: reset: %w", err)
 		}
 		switch {
 		case st["SQL_Delay"] != "0":
-			err = r.SetDelayContext(ctx, 0)
+			err = r.SetDelay(ctx, 0)
 		case st["Slave_IO_Running"] != "Yes" || st["Slave_SQL_Running"] != "Yes":
 			err = r.admin(ctx, "start slave", func(ctx context.Context, conn *sql.Conn) error {
 				_, err := conn.ExecContext(ctx, "START SLAVE")
@@ -648,7 +569,7 @@ func (c *MariaCluster) ResetContext(ctx context.Context) error {
 			return fmt.Errorf("testdb: reset: %w", err)
 		}
 	}
-	if err := c.WaitCaughtUpContext(ctx); err != nil {
+	if err := c.WaitCaughtUp(ctx); err != nil {
 		return fmt.Errorf("testdb: reset: %w", err)
 	}
 	return nil

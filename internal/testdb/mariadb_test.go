@@ -10,6 +10,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/rwsplit/rwsplit/internal/testdb"
+	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 )
 
 // myHas reports whether table has a row with key k on the node, over a
@@ -51,7 +52,7 @@ var mariaEngine = engine[*testdb.MariaNode]{
 }
 
 func TestMariaDB(t *testing.T) {
-	my := testdb.MariaDB(t, 2)
+	my := dbtest.MariaDB(t, 2)
 	kv := newKVTable(t, mariaEngine, my.Primary, my.Replicas, "my_kv")
 	r1, r2 := my.Replicas[0], my.Replicas[1]
 
@@ -74,11 +75,12 @@ func TestMariaDB(t *testing.T) {
 	t.Run("replicates", func(t *testing.T) { kv.checkReplicates(t, my.WaitCaughtUp, my.Replicas) })
 
 	t.Run("stop SQL thread", func(t *testing.T) {
-		stop := func(t testing.TB) {
-			r1.StopSQLThread(t)
-			if st := r1.SlaveStatus(t); st["Slave_SQL_Running"] != "No" || st["Slave_IO_Running"] != "Yes" {
+		stop := func(ctx context.Context) error {
+			dbtest.Must(t, r1.StopSQLThread(ctx))
+			if st := slaveStatus(t, r1); st["Slave_SQL_Running"] != "No" || st["Slave_IO_Running"] != "Yes" {
 				t.Fatalf("after StopSQLThread: SQL=%s IO=%s", st["Slave_SQL_Running"], st["Slave_IO_Running"])
 			}
+			return nil
 		}
 		kv.checkHoldBack(t, r1, r2, stop, r1.StartSQLThread, "its SQL thread is stopped", "StartSQLThread")
 	})
@@ -88,8 +90,8 @@ func TestMariaDB(t *testing.T) {
 	t.Run("delay", func(t *testing.T) {
 		// MASTER_DELAY counts from the event's timestamp, which has whole
 		// seconds: a 2 s delay shows as 1 to 2 s.
-		r1.SetDelay(t, 2*time.Second)
-		if st := r1.SlaveStatus(t); st["SQL_Delay"] != "2" {
+		dbtest.Must(t, r1.SetDelay(t.Context(), 2*time.Second))
+		if st := slaveStatus(t, r1); st["SQL_Delay"] != "2" {
 			t.Fatalf("SQL_Delay = %q, want 2", st["SQL_Delay"])
 		}
 		start := time.Now()
@@ -98,8 +100,8 @@ func TestMariaDB(t *testing.T) {
 		if took := time.Since(start); took < time.Second {
 			t.Fatalf("row c visible after %v, want >= 1s", took)
 		}
-		r1.SetDelay(t, 0)
-		if st := r1.SlaveStatus(t); st["SQL_Delay"] != "0" {
+		dbtest.Must(t, r1.SetDelay(t.Context(), 0))
+		if st := slaveStatus(t, r1); st["SQL_Delay"] != "0" {
 			t.Fatalf("SQL_Delay = %q after reset, want 0", st["SQL_Delay"])
 		}
 	})
@@ -109,15 +111,15 @@ func TestMariaDB(t *testing.T) {
 	t.Run("freeze and thaw", func(t *testing.T) { kv.checkFreezeAndThaw(t, r1) })
 
 	t.Run("MariaDB resets", func(t *testing.T) {
-		r1.StopSQLThread(t)
+		dbtest.Must(t, r1.StopSQLThread(t.Context()))
 		kv.insert(t, "e")
-		r2.Crash(t)
-		again := testdb.MariaDB(t, 2)
+		dbtest.Must(t, r2.Crash(t.Context()))
+		again := dbtest.MariaDB(t, 2)
 		if again != my {
 			t.Fatal("MariaDB(t, 2) returned another cluster")
 		}
 		for _, r := range my.Replicas {
-			st := r.SlaveStatus(t)
+			st := slaveStatus(t, r)
 			if !r.Running() || st["Slave_SQL_Running"] != "Yes" || st["Slave_IO_Running"] != "Yes" {
 				t.Fatalf("%s not healthy after reset: %v", r.Name, st)
 			}
@@ -139,4 +141,12 @@ func TestMariaDB(t *testing.T) {
 			t.Fatalf("name %q", r1.Name)
 		}
 	})
+}
+
+// slaveStatus returns r's SHOW SLAVE STATUS, failing the test on error.
+func slaveStatus(t *testing.T, r *testdb.MariaNode) map[string]string {
+	t.Helper()
+	st, err := r.SlaveStatus(t.Context())
+	dbtest.Must(t, err)
+	return st
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/rwsplit/rwsplit/internal/testdb"
+	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 )
 
 // fakeTB records how a helper ended the test, without ending the real one.
@@ -75,7 +76,7 @@ func TestMissingBinaries(t *testing.T) {
 	}{
 		{
 			name: "postgres", env: "RWSPLIT_PG_BINDIR", pkg: "apt-get install postgresql",
-			start: func(tb testing.TB) { testdb.Postgres(tb, 1) },
+			start: func(tb testing.TB) { dbtest.Postgres(tb, 1) },
 			startErr: func() error {
 				_, err := testdb.StartPostgres(context.Background(), 1, nil)
 				return err
@@ -83,7 +84,7 @@ func TestMissingBinaries(t *testing.T) {
 		},
 		{
 			name: "mariadb", env: "RWSPLIT_MARIADB_BINDIR", pkg: "apt-get install mariadb-server",
-			start: func(tb testing.TB) { testdb.MariaDB(tb, 1) },
+			start: func(tb testing.TB) { dbtest.MariaDB(tb, 1) },
 			startErr: func() error {
 				_, err := testdb.StartMariaDB(context.Background(), 1, nil)
 				return err
@@ -91,7 +92,7 @@ func TestMissingBinaries(t *testing.T) {
 		},
 		{
 			name: "redis", env: "RWSPLIT_REDIS_BINDIR", pkg: "apt-get install redis-server",
-			start: func(tb testing.TB) { testdb.Redis(tb) },
+			start: func(tb testing.TB) { dbtest.Redis(tb) },
 			startErr: func() error {
 				_, err := testdb.StartRedis(context.Background(), nil)
 				return err

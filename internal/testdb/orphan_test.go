@@ -49,6 +49,21 @@ func TestHelperOrphanChild(t *testing.T) {
 	panic("simulated test panic")
 }
 
+// requireBinaries skips the test unless PostgreSQL and Redis are
+// installed, or fails it if RWSPLIT_REQUIRE_DB=1: dbtest's rule, which this
+// in-package test cannot import (dbtest imports testdb).
+func requireBinaries(t *testing.T) {
+	t.Helper()
+	for _, check := range []func() error{CheckPostgres, CheckRedis} {
+		if err := check(); err != nil {
+			if os.Getenv("RWSPLIT_REQUIRE_DB") == "1" {
+				t.Fatal(err)
+			}
+			t.Skip(strings.ReplaceAll(err.Error(), "\n", " "))
+		}
+	}
+}
+
 // childServers parses the child's "dir" and "pid" lines.
 func childServers(t *testing.T, out []byte) (dirs []string, pids []int) {
 	t.Helper()
@@ -74,12 +89,7 @@ func childServers(t *testing.T, out []byte) (dirs []string, pids []int) {
 // TestSignalTearsDown shows that a SIGINT to a test process stops its
 // servers and removes their folders before it exits.
 func TestSignalTearsDown(t *testing.T) {
-	if _, err := findPGBins(); err != nil {
-		skipOrFatal(t, err)
-	}
-	if _, err := findRedisBin(); err != nil {
-		skipOrFatal(t, err)
-	}
+	requireBinaries(t)
 	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestHelperOrphanChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), orphanChildEnv+"=wait")
 	var out bytes.Buffer
@@ -127,12 +137,7 @@ func TestSignalTearsDown(t *testing.T) {
 // TestOrphansAfterPanic shows that servers die with a test process that
 // panics, and that the next run removes their folders and shared memory.
 func TestOrphansAfterPanic(t *testing.T) {
-	if _, err := findPGBins(); err != nil {
-		skipOrFatal(t, err)
-	}
-	if _, err := findRedisBin(); err != nil {
-		skipOrFatal(t, err)
-	}
+	requireBinaries(t)
 	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestHelperOrphanChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), orphanChildEnv+"=panic")
 	out, err := cmd.CombinedOutput()

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -81,22 +80,10 @@ func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint64(l)>>32, uint32
 
 var errAddrInUse = errors.New("address already in use")
 
-// Postgres returns the package-wide PostgreSQL cluster with the given number
-// of replicas, starting it on the first call for that number. Later calls
-// return the same cluster after Reset, so each test starts from a healthy,
-// caught-up cluster. Main stops it; nothing is registered with tb.Cleanup.
-//
-// Without the server binaries, the test is skipped with a one-line reason
-// naming the package to install, or fails if RWSPLIT_REQUIRE_DB=1.
-func Postgres(tb testing.TB, replicas int) *PGCluster {
-	tb.Helper()
-	return sharedCluster(tb, registry.pg, "postgres", replicas, findPGBins, startPG)
-}
-
 // StartPostgres starts a PostgreSQL primary with the given number of
-// streaming replicas, for programs without a testing.TB (the demo). logf,
-// if not nil, receives progress messages. The caller must Close the
-// cluster; Teardown also does.
+// streaming replicas. logf, if not nil, receives progress messages. Without
+// the server binaries, the error wraps ErrMissingBinaries. The caller must
+// Close the cluster; Teardown also does.
 func StartPostgres(ctx context.Context, replicas int, logf func(string, ...any)) (*PGCluster, error) {
 	return startCluster(ctx, "postgres", replicas, logf, findPGBins, startPG)
 }
@@ -416,37 +403,19 @@ func (n *PGNode) OpenDB(r *Recorder) *sql.DB { return openDB(n.Connector(r)) }
 
 // PauseReplay pauses WAL replay on a replica (pg_wal_replay_pause): it keeps
 // serving reads, ever staler, until ResumeReplay.
-func (n *PGNode) PauseReplay(tb testing.TB) {
-	tb.Helper()
-	run(tb, opTimeout, n.PauseReplayContext)
-}
-
-// PauseReplayContext is PauseReplay returning its error.
-func (n *PGNode) PauseReplayContext(ctx context.Context) error {
+func (n *PGNode) PauseReplay(ctx context.Context) error {
 	return n.exec(ctx, "pause replay", "SELECT pg_wal_replay_pause()")
 }
 
 // ResumeReplay resumes WAL replay on a replica (pg_wal_replay_resume).
-func (n *PGNode) ResumeReplay(tb testing.TB) {
-	tb.Helper()
-	run(tb, opTimeout, n.ResumeReplayContext)
-}
-
-// ResumeReplayContext is ResumeReplay returning its error.
-func (n *PGNode) ResumeReplayContext(ctx context.Context) error {
+func (n *PGNode) ResumeReplay(ctx context.Context) error {
 	return n.exec(ctx, "resume replay", "SELECT pg_wal_replay_resume()")
 }
 
 // SetApplyDelay makes a replica apply each commit d after it was made on
 // the primary (recovery_min_apply_delay, millisecond resolution); 0 removes
 // the delay. It returns once the new setting is in force.
-func (n *PGNode) SetApplyDelay(tb testing.TB, d time.Duration) {
-	tb.Helper()
-	run(tb, opTimeout, func(ctx context.Context) error { return n.SetApplyDelayContext(ctx, d) })
-}
-
-// SetApplyDelayContext is SetApplyDelay returning its error.
-func (n *PGNode) SetApplyDelayContext(ctx context.Context, d time.Duration) error {
+func (n *PGNode) SetApplyDelay(ctx context.Context, d time.Duration) error {
 	if d < 0 {
 		return fmt.Errorf("testdb: postgres %s: negative apply delay %v", n.Name, d)
 	}
@@ -481,26 +450,14 @@ func (n *PGNode) applyDelay(ctx context.Context) (time.Duration, error) {
 // Crash stops the server the way a crash would (pg_ctl stop -m immediate:
 // SIGQUIT, no shutdown checkpoint) and waits until it is gone: connections
 // are then refused. Start brings it back.
-func (n *PGNode) Crash(tb testing.TB) {
-	tb.Helper()
-	run(tb, opTimeout, n.CrashContext)
-}
-
-// CrashContext is Crash returning its error.
-func (n *PGNode) CrashContext(ctx context.Context) error {
+func (n *PGNode) Crash(ctx context.Context) error {
 	return n.halt(ctx, "crash", syscall.SIGQUIT, 10*time.Second)
 }
 
 // Start restarts a crashed node on the same port and data folder, and waits
 // until it accepts connections and, for a replica, streams from the primary
 // again. It does nothing if the node is running.
-func (n *PGNode) Start(tb testing.TB) {
-	tb.Helper()
-	run(tb, opTimeout, n.StartContext)
-}
-
-// StartContext is Start returning its error.
-func (n *PGNode) StartContext(ctx context.Context) error {
+func (n *PGNode) Start(ctx context.Context) error {
 	var streaming func(context.Context) error
 	if n.replica {
 		streaming = func(ctx context.Context) error { return n.cluster.waitStreaming(ctx, n) }
@@ -510,17 +467,7 @@ func (n *PGNode) StartContext(ctx context.Context) error {
 
 // ReplayLSN returns a replica's pg_last_wal_replay_lsn(): how far it has
 // applied the primary's WAL.
-func (n *PGNode) ReplayLSN(tb testing.TB) LSN {
-	tb.Helper()
-	ctx, cancel := opCtx(tb, opTimeout)
-	defer cancel()
-	l, err := n.ReplayLSNContext(ctx)
-	must(tb, err)
-	return l
-}
-
-// ReplayLSNContext is ReplayLSN returning its error.
-func (n *PGNode) ReplayLSNContext(ctx context.Context) (LSN, error) {
+func (n *PGNode) ReplayLSN(ctx context.Context) (LSN, error) {
 	var s *string
 	if err := n.queryRow(ctx, "read replay LSN", "SELECT pg_last_wal_replay_lsn()::text", nil, &s); err != nil {
 		return 0, err
@@ -532,17 +479,7 @@ func (n *PGNode) ReplayLSNContext(ctx context.Context) (LSN, error) {
 }
 
 // CurrentLSN returns the primary's pg_current_wal_lsn(): the end of its WAL.
-func (n *PGNode) CurrentLSN(tb testing.TB) LSN {
-	tb.Helper()
-	ctx, cancel := opCtx(tb, opTimeout)
-	defer cancel()
-	l, err := n.CurrentLSNContext(ctx)
-	must(tb, err)
-	return l
-}
-
-// CurrentLSNContext is CurrentLSN returning its error.
-func (n *PGNode) CurrentLSNContext(ctx context.Context) (LSN, error) {
+func (n *PGNode) CurrentLSN(ctx context.Context) (LSN, error) {
 	var s string
 	if err := n.queryRow(ctx, "read current LSN", "SELECT pg_current_wal_lsn()::text", nil, &s); err != nil {
 		return 0, err
@@ -551,15 +488,9 @@ func (n *PGNode) CurrentLSNContext(ctx context.Context) (LSN, error) {
 }
 
 // WaitCaughtUp waits until the replica has replayed the primary's WAL up to
-// pg_current_wal_lsn() as of the call, failing the test after timeout.
-func (n *PGNode) WaitCaughtUp(tb testing.TB, timeout time.Duration) {
-	tb.Helper()
-	run(tb, timeout, n.WaitCaughtUpContext)
-}
-
-// WaitCaughtUpContext is WaitCaughtUp with the context's deadline as timeout.
-func (n *PGNode) WaitCaughtUpContext(ctx context.Context) error {
-	return waitCaughtUp(ctx, n.cluster.Primary.CurrentLSNContext, []*PGNode{n}, (*PGNode).waitReplay)
+// pg_current_wal_lsn() as of the call, or until ctx ends.
+func (n *PGNode) WaitCaughtUp(ctx context.Context) error {
+	return waitCaughtUp(ctx, n.cluster.Primary.CurrentLSN, []*PGNode{n}, (*PGNode).waitReplay)
 }
 
 // waitReplay waits until the replica's replay LSN reaches target.
@@ -603,27 +534,15 @@ func (n *PGNode) waitReplay(ctx context.Context, target LSN) error {
 }
 
 // WaitCaughtUp waits until every replica has replayed the primary's WAL up
-// to pg_current_wal_lsn() as of the call, failing the test after timeout.
-func (c *PGCluster) WaitCaughtUp(tb testing.TB, timeout time.Duration) {
-	tb.Helper()
-	run(tb, timeout, c.WaitCaughtUpContext)
-}
-
-// WaitCaughtUpContext is WaitCaughtUp with the context's deadline as timeout.
-func (c *PGCluster) WaitCaughtUpContext(ctx context.Context) error {
-	return waitCaughtUp(ctx, c.Primary.CurrentLSNContext, c.Replicas, (*PGNode).waitReplay)
+// to pg_current_wal_lsn() as of the call, or until ctx ends.
+func (c *PGCluster) WaitCaughtUp(ctx context.Context) error {
+	return waitCaughtUp(ctx, c.Primary.CurrentLSN, c.Replicas, (*PGNode).waitReplay)
 }
 
 // Reset restores the cluster to health: every node thawed and running, WAL
 // replay resumed, no apply delay, every replica streaming and caught up.
-// Postgres calls it before returning an existing cluster.
-func (c *PGCluster) Reset(tb testing.TB) {
-	tb.Helper()
-	run(tb, resetTimeout, c.ResetContext)
-}
-
-// ResetContext is Reset returning its error.
-func (c *PGCluster) ResetContext(ctx context.Context) error {
+// dbtest.Postgres calls it before returning an existing cluster.
+func (c *PGCluster) Reset(ctx context.Context) error {
 	if err := resetNodes(ctx, c.nodes()); err != nil {
 		return err
 	}
@@ -637,12 +556,12 @@ func (c *PGCluster) ResetContext(ctx context.Context) error {
 			return fmt.Errorf("testdb: reset: %w", err)
 		}
 		if paused != "not paused" {
-			if err := r.ResumeReplayContext(ctx); err != nil {
+			if err := r.ResumeReplay(ctx); err != nil {
 				return fmt.Errorf("testdb: reset: %w", err)
 			}
 		}
 		if delay != 0 {
-			if err := r.SetApplyDelayContext(ctx, 0); err != nil {
+			if err := r.SetApplyDelay(ctx, 0); err != nil {
 				return fmt.Errorf("testdb: reset: %w", err)
 			}
 		}
@@ -650,7 +569,7 @@ func (c *PGCluster) ResetContext(ctx context.Context) error {
 	if err := c.waitStreaming(ctx, c.Replicas...); err != nil {
 		return fmt.Errorf("testdb: reset: %w", err)
 	}
-	if err := c.WaitCaughtUpContext(ctx); err != nil {
+	if err := c.WaitCaughtUp(ctx); err != nil {
 		return fmt.Errorf("testdb: reset: %w", err)
 	}
 	return nil

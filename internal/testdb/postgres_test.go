@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/rwsplit/rwsplit/internal/testdb"
+	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 )
 
 // pgHas reports whether table has a row with key k on the node, over a
@@ -60,7 +61,7 @@ var pgEngine = engine[*testdb.PGNode]{
 }
 
 func TestPostgres(t *testing.T) {
-	pg := testdb.Postgres(t, 2)
+	pg := dbtest.Postgres(t, 2)
 	kv := newKVTable(t, pgEngine, pg.Primary, pg.Replicas, "pg_kv")
 	r1, r2 := pg.Replicas[0], pg.Replicas[1]
 	if got := []string{pg.Primary.Name, r1.Name, r2.Name}; !slices.Equal(got, []string{"primary", "replica1", "replica2"}) {
@@ -88,7 +89,11 @@ func TestPostgres(t *testing.T) {
 
 	t.Run("replicates", func(t *testing.T) {
 		kv.checkReplicates(t, pg.WaitCaughtUp, pg.Replicas)
-		if l := r1.ReplayLSN(t); l < pg.Primary.CurrentLSN(t)-1<<20 || l == 0 {
+		l, err := r1.ReplayLSN(t.Context())
+		dbtest.Must(t, err)
+		cur, err := pg.Primary.CurrentLSN(t.Context())
+		dbtest.Must(t, err)
+		if l < cur-1<<20 || l == 0 {
 			t.Errorf("replay LSN %v far from the primary's", l)
 		}
 	})
@@ -99,14 +104,14 @@ func TestPostgres(t *testing.T) {
 
 	t.Run("apply delay", func(t *testing.T) {
 		const delay = 300 * time.Millisecond
-		r1.SetApplyDelay(t, delay)
+		dbtest.Must(t, r1.SetApplyDelay(t.Context(), delay))
 		start := time.Now()
 		kv.insert(t, "c")
 		eventually(t, 10*time.Second, "row c on replica1", func(context.Context) bool { return pgHas(t, r1, kv.table, "c") })
 		if took := time.Since(start); took < delay {
 			t.Fatalf("row c visible after %v, want >= %v", took, delay)
 		}
-		r1.SetApplyDelay(t, 0)
+		dbtest.Must(t, r1.SetApplyDelay(t.Context(), 0))
 		db := r1.OpenDB(nil)
 		defer db.Close()
 		var setting string
@@ -122,11 +127,11 @@ func TestPostgres(t *testing.T) {
 	t.Run("replica is read-only", func(t *testing.T) { kv.checkReadOnly(t, r1) })
 
 	t.Run("Postgres resets", func(t *testing.T) {
-		r1.PauseReplay(t)
-		r2.SetApplyDelay(t, time.Hour)
+		dbtest.Must(t, r1.PauseReplay(t.Context()))
+		dbtest.Must(t, r2.SetApplyDelay(t.Context(), time.Hour))
 		kv.insert(t, "e")
-		r1.Freeze(t)
-		again := testdb.Postgres(t, 2)
+		dbtest.Must(t, r1.Freeze(t.Context()))
+		again := dbtest.Postgres(t, 2)
 		if again != pg {
 			t.Fatal("Postgres(t, 2) returned another cluster")
 		}

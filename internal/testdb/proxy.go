@@ -10,7 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -34,21 +33,8 @@ type Proxy struct {
 	closeOnce sync.Once
 }
 
-// NewProxy starts a proxy to targetAddr ("127.0.0.1:5432") for the test and
-// closes it when the test ends.
-func NewProxy(tb testing.TB, targetAddr string) *Proxy {
-	tb.Helper()
-	p, err := StartProxy(targetAddr)
-	if err != nil {
-		tb.Fatal(err)
-		return nil
-	}
-	tb.Cleanup(func() { p.Close() })
-	return p
-}
-
-// StartProxy starts a proxy to targetAddr, for programs without a
-// testing.TB. The caller must Close it; Teardown also does.
+// StartProxy starts a proxy to targetAddr ("127.0.0.1:5432"). The caller
+// must Close it; Teardown also does.
 func StartProxy(targetAddr string) (*Proxy, error) {
 	for attempt := 1; ; attempt++ {
 		port, err := reservePort()

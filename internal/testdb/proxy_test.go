@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/rwsplit/rwsplit/internal/testdb"
+	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 )
 
 // roundTrips times n SELECT 1 round trips on conn.
@@ -28,8 +28,8 @@ func roundTrips(t *testing.T, conn *pgx.Conn, n int) []time.Duration {
 }
 
 func TestProxyLatencyPostgres(t *testing.T) {
-	pg := testdb.Postgres(t, 2)
-	p := testdb.NewProxy(t, pg.Primary.Addr())
+	pg := dbtest.Postgres(t, 2)
+	p := dbtest.Proxy(t, pg.Primary.Addr())
 	if p.Port() < 20000 || p.Port() >= 32000 || p.Addr() != fmt.Sprintf("127.0.0.1:%d", p.Port()) {
 		t.Fatalf("proxy on %s", p.Addr())
 	}
@@ -67,8 +67,8 @@ func TestProxyLatencyPostgres(t *testing.T) {
 }
 
 func TestProxyMariaDB(t *testing.T) {
-	my := testdb.MariaDB(t, 2)
-	p := testdb.NewProxy(t, my.Primary.Addr())
+	my := dbtest.MariaDB(t, 2)
+	p := dbtest.Proxy(t, my.Primary.Addr())
 	cfg := my.Primary.Config()
 	cfg.Addr = p.Addr()
 	cfg.InterpolateParams = true

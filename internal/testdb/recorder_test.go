@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/rwsplit/rwsplit/internal/testdb"
+	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 )
 
 func openMySQL(dsn string) (*sql.DB, error) {
@@ -39,7 +40,7 @@ func nodesOf(execs []testdb.Exec, sql string) []string {
 }
 
 func TestRecorderPostgres(t *testing.T) {
-	pg := testdb.Postgres(t, 2)
+	pg := dbtest.Postgres(t, 2)
 	var rec testdb.Recorder
 	primary := pg.Primary.OpenDB(&rec)
 	defer primary.Close()
@@ -133,7 +134,7 @@ func TestRecorderPostgres(t *testing.T) {
 }
 
 func TestRecorderMariaDB(t *testing.T) {
-	my := testdb.MariaDB(t, 2)
+	my := dbtest.MariaDB(t, 2)
 	var rec testdb.Recorder
 	primary := my.Primary.OpenDB(&rec)
 	defer primary.Close()

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -31,36 +30,9 @@ type RedisServer struct {
 	closeErr  error
 }
 
-// Redis starts a fresh redis-server for the test and stops it when the test
-// ends: each call has its own server, so no test sees another's keys.
-//
-// Without the binary, the test is skipped with a one-line reason naming the
-// package to install, or fails if RWSPLIT_REQUIRE_DB=1.
-func Redis(tb testing.TB) *RedisServer {
-	tb.Helper()
-	bin, err := findRedisBin()
-	if err != nil {
-		skipOrFatal(tb, err)
-		return nil
-	}
-	ctx, cancel := opCtx(tb, startTimeout)
-	defer cancel()
-	s, err := startRedis(ctx, bin, nil)
-	if err != nil {
-		tb.Fatal(err)
-		return nil
-	}
-	tb.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			tb.Error(err)
-		}
-	})
-	return s
-}
-
-// StartRedis starts a redis-server, for programs without a testing.TB. logf,
-// if not nil, receives progress messages. The caller must Close it;
-// Teardown also does.
+// StartRedis starts a fresh redis-server. logf, if not nil, receives
+// progress messages. Without the binary, the error wraps
+// ErrMissingBinaries. The caller must Close it; Teardown also does.
 func StartRedis(ctx context.Context, logf func(string, ...any)) (*RedisServer, error) {
 	bin, err := findRedisBin()
 	if err != nil {
@@ -172,25 +144,13 @@ func (s *RedisServer) Running() bool { return s.running() }
 // Stop shuts redis-server down (SIGTERM) and waits until it is gone:
 // connections are then refused, and every key is lost. Start brings it back
 // on the same port.
-func (s *RedisServer) Stop(tb testing.TB) {
-	tb.Helper()
-	run(tb, opTimeout, s.StopContext)
-}
-
-// StopContext is Stop returning its error.
-func (s *RedisServer) StopContext(ctx context.Context) error {
+func (s *RedisServer) Stop(ctx context.Context) error {
 	return s.halt(ctx, "stop", syscall.SIGTERM, 0)
 }
 
 // Start restarts a stopped redis-server on the same port and waits until it
 // answers PING. It does nothing if the server is running.
-func (s *RedisServer) Start(tb testing.TB) {
-	tb.Helper()
-	run(tb, opTimeout, s.StartContext)
-}
-
-// StartContext is Start returning its error.
-func (s *RedisServer) StartContext(ctx context.Context) error {
+func (s *RedisServer) Start(ctx context.Context) error {
 	return s.start(ctx, s.startLocked, nil)
 }
 

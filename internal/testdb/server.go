@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -224,13 +223,7 @@ func (n *node) Frozen() bool {
 // Freeze stops the server and all its processes with SIGSTOP: it hangs
 // instead of failing. Connections are still accepted by the kernel, but
 // nothing answers. Thaw resumes it.
-func (n *node) Freeze(tb testing.TB) {
-	tb.Helper()
-	must(tb, n.FreezeContext(context.Background()))
-}
-
-// FreezeContext is Freeze returning its error.
-func (n *node) FreezeContext(ctx context.Context) error {
+func (n *node) Freeze(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -251,13 +244,7 @@ func (n *node) FreezeContext(ctx context.Context) error {
 
 // Thaw resumes a frozen server with SIGCONT. It does nothing if the server
 // is not frozen.
-func (n *node) Thaw(tb testing.TB) {
-	tb.Helper()
-	must(tb, n.ThawContext(context.Background()))
-}
-
-// ThawContext is Thaw returning its error.
-func (n *node) ThawContext(ctx context.Context) error {
+func (n *node) Thaw(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -292,15 +279,6 @@ func (c errConnector) Driver() driver.Driver                        { return err
 type errDriver errConnector
 
 func (d errDriver) Open(string) (driver.Conn, error) { return nil, d.err }
-
-// run is a helper called with a testing.TB: it calls f with a context of
-// the given timeout and fails the test on f's error.
-func run(tb testing.TB, timeout time.Duration, f func(context.Context) error) {
-	tb.Helper()
-	ctx, cancel := opCtx(tb, timeout)
-	defer cancel()
-	must(tb, f(ctx))
-}
 
 // cluster is what PGCluster and MariaCluster share: the folder, binaries and
 // OS user of a primary with its replicas, the progress log, and Close's
@@ -390,17 +368,17 @@ func closeCluster[N member](c *cluster, self closer, nodes []N) error {
 
 // restarter is what resetNodes needs of a *PGNode or *MariaNode.
 type restarter interface {
-	ThawContext(context.Context) error
-	StartContext(context.Context) error
+	Thaw(context.Context) error
+	Start(context.Context) error
 }
 
 // resetNodes thaws and starts every node, the start of a cluster's Reset.
 func resetNodes[N restarter](ctx context.Context, nodes []N) error {
 	for _, n := range nodes {
-		if err := n.ThawContext(ctx); err != nil {
+		if err := n.Thaw(ctx); err != nil {
 			return err
 		}
-		if err := n.StartContext(ctx); err != nil {
+		if err := n.Start(ctx); err != nil {
 			return fmt.Errorf("testdb: reset: %w", err)
 		}
 	}
@@ -424,37 +402,6 @@ func waitCaughtUp[P any, N any](ctx context.Context, current func(context.Contex
 
 // clusterStart starts a cluster: startPG, startMaria.
 type clusterStart[C any] func(ctx context.Context, bins map[string]string, replicas int, logf func(string, ...any)) (C, error)
-
-// sharedCluster is Postgres and MariaDB: the package-wide cluster of kind
-// ("postgres", "mariadb") in m with the given number of replicas, started on
-// first use from the binaries that findBins finds, reset on later ones.
-func sharedCluster[C interface{ Reset(testing.TB) }](tb testing.TB, m map[int]*entry[C], kind string, replicas int,
-	findBins func() (map[string]string, error), start clusterStart[C]) C {
-	tb.Helper()
-	var none C
-	bins, err := findBins()
-	if err != nil {
-		skipOrFatal(tb, err)
-		return none
-	}
-	sl := newStartLog()
-	c, started, err := shared(m, replicas, func() (C, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-		defer cancel()
-		return start(ctx, bins, replicas, sl.logf)
-	})
-	if started {
-		tb.Logf("testdb: %s primary + %d replicas: start-up (%v)\n%s", kind, replicas, time.Since(sl.t0).Round(time.Millisecond), sl)
-	}
-	if err != nil {
-		tb.Fatal(err)
-		return none
-	}
-	if !started {
-		c.Reset(tb)
-	}
-	return c
-}
 
 // startCluster is StartPostgres and StartMariaDB: it starts a cluster of
 // kind from the binaries that findBins finds, with logf's messages

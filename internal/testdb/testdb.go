@@ -1,39 +1,36 @@
-// Package testdb starts real database servers for rwsplit's integration
-// tests: PostgreSQL 15 streaming replication, MariaDB GTID replication and
-// Redis, from the machine's own server binaries, in temporary folders, on free
-// loopback ports. It also injects the faults that read/write splitting must
-// survive (replay paused, apply delay, crashed or frozen replicas, network
-// latency), and records which node executed each statement at the driver.
+// Package testdb starts and controls real database servers for rwsplit's
+// integration tests and demo: PostgreSQL 15 streaming replication, MariaDB
+// GTID replication and Redis, from the machine's own server binaries, in
+// temporary folders, on free loopback ports. It injects the faults that
+// read/write splitting must survive (replay paused, apply delay, crashed or
+// frozen replicas, network latency), and records which node executed each
+// statement at the driver.
 //
-// Each cluster starts once per test binary, on first use, and Main stops it:
+// Every server-control method takes a context and returns an error; the
+// package does not import testing. Tests use it through package dbtest,
+// which shares one cluster per test binary and skips tests whose server
+// binaries are missing:
 //
-//	func TestMain(m *testing.M) { os.Exit(testdb.Main(m)) }
+//	func TestMain(m *testing.M) { os.Exit(dbtest.Main(m)) }
 //
 //	func TestStaleRead(t *testing.T) {
-//		pg := testdb.Postgres(t, 2) // primary + 2 streaming replicas, healthy
-//		pg.Replicas[0].PauseReplay(t)
+//		pg := dbtest.Postgres(t, 2) // primary + 2 streaming replicas, healthy
+//		dbtest.Must(t, pg.Replicas[0].PauseReplay(t.Context()))
 //		// ... write on pg.Primary, read through the plugin, assert ...
 //	}
 //
-// Clusters are shared by every test of the binary. Postgres and MariaDB
-// restore them to health (Reset) before returning them, so a test may break a
-// replica and leave it broken; but tests that inject faults must not run in
-// parallel with tests using the same cluster.
+// A program starts servers with StartPostgres, StartMariaDB, StartRedis and
+// StartProxy, and calls Teardown before it exits. Environment variables:
 //
-// When a server's binaries are missing, Postgres, MariaDB and Redis skip the
-// test with a one-line reason naming the Debian package to install, or fail it
-// when RWSPLIT_REQUIRE_DB=1 (as in CI). Environment variables:
-//
-//	RWSPLIT_REQUIRE_DB=1       missing binaries fail the test instead of skipping it
 //	RWSPLIT_PG_BINDIR=DIR      where postgres, initdb and pg_basebackup are
 //	                           (default: newest /usr/lib/postgresql/*/bin, then PATH)
 //	RWSPLIT_MARIADB_BINDIR=DIR where mariadbd and mariadb-install-db are (default: /usr/sbin, /usr/bin, PATH)
 //	RWSPLIT_REDIS_BINDIR=DIR   where redis-server is (default: /usr/bin, PATH)
 //	RWSPLIT_TESTDB_KEEP=1      keep the temporary folders (data and server logs) after teardown
 //
-// Servers run as the OS users postgres and mysql when the test runs as root
-// (both refuse to run as root), and as the current user otherwise. If the
-// test binary dies without tearing down (a panic, go test -timeout), the
+// Servers run as the OS users postgres and mysql when the process runs as
+// root (both refuse to run as root), and as the current user otherwise. If
+// the process dies without tearing down (a panic, go test -timeout), the
 // kernel kills the servers with it, and the next run removes the orphaned
 // folders.
 package testdb
@@ -43,16 +40,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
-
-	"go.uber.org/goleak"
 )
 
 // ErrMissingBinaries is wrapped by the start functions' errors when a
@@ -60,76 +53,16 @@ import (
 // binaries, where they were looked for and the package to install.
 var ErrMissingBinaries = errors.New("testdb: database server binaries missing")
 
-const (
-	envRequire = "RWSPLIT_REQUIRE_DB"
-	envKeep    = "RWSPLIT_TESTDB_KEEP"
+const envKeep = "RWSPLIT_TESTDB_KEEP"
 
-	// startTimeout bounds the start of one cluster, retries included.
-	startTimeout = 2 * time.Minute
-	// opTimeout bounds one fault-injection helper called with a testing.TB.
-	opTimeout = 30 * time.Second
-	// resetTimeout bounds Reset, catching up included.
-	resetTimeout = time.Minute
-)
-
-// Main runs the tests and then stops every cluster, server and proxy this
-// package started, and removes their folders. It returns the exit code for
-// os.Exit. A SIGINT or SIGTERM during the run also tears everything down
-// before the process exits.
-func Main(m *testing.M) int {
-	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		select {
-		case sig := <-sigc:
-			fmt.Fprintf(os.Stderr, "testdb: %v: stopping database servers\n", sig)
-			if err := Teardown(); err != nil {
-				fmt.Fprintln(os.Stderr, err)
-			}
-			os.Exit(1)
-		case <-done:
-		}
-	}()
-	defer func() {
-		signal.Stop(sigc)
-		close(done)
-		wg.Wait()
-	}()
-	code := runTests(m)
-	if err := Teardown(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		if code == 0 {
-			code = 1
-		}
-	}
-	return code
-}
-
-// runTests runs m, tearing down even if m.Run panics in this goroutine.
-func runTests(m *testing.M) int {
-	defer func() {
-		if r := recover(); r != nil {
-			_ = Teardown()
-			panic(r)
-		}
-	}()
-	return m.Run()
-}
-
-// Teardown stops every cluster, server and proxy this package started
-// (shared or not), kills any process left, removes the folders and frees the
-// ports. Main calls it; call it yourself only without Main. It is safe to
-// call more than once.
+// Teardown stops every cluster, server and proxy this package started,
+// kills any process left, removes the folders and frees the ports.
+// dbtest.Main calls it after the tests; a program calls it before it exits.
+// It is safe to call more than once.
 func Teardown() error {
 	registry.Lock()
 	list := registry.closers
 	registry.closers = nil
-	clear(registry.pg)
-	clear(registry.maria)
 	registry.Unlock()
 
 	var errs []error
@@ -156,13 +89,11 @@ func Teardown() error {
 // closer is anything Teardown must stop.
 type closer interface{ Close() error }
 
-// registry holds the shared clusters and everything Teardown must stop.
-var registry = struct {
+// registry holds everything Teardown must stop.
+var registry struct {
 	sync.Mutex
-	pg      map[int]*entry[*PGCluster]
-	maria   map[int]*entry[*MariaCluster]
 	closers []closer
-}{pg: map[int]*entry[*PGCluster]{}, maria: map[int]*entry[*MariaCluster]{}}
+}
 
 func track(c closer) {
 	registry.Lock()
@@ -179,86 +110,6 @@ func untrack(c closer) {
 			return
 		}
 	}
-}
-
-// entry is one shared cluster: ready is closed once c or err is set.
-type entry[C any] struct {
-	ready chan struct{}
-	c     C
-	err   error
-}
-
-// shared returns the cluster stored under key, starting it with start on
-// first use; started reports whether this call started it. Concurrent first
-// callers wait for one start; a failed start is remembered, so later callers
-// fail at once with the same error.
-func shared[C any](m map[int]*entry[C], key int, start func() (C, error)) (c C, started bool, err error) {
-	registry.Lock()
-	e, ok := m[key]
-	if !ok {
-		e = &entry[C]{ready: make(chan struct{})}
-		m[key] = e
-	}
-	registry.Unlock()
-	if ok {
-		<-e.ready
-		return e.c, false, e.err
-	}
-	e.c, e.err = start()
-	close(e.ready)
-	return e.c, true, e.err
-}
-
-// startLog collects the progress messages of one cluster's start, each
-// stamped with the time since the start, to be logged by the test.
-type startLog struct {
-	t0    time.Time
-	mu    sync.Mutex
-	lines []string
-}
-
-func newStartLog() *startLog { return &startLog{t0: time.Now()} }
-
-func (l *startLog) logf(format string, args ...any) {
-	line := fmt.Sprintf("%7.3fs ", time.Since(l.t0).Seconds()) + fmt.Sprintf(format, args...)
-	l.mu.Lock()
-	l.lines = append(l.lines, line)
-	l.mu.Unlock()
-}
-
-func (l *startLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return "\t" + strings.Join(l.lines, "\n\t")
-}
-
-// skipOrFatal ends the test for a start error: a skip for missing binaries
-// (unless RWSPLIT_REQUIRE_DB=1), a failure otherwise.
-func skipOrFatal(tb testing.TB, err error) {
-	tb.Helper()
-	if errors.Is(err, ErrMissingBinaries) {
-		reason := strings.ReplaceAll(err.Error(), "\n", " ")
-		if os.Getenv(envRequire) == "1" {
-			tb.Fatalf("%s (%s=1)", reason, envRequire)
-		}
-		tb.Skip(reason)
-	}
-	tb.Fatal(err)
-}
-
-// must fails the test on err.
-func must(tb testing.TB, err error) {
-	tb.Helper()
-	if err != nil {
-		tb.Fatal(err)
-	}
-}
-
-// opCtx is the context of a helper called with a testing.TB. It does not
-// derive from tb.Context(), which is cancelled before cleanups run: a test
-// may well call Thaw or Start from t.Cleanup.
-func opCtx(_ testing.TB, d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), d)
 }
 
 // errStop ends a poll with its error, without retrying.
@@ -436,21 +287,10 @@ func isExecutable(p string) bool {
 	return err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0
 }
 
-// LeakIgnores returns goleak options that ignore the goroutines testdb keeps
-// while its servers run: one per server process (it reaps the process) and
-// one that starts server processes. Pass them to goleak.VerifyNone in a test
-// that runs while shared clusters are up; after Main, none is left.
-func LeakIgnores() []goleak.Option {
-	return []goleak.Option{
-		goleak.IgnoreAnyFunction("github.com/rwsplit/rwsplit/internal/testdb.startProcess.func1"),
-		goleak.IgnoreAnyFunction("github.com/rwsplit/rwsplit/internal/testdb.spawn.func1"),
-	}
-}
-
 // CheckPostgres reports whether the PostgreSQL server binaries are
 // installed: nil, or an error wrapping ErrMissingBinaries that names the
-// package to install. Code that cannot skip a single test with a
-// testing.TB (runnable examples) uses it to decide up front.
+// package to install. Code that cannot skip a single test (runnable
+// examples) uses it to decide up front.
 func CheckPostgres() error {
 	_, err := findPGBins()
 	return err
@@ -467,7 +307,3 @@ func CheckRedis() error {
 	_, err := findRedisBin()
 	return err
 }
-
-// Required reports whether RWSPLIT_REQUIRE_DB=1: missing server binaries
-// then fail tests instead of skipping them.
-func Required() bool { return os.Getenv(envRequire) == "1" }
