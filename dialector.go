@@ -8,7 +8,7 @@ import (
 
 	"gorm.io/gorm"
 
-	"github.com/rwsplit/rwsplit/lagcheck"
+	"github.com/rwsplit/rwsplit/internal/connerr"
 )
 
 // replicaDialector opens one replica for dbresolver. It records the pool
@@ -33,7 +33,7 @@ func (d *replicaDialector) Initialize(db *gorm.DB) error {
 	if err != nil {
 		// The MySQL driver asks the server for its version while it
 		// initializes; a replica that cannot be reached fails there.
-		if pool == nil || !lagcheck.IsConnError(err) {
+		if pool == nil || !connerr.Is(err) {
 			return fmt.Errorf("replica %q: %w", d.node.name, err)
 		}
 		d.node.openErr = err

@@ -10,7 +10,7 @@ import (
 
 	"gorm.io/gorm"
 
-	"github.com/rwsplit/rwsplit/lagcheck"
+	"github.com/rwsplit/rwsplit/internal/connerr"
 	"github.com/rwsplit/rwsplit/policy"
 )
 
@@ -195,7 +195,7 @@ func (c *nodeConn) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnP
 	if err == nil {
 		return tx.pool(c.prepared), nil
 	}
-	if !lagcheck.IsConnError(err) || ctx.Err() != nil {
+	if !connerr.Is(err) || ctx.Err() != nil {
 		return nil, err
 	}
 	return c.n.p.beginReadOnly(ctx, opts, c.prepared, c.n)
@@ -207,7 +207,7 @@ func (c *nodeConn) done(start int64, err error) { c.n.done(start, err) }
 // replica's Stats and takes the replica out of service on a
 // connection-class error.
 func (n *node) done(start int64, err error) {
-	failed := err != nil && lagcheck.IsConnError(err)
+	failed := err != nil && connerr.Is(err)
 	n.stats.Done(start, failed)
 	if failed {
 		n.p.markDown(n, err)
@@ -230,7 +230,7 @@ func (c *nodeConn) again(ctx context.Context, err error, query string) gorm.Conn
 		return nil // the caller gave up; their deadline covers any retry too
 	}
 	switch {
-	case lagcheck.IsConnError(err):
+	case connerr.Is(err):
 		// The server cannot have run the statement: another node may.
 		// Never retried twice: the next node's view does not retry.
 		return c.n.p.retryTarget(ctx, c.n, c.prepared)
@@ -488,7 +488,7 @@ func (p *Plugin) beginReadOnly(ctx context.Context, opts *sql.TxOptions, prepare
 			p.route(ctx, n.name, ReasonReadOnlyTx)
 			return tx.pool(prepared), nil
 		}
-		if !lagcheck.IsConnError(err) || ctx.Err() != nil {
+		if !connerr.Is(err) || ctx.Err() != nil {
 			return nil, err
 		}
 		skip = n

@@ -366,7 +366,7 @@ func (c *Checker) notify(r *replica, tr transition, rd Reading) {
 var errReported = errors.New("lagcheck: failure reported")
 
 // ReportFailure tells the Checker that a statement on replica i failed
-// with a connection-class error (see IsConnError): the replica is evicted
+// with a connection-class error (the server down or the connection lost): the replica is evicted
 // at once, whatever err is, and its generation is bumped, so that a probe
 // already in flight cannot readmit it. Readmission then takes
 // ReadmitAfter good readings. It is safe to call from any goroutine, does

@@ -43,7 +43,8 @@ type Config struct {
 
 	// EvictAfter is how many bad readings in a row (lag above MaxLag, a
 	// probe error or timeout, replication stopped) evict a healthy
-	// replica. A connection-class probe error (see IsConnError), and
+	// replica. A connection-class probe error (the server down or the
+	// connection lost), and
 	// Checker.ReportFailure, evict at once. Zero means 2.
 	EvictAfter int
 

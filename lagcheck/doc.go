@@ -27,7 +27,7 @@
 // # States
 //
 // See State for the state machine. Probe errors count as bad readings;
-// connection-class errors (IsConnError) and ReportFailure, the passive
+// connection-class errors (the server down or the connection lost) and ReportFailure, the passive
 // detection path for errors the application's own queries hit, evict at
 // once and bump the replica's generation so that a probe already in
 // flight cannot readmit it.

@@ -26,8 +26,8 @@ type Probe interface {
 
 	// Replica probes one replica. primary is the position Primary
 	// returned in this round (zero if it failed). An error means the
-	// replica cannot serve fresh reads: the probe failed (see IsConnError
-	// and IsTimeout), or replication is not running (ErrNotReplica,
+	// replica cannot serve fresh reads: the probe failed (lost connection
+	// or timeout), or replication is not running (ErrNotReplica,
 	// ErrReplicationStopped, ErrNotReceiving). The Replay may still carry
 	// the replica's position with an error.
 	Replica(ctx context.Context, replica *sql.DB, primary Position) (Replay, error)
