@@ -125,10 +125,10 @@ type replica struct {
 // apart with SELECT VERSION()); "mariadb" is accepted too. Any other
 // dialect needs Config.Probe or Config.Heartbeat. Errors wrap ErrConfig.
 func New(cfg Config, dialect string, primary *sql.DB, replicas []Target) (*Checker, error) {
-	if err := cfg.Validate(); err != nil {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
 	if primary == nil {
 		return nil, fmt.Errorf("%w: nil primary *sql.DB", ErrConfig)
 	}
@@ -462,6 +462,17 @@ func (c *Checker) PrimaryPosition(ctx context.Context) (Position, error) {
 		return Position{}, ErrNoPosition
 	}
 	return c.positions.Primary(ctx, c.primary)
+}
+
+// Config returns the Config the Checker runs with: the one given to New,
+// with every default applied (MaxLag is never zero, for instance).
+func (c *Checker) Config() Config {
+	cfg := c.cfg
+	if cfg.Heartbeat != nil {
+		h := *cfg.Heartbeat
+		cfg.Heartbeat = &h
+	}
+	return cfg
 }
 
 // Len returns the number of replicas.

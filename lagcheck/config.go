@@ -113,41 +113,37 @@ const (
 // Config or bad arguments.
 var ErrConfig = errors.New("lagcheck: invalid config")
 
-// Validate reports the first problem with c, after the defaults are
-// applied: negative durations or counts, an Interval below a millisecond,
-// ReadmitLag above MaxLag, a heartbeat table name that is not a plain
-// (optionally schema-qualified) identifier.
+// Validate reports the first problem with c, as New would: a negative
+// duration or count, an Interval below a millisecond, ReadmitLag above
+// MaxLag (after defaults), or a heartbeat table name that is not a plain,
+// optionally schema-qualified, identifier. Errors wrap ErrConfig. It lets
+// a caller check a Config before it has the databases New needs.
 func (c Config) Validate() error {
+	_, err := c.withDefaults()
+	return err
+}
+
+// withDefaults returns c with every zero field replaced by its default,
+// or the first problem with c. It is the one place where a Config is
+// validated and defaulted.
+func (c Config) withDefaults() (Config, error) {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
 	}{{"Interval", c.Interval}, {"Timeout", c.Timeout}, {"MaxLag", c.MaxLag}, {"ReadmitLag", c.ReadmitLag}} {
 		if d.v < 0 {
-			return fmt.Errorf("%w: %s is negative (%v)", ErrConfig, d.name, d.v)
+			return Config{}, fmt.Errorf("%w: %s is negative (%v)", ErrConfig, d.name, d.v)
 		}
 	}
 	if c.Interval > 0 && c.Interval < time.Millisecond {
-		return fmt.Errorf("%w: Interval %v is below 1ms", ErrConfig, c.Interval)
+		return Config{}, fmt.Errorf("%w: Interval %v is below 1ms", ErrConfig, c.Interval)
 	}
 	if c.EvictAfter < 0 {
-		return fmt.Errorf("%w: EvictAfter is negative (%d)", ErrConfig, c.EvictAfter)
+		return Config{}, fmt.Errorf("%w: EvictAfter is negative (%d)", ErrConfig, c.EvictAfter)
 	}
 	if c.ReadmitAfter < 0 {
-		return fmt.Errorf("%w: ReadmitAfter is negative (%d)", ErrConfig, c.ReadmitAfter)
+		return Config{}, fmt.Errorf("%w: ReadmitAfter is negative (%d)", ErrConfig, c.ReadmitAfter)
 	}
-	d := c.withDefaults()
-	if d.ReadmitLag > d.MaxLag {
-		return fmt.Errorf("%w: ReadmitLag %v is above MaxLag %v", ErrConfig, d.ReadmitLag, d.MaxLag)
-	}
-	if d.Heartbeat != nil && !validTable(d.Heartbeat.Table) {
-		return fmt.Errorf("%w: Heartbeat.Table %q is not an identifier like rwsplit_heartbeat or schema.table", ErrConfig, d.Heartbeat.Table)
-	}
-	return nil
-}
-
-// withDefaults returns c with every zero field replaced by its default.
-// It is the only place defaults are applied.
-func (c Config) withDefaults() Config {
 	if c.Interval == 0 {
 		c.Interval = DefaultInterval
 	}
@@ -160,6 +156,9 @@ func (c Config) withDefaults() Config {
 	if c.ReadmitLag == 0 {
 		c.ReadmitLag = c.MaxLag / 2
 	}
+	if c.ReadmitLag > c.MaxLag {
+		return Config{}, fmt.Errorf("%w: ReadmitLag %v is above MaxLag %v", ErrConfig, c.ReadmitLag, c.MaxLag)
+	}
 	if c.EvictAfter == 0 {
 		c.EvictAfter = DefaultEvictAfter
 	}
@@ -167,20 +166,28 @@ func (c Config) withDefaults() Config {
 		c.ReadmitAfter = DefaultReadmitAfter
 	}
 	if c.Heartbeat != nil {
-		h := c.Heartbeat.withDefaults()
+		h, err := c.Heartbeat.withDefaults()
+		if err != nil {
+			return Config{}, err
+		}
 		c.Heartbeat = &h
 	}
-	return c
+	return c, nil
 }
 
-func (h Heartbeat) withDefaults() Heartbeat {
+// withDefaults returns h with its zero fields defaulted, or an error
+// wrapping ErrConfig if Table is not a plain identifier.
+func (h Heartbeat) withDefaults() (Heartbeat, error) {
 	if h.Table == "" {
 		h.Table = DefaultHeartbeatTable
 	}
 	if h.ID == 0 {
 		h.ID = 1
 	}
-	return h
+	if !validTable(h.Table) {
+		return Heartbeat{}, fmt.Errorf("%w: Heartbeat.Table %q is not an identifier like rwsplit_heartbeat or schema.table", ErrConfig, h.Table)
+	}
+	return h, nil
 }
 
 // validTable accepts name or schema.name, each [A-Za-z_][A-Za-z0-9_]* of

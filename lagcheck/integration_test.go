@@ -582,7 +582,7 @@ func TestHeartbeat(t *testing.T) {
 			defer stop()
 
 			alone := itConfig(&changeLog{})
-			alone.Probe = HeartbeatProbe(Heartbeat{Table: "lagcheck_heartbeat", ID: 1})
+			alone.Probe = mustHeartbeat(t, Heartbeat{Table: "lagcheck_heartbeat", ID: 1})
 			withPos := itConfig(&changeLog{})
 			withPos.Heartbeat = &Heartbeat{Table: "lagcheck_heartbeat", ID: 2}
 			for _, cfg := range []struct {

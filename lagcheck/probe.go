@@ -68,7 +68,10 @@ func probeFor(cfg Config, dialect string) (probe, positions Probe, err error) {
 		probe = positions
 	}
 	if cfg.Heartbeat != nil {
-		hb := HeartbeatProbe(*cfg.Heartbeat)
+		hb, err := HeartbeatProbe(*cfg.Heartbeat)
+		if err != nil {
+			return nil, nil, err
+		}
 		if probe == nil {
 			probe = hb
 		} else {

@@ -46,10 +46,12 @@ import (
 //
 //	SELECT ts FROM rwsplit_heartbeat WHERE id = 1
 //
-// An invalid Table makes every call fail (Config.Validate reports it
-// earlier).
-func HeartbeatProbe(h Heartbeat) Probe {
-	h = h.withDefaults()
+// An invalid Table is an error wrapping ErrConfig.
+func HeartbeatProbe(h Heartbeat) (Probe, error) {
+	h, err := h.withDefaults()
+	if err != nil {
+		return nil, err
+	}
 	id := strconv.FormatInt(h.ID, 10)
 	return &heartbeat{
 		h:      h,
@@ -57,7 +59,7 @@ func HeartbeatProbe(h Heartbeat) Probe {
 		update: "UPDATE " + h.Table + " SET ts = %d WHERE id = " + id,
 		insert: "INSERT INTO " + h.Table + " (id, ts) VALUES (" + id + ", %d)",
 		read:   "SELECT ts FROM " + h.Table + " WHERE id = " + id,
-	}
+	}, nil
 }
 
 type heartbeat struct {
@@ -70,9 +72,6 @@ type heartbeat struct {
 }
 
 func (hb *heartbeat) Primary(ctx context.Context, db *sql.DB) (Position, error) {
-	if !validTable(hb.h.Table) {
-		return Position{}, fmt.Errorf("%w: Heartbeat.Table %q", ErrConfig, hb.h.Table)
-	}
 	hb.mu.Lock()
 	created := hb.created || hb.h.SkipCreate
 	hb.mu.Unlock()
@@ -105,9 +104,6 @@ func (hb *heartbeat) Primary(ctx context.Context, db *sql.DB) (Position, error) 
 }
 
 func (hb *heartbeat) Replica(ctx context.Context, db *sql.DB, _ Position) (Replay, error) {
-	if !validTable(hb.h.Table) {
-		return Replay{}, fmt.Errorf("%w: Heartbeat.Table %q", ErrConfig, hb.h.Table)
-	}
 	var ts int64
 	err := db.QueryRowContext(ctx, hb.read).Scan(&ts)
 	now := time.Now()
