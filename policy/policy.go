@@ -14,6 +14,7 @@ package policy
 
 import (
 	"context"
+	"errors"
 )
 
 // Replica is one eligible replica as a Policy sees it.
@@ -67,11 +68,14 @@ type pickFunc func(ctx context.Context) int
 
 func (f pickFunc) Pick(ctx context.Context) int { return f(ctx) }
 
-// Default returns the policy the plugin uses when none is configured:
-// P2C with its defaults. Of the built-in policies it is the one that
-// avoids a slow or overloaded replica (RoundRobin, Random and Weighted
-// keep sending it their share; LeastInFlight only notices once statements
-// pile up on it) while still spreading reads among equal replicas by load,
-// and it re-measures a replica it avoids, so a recovered one comes back.
-// The choice is to be confirmed by measurement against real replicas.
-func Default() Policy { return P2C() }
+// ErrConfig is wrapped by every error a policy constructor returns for a
+// bad config.
+var ErrConfig = errors.New("policy: invalid config")
+
+// Default returns the policy the plugin uses when none is configured: P2C
+// with its defaults, the built-in policy that avoids a slow or overloaded
+// replica yet notices when it recovers (see docs/policies.md).
+func Default() Policy {
+	p, _ := P2C(P2CConfig{}) // the zero P2CConfig is valid
+	return p
+}
