@@ -1,15 +1,11 @@
 // Package policy chooses which replica serves each read.
 //
-// A Policy builds a Picker from the replicas that are currently eligible
-// (healthy, not lagging). The plugin rebuilds the Picker whenever that set
-// changes, and calls Pick once per read. The design follows grpc-go's
-// balancer/picker split: a Picker is an immutable snapshot, so picking needs
-// no lock, and per-replica Stats live outside it, so a rebuild keeps what the
-// policy has learnt.
-//
-// The built-in policies are Random, RoundRobin, Weighted (smooth weighted
-// round robin), LeastInFlight and P2C (latency × load, the Default). A
-// custom policy implements Policy and Picker, or wraps a function in Func.
+// A Policy builds an immutable Picker over the eligible replicas; the
+// plugin rebuilds it when that set changes and calls Pick once per read.
+// Per-replica Stats outlive rebuilds. The built-in policies are Random,
+// RoundRobin, Weighted, LeastInFlight and P2C (the Default); a custom one
+// implements Policy, or wraps a function in Func. docs/policies.md has the
+// design notes.
 package policy
 
 import (
@@ -24,10 +20,8 @@ type Replica struct {
 	// Weight is the replica's configured weight, at least 1. Only
 	// Weighted uses it.
 	Weight int
-	// Stats are the replica's live counters. The pointer stays the same for
-	// the life of the plugin, so a Picker built later sees the same counters.
-	// The plugin always sets it; the built-in policies treat nil as a
-	// replica with no statistics.
+	// Stats are the replica's live counters, the same pointer for the life
+	// of the plugin. The built-in policies treat nil as no statistics.
 	Stats *Stats
 }
 
@@ -44,18 +38,13 @@ type Policy interface {
 // Picker chooses the replica for one read.
 type Picker interface {
 	// Pick returns the index, in the slice given to NewPicker, of the
-	// replica that should serve the next read, or -1 if there is none.
-	//
-	// Pick must not block, must not allocate, and must be safe for
-	// concurrent use. The plugin reports how the statement went through the
-	// chosen replica's Stats (Start and Done), so Pick itself has no
-	// completion callback.
+	// replica that should serve the next read, or -1 if there is none. It
+	// must not block or allocate, and must be safe for concurrent use.
 	Pick(ctx context.Context) int
 }
 
-// Func adapts a function to a Policy whose Picker ignores statistics.
-// NewPicker is called with the eligible replicas; the returned function is
-// the Pick method.
+// Func adapts a function to a Policy: it is called with the eligible
+// replicas and returns the Pick method.
 type Func func(replicas []Replica) func(ctx context.Context) int
 
 // Name implements Policy.
