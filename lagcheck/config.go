@@ -9,26 +9,16 @@ import (
 
 // Config says how often to probe and when a replica stops and starts
 // serving reads. The zero Config is ready to use: each zero field means
-// the default its comment names, applied in one place (withDefaults).
+// the default its comment names. A negative duration or count is an error.
 type Config struct {
-	// Interval is how often every replica is probed. Zero means 250ms.
-	//
-	// Each round samples the primary's position, waits a moment
-	// (Interval/50, within 1–10ms) for replication to deliver what the
-	// sample saw, and then probes every replica. A replica that has
-	// replayed the sample reads a lag of a few milliseconds; one that has
-	// not is bounded by an older sample, so without a finer bound
-	// (PostgreSQL's replay timestamp) its lag reads up to about an
-	// Interval more than the truth. Keep ReadmitLag (and so MaxLag) well
-	// above Interval.
+	// Interval is how often every replica is probed, at least 1ms. Zero
+	// means 250ms. A lag may read up to about an Interval above the truth,
+	// so keep ReadmitLag well above it.
 	Interval time.Duration
 
 	// Timeout bounds each probe query (the primary's sample, and each
-	// replica's probe), so a replica that hangs instead of failing (a
-	// frozen process, a black-holed network) costs one Timeout per round
-	// and cannot stall the others. Zero means Interval. A primary that
-	// hangs delays every replica's round by up to Timeout, since rounds
-	// start with the primary's sample.
+	// replica's probe), so a replica that hangs costs one Timeout per round.
+	// Zero means Interval.
 	Timeout time.Duration
 
 	// MaxLag is the replication lag above which a replica stops serving
@@ -36,16 +26,14 @@ type Config struct {
 	MaxLag time.Duration
 
 	// ReadmitLag is the lag a replica must be at or below, ReadmitAfter
-	// readings in a row, to serve reads again. Keeping it below MaxLag
-	// stops a replica whose lag hovers around MaxLag from flapping.
-	// Zero means MaxLag/2. It must not exceed MaxLag.
+	// readings in a row, to serve reads again. Zero means MaxLag/2. It must
+	// not exceed MaxLag.
 	ReadmitLag time.Duration
 
 	// EvictAfter is how many bad readings in a row (lag above MaxLag, a
 	// probe error or timeout, replication stopped) evict a healthy
-	// replica. A connection-class probe error (the server down or the
-	// connection lost), and
-	// Checker.ReportFailure, evict at once. Zero means 2.
+	// replica; a lost connection and Checker.ReportFailure evict at once.
+	// Zero means 2.
 	EvictAfter int
 
 	// ReadmitAfter is how many good readings in a row (lag at or below
@@ -59,44 +47,35 @@ type Config struct {
 	// VERSION(). With Heartbeat set, the heartbeat is added to it.
 	Probe Probe
 
-	// Heartbeat, when set, adds a heartbeat probe: every round the Checker
-	// writes its clock into a row on the primary and reads the row back
-	// on each replica (see HeartbeatProbe). Nil means no heartbeat.
+	// Heartbeat, when set, adds a heartbeat probe (see HeartbeatProbe).
+	// Nil means no heartbeat.
 	Heartbeat *Heartbeat
 
 	// OnStateChange, if set, is called after each change of a replica's
-	// State, in the order the changes happened for that replica. It runs
-	// on a goroutine of the Checker, outside any lock, one call at a time;
-	// a slow callback delays later callbacks, never probing or routing.
-	// It must not call Checker.Close.
+	// State, in order, one call at a time, on a goroutine of the Checker
+	// and outside any lock. It must not call Checker.Close.
 	OnStateChange func(Change)
 }
 
-// Heartbeat configures the heartbeat probe. The zero value is ready to use.
-//
-// The table is the same on PostgreSQL, MySQL and MariaDB:
+// Heartbeat configures the heartbeat probe. The zero value is ready to
+// use. The table is the same on PostgreSQL, MySQL and MariaDB:
 //
 //	CREATE TABLE IF NOT EXISTS rwsplit_heartbeat (
 //	    id BIGINT NOT NULL PRIMARY KEY,
 //	    ts BIGINT NOT NULL -- the writer's clock, microseconds since 1970
 //	);
-//
-// The writer's own clock is stored and compared, not the database's, so
-// the database servers' clocks do not matter.
 type Heartbeat struct {
 	// Table is the heartbeat table, optionally schema-qualified
 	// ("ops.heartbeat"). Zero means "rwsplit_heartbeat".
 	Table string
 
-	// ID is the row this Checker writes. Zero means 1. Several processes
-	// may share a row when their clocks agree; otherwise give each its
-	// own ID, since the bound includes the difference between the clocks.
+	// ID is the row this Checker writes. Zero means 1. Processes whose
+	// clocks may differ need their own IDs.
 	ID int64
 
-	// SkipCreate stops the Checker from creating the table (CREATE TABLE
-	// IF NOT EXISTS on the primary, once, before the first write): set it
-	// when the Checker's user may not run DDL and the table exists. Zero
-	// (false) means the table is created when missing.
+	// SkipCreate stops the Checker from creating the table when missing
+	// (once, before the first write): set it when the Checker's user may
+	// not run DDL.
 	SkipCreate bool
 }
 
@@ -191,8 +170,7 @@ func (h Heartbeat) withDefaults() (Heartbeat, error) {
 }
 
 // validTable accepts name or schema.name, each [A-Za-z_][A-Za-z0-9_]* of
-// at most 63 bytes: the table name is written into SQL text, so nothing
-// else may pass.
+// at most 63 bytes: the name is written into SQL text.
 func validTable(s string) bool {
 	parts := strings.Split(s, ".")
 	if len(parts) > 2 {

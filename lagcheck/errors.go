@@ -21,10 +21,8 @@ var (
 	ErrReplicationStopped = errors.New("lagcheck: replication stopped")
 
 	// ErrNotReceiving: the replica's IO (receiver) thread is not connected
-	// to its primary (MariaDB/MySQL: Slave_IO_Running / Replica_IO_Running
-	// is No or Connecting). It wraps ErrReplicationStopped. While the
-	// primary cannot be sampled either, the Checker takes it as explained
-	// by the primary's outage and leaves the replica's state alone.
+	// to its primary. It wraps ErrReplicationStopped. While the primary
+	// cannot be sampled either, the replica's state is left alone.
 	ErrNotReceiving = fmt.Errorf("%w: not receiving from the primary", ErrReplicationStopped)
 
 	// ErrNoPosition: the Checker has no way to read the primary's

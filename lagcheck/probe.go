@@ -10,14 +10,9 @@ import (
 )
 
 // Probe measures replication on one kind of database. Each round the
-// Checker calls Primary once, then Replica for every replica, each call
-// under its own Config.Timeout. Calls for different replicas run
-// concurrently, so a Probe must be safe for concurrent use.
-//
-// A probe reports raw facts; the Checker turns them into a Reading: it
-// keeps the primary's recent positions with the time each was sampled, and
-// bounds a replica's lag by the newest sample its replay position covers
-// (see Reading.Lag).
+// Checker calls Primary once, then Replica for every replica, each under
+// Config.Timeout; calls for different replicas run concurrently. A probe
+// reports raw facts; the Checker turns them into a Reading.
 type Probe interface {
 	// Primary runs the primary's side of a round and returns the
 	// primary's current replication position, or the zero Position if
