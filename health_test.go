@@ -13,6 +13,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/rwsplit/rwsplit"
+	"github.com/rwsplit/rwsplit/internal/connerr"
 	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 	"github.com/rwsplit/rwsplit/lagcheck"
 	"github.com/rwsplit/rwsplit/policy"
@@ -431,7 +432,7 @@ func TestFreezeReplica(t *testing.T) {
 	t.Logf("freeze: evicted %v after SIGSTOP; healthy %.0f reads/s, frozen %.0f reads/s (%.0f%%); %d of %d reads failed (%.2f%%); by node %v",
 		evicted.Sub(frozen).Round(time.Millisecond), healthyRate, frozenRate, 100*frozenRate/healthyRate, errs, nFrozen, 100*float64(errs)/float64(nFrozen), nodes)
 	for _, r := range reads {
-		if r.err != nil && !errors.Is(r.err, context.DeadlineExceeded) && !lagcheck.IsTimeout(r.err) {
+		if r.err != nil && !errors.Is(r.err, context.DeadlineExceeded) && !connerr.IsTimeout(r.err) {
 			t.Errorf("a read failed with %v, not a timeout", r.err)
 			break
 		}

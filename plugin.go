@@ -315,11 +315,7 @@ func (p *Plugin) startChecker(db *gorm.DB) error {
 		return fmt.Errorf("%w: Lag: %w", ErrConfig, err)
 	}
 	p.checker, p.state = c, c
-	maxLag := cfg.MaxLag
-	if maxLag == 0 {
-		maxLag = lagcheck.DefaultMaxLag
-	}
-	p.fresh = filter{bounded: true, maxLag: maxLag, unknownOK: true}
+	p.fresh = filter{bounded: true, maxLag: c.Config().MaxLag, unknownOK: true}
 	for _, n := range p.nodes {
 		if n.openErr != nil {
 			c.ReportFailure(n.idx, n.openErr)

@@ -68,7 +68,7 @@ type slowOpener func(b *testing.B, primary *sql.DB, replicas [2]*sql.DB) *gorm.D
 //
 //	go test -run '^$' -bench BenchmarkSlowReplica -benchtime=3000x -count=3 .
 //
-// P2C re-measures an avoided replica at most once per ProbeInterval (1s),
+// P2C re-measures an avoided replica at most once per P2CConfig.ProbeInterval (1s),
 // and the warm-up has just measured it, so a run shorter than that may
 // contain no probe at all; measure P2C's steady state over several seconds:
 //
@@ -90,7 +90,7 @@ func BenchmarkSlowReplica(b *testing.B) {
 		{"roundrobin", rwsplitOpener(policy.RoundRobin)},
 		{"weighted", rwsplitOpener(policy.Weighted)},
 		{"leastinflight", rwsplitOpener(policy.LeastInFlight)},
-		{"p2c", rwsplitOpener(func() policy.Policy { return policy.P2C() })},
+		{"p2c", rwsplitOpener(func() policy.Policy { p, _ := policy.P2C(policy.P2CConfig{}); return p })},
 		{"dbresolver", openDBResolver},
 		{"direct", openDirect},
 	}

@@ -9,7 +9,7 @@ import (
 
 	"gorm.io/gorm"
 
-	"github.com/rwsplit/rwsplit/lagcheck"
+	"github.com/rwsplit/rwsplit/internal/connerr"
 	"github.com/rwsplit/rwsplit/policy"
 )
 
@@ -70,7 +70,7 @@ func b2i(b bool) int {
 // replica's Stats and takes the replica out of service on a
 // connection-class error.
 func (n *node) done(start int64, err error) {
-	failed := err != nil && lagcheck.IsConnError(err)
+	failed := err != nil && connerr.Is(err)
 	n.stats.Done(start, failed)
 	if failed {
 		n.r.markDown(n, err)
@@ -186,7 +186,7 @@ func (c *nodeConn) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnP
 	if err == nil {
 		return tx.pool(c.prepared), nil
 	}
-	if !lagcheck.IsConnError(err) || ctx.Err() != nil {
+	if !connerr.Is(err) || ctx.Err() != nil {
 		return nil, err
 	}
 	return c.n.r.beginReadOnly(ctx, opts, c.prepared, c.n)
@@ -207,7 +207,7 @@ func (c *nodeConn) again(ctx context.Context, err error, query string) gorm.Conn
 		return nil // the caller gave up; their deadline covers any retry too
 	}
 	switch {
-	case lagcheck.IsConnError(err):
+	case connerr.Is(err):
 		// The server cannot have run the statement: another node may. The
 		// retry's view does not retry again.
 		r := c.n.r
@@ -338,7 +338,7 @@ func (r *router) beginReadOnly(ctx context.Context, opts *sql.TxOptions, prepare
 			r.report(ctx, t)
 			return tx.pool(prepared), nil
 		}
-		if !lagcheck.IsConnError(err) || ctx.Err() != nil {
+		if !connerr.Is(err) || ctx.Err() != nil {
 			return nil, err
 		}
 		skip = t.node

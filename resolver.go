@@ -8,7 +8,7 @@ import (
 	"gorm.io/gorm/clause"
 	"gorm.io/plugin/dbresolver"
 
-	"github.com/rwsplit/rwsplit/lagcheck"
+	"github.com/rwsplit/rwsplit/internal/connerr"
 )
 
 // This file holds every touchpoint with gorm.io/plugin/dbresolver: it opens
@@ -91,7 +91,7 @@ func (d *replicaDialector) Initialize(db *gorm.DB) error {
 	if err != nil {
 		// The MySQL driver asks the server for its version while it
 		// initializes; a replica that cannot be reached fails there.
-		if pool == nil || !lagcheck.IsConnError(err) {
+		if pool == nil || !connerr.Is(err) {
 			return fmt.Errorf("replica %q: %w", d.node.name, err)
 		}
 		d.node.openErr = err

@@ -65,17 +65,10 @@ type Status struct {
 }
 
 // Checker measures each replica's replication lag and health in the
-// background, and decides which replicas may serve reads.
-//
-// One goroutine samples the primary every Config.Interval and then wakes
-// one goroutine per replica, which probes its replica under
-// Config.Timeout: a replica that hangs costs only its own goroutine a
-// Timeout per round. With Config.OnStateChange, one more goroutine
-// delivers the state changes. Readers (State, Lag, Covers) are lock-free atomics,
-// cheap enough for every query.
-//
-// The Checker owns its goroutines: Start starts them, Close stops them
-// and waits. It never closes the *sql.DB handles it was given.
+// background, and decides which replicas may serve reads. Its readers
+// (State, Lag, LagNow, Covers) are lock-free. It owns its goroutines: Start
+// starts them, Close stops them and waits. It never closes the *sql.DB
+// handles it was given.
 type Checker struct {
 	cfg       Config // defaults applied
 	rules     rules
@@ -125,10 +118,10 @@ type replica struct {
 // apart with SELECT VERSION()); "mariadb" is accepted too. Any other
 // dialect needs Config.Probe or Config.Heartbeat. Errors wrap ErrConfig.
 func New(cfg Config, dialect string, primary *sql.DB, replicas []Target) (*Checker, error) {
-	if err := cfg.Validate(); err != nil {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
 	if primary == nil {
 		return nil, fmt.Errorf("%w: nil primary *sql.DB", ErrConfig)
 	}
@@ -168,15 +161,11 @@ func New(cfg Config, dialect string, primary *sql.DB, replicas []Target) (*Check
 	return c, nil
 }
 
-// Start runs one probe round synchronously, so that the states reflect
-// reality when it returns: a replica that is down, failing or lagging
-// beyond MaxLag starts Evicted (a single bad reading is enough here); one
-// whose lag cannot be told yet (the primary is down too) starts Healthy.
-// Then it starts the background loops. The round takes at most
-// about two Timeouts (the primary's sample, then the replicas in
-// parallel); ctx only bounds how long Start waits for it. The loops run
-// until Close. Start does nothing after the first call, after Close, or
-// without replicas.
+// Start runs one probe round synchronously, so that a replica that is
+// down, failing or lagging starts Evicted, and then starts the background
+// loops, which run until Close. ctx only bounds how long Start waits for
+// the round (at most about two Timeouts). Start does nothing after the
+// first call, after Close, or without replicas.
 func (c *Checker) Start(ctx context.Context) {
 	c.mu.Lock()
 	if c.started || c.closed || len(c.reps) == 0 {
@@ -278,10 +267,7 @@ func (c *Checker) round() {
 }
 
 // settleTime is how long after sampling the primary the replicas are
-// probed: Interval/50, within [1ms, 10ms] (5ms at the default Interval).
-// Replication on a local network delivers a commit in well under a
-// millisecond; a replica slower than this is seen one sample behind, and
-// its lag bound grows by an Interval.
+// probed: Interval/50, within [1ms, 10ms] (see docs/health.md).
 func settleTime(interval time.Duration) time.Duration {
 	return min(max(interval/50, time.Millisecond), 10*time.Millisecond)
 }
@@ -365,11 +351,9 @@ func (c *Checker) notify(r *replica, tr transition, rd Reading) {
 
 var errReported = errors.New("lagcheck: failure reported")
 
-// ReportFailure tells the Checker that a statement on replica i failed
-// with a connection-class error (see IsConnError): the replica is evicted
-// at once, whatever err is, and its generation is bumped, so that a probe
-// already in flight cannot readmit it. Readmission then takes
-// ReadmitAfter good readings. It is safe to call from any goroutine, does
+// ReportFailure tells the Checker that a statement on replica i lost its
+// connection: the replica is evicted at once, whatever err is, and a probe
+// already in flight cannot readmit it. It is safe for concurrent use, does
 // no I/O, and does nothing for an index out of range.
 func (c *Checker) ReportFailure(i int, err error) {
 	if i < 0 || i >= len(c.reps) {
@@ -417,11 +401,9 @@ func (c *Checker) Lag(i int) (time.Duration, bool) {
 }
 
 // LagNow returns an upper bound on how stale replica i's data is now: the
-// last measured lag plus the time since it was measured, as if the replica
-// had stopped replaying right after the probe. It grows between probes by
-// up to an Interval; a replica that keeps up reads about its lag plus the
-// time since its last probe. It returns false when the last probe could
-// not bound the lag (see Lag). It is lock-free and does not allocate.
+// last measured lag plus the time since it was measured. It returns false
+// when the last probe could not bound the lag (see Lag). It is lock-free
+// and does not allocate.
 func (c *Checker) LagNow(i int) (time.Duration, bool) {
 	if i < 0 || i >= len(c.reps) {
 		return 0, false
@@ -439,11 +421,9 @@ func (c *Checker) LagNow(i int) (time.Duration, bool) {
 var epoch = time.Now()
 
 // Covers reports whether replica i's last measured replay position covers
-// p (see Position.Covers): a read there sees every write made before p
-// was taken. It says nothing about the replica's health: check State too.
-// A replica replays a write in well under a millisecond, but Covers sees
-// it only at the next probe, within about one Interval. It is lock-free
-// and does not allocate.
+// p (see Position.Covers), as of its last probe. It says nothing about the
+// replica's health: check State too. It is lock-free and does not
+// allocate.
 func (c *Checker) Covers(i int, p Position) bool {
 	if i < 0 || i >= len(c.reps) {
 		return false
@@ -462,6 +442,17 @@ func (c *Checker) PrimaryPosition(ctx context.Context) (Position, error) {
 		return Position{}, ErrNoPosition
 	}
 	return c.positions.Primary(ctx, c.primary)
+}
+
+// Config returns the Config the Checker runs with: the one given to New,
+// with every default applied (MaxLag is never zero, for instance).
+func (c *Checker) Config() Config {
+	cfg := c.cfg
+	if cfg.Heartbeat != nil {
+		h := *cfg.Heartbeat
+		cfg.Heartbeat = &h
+	}
+	return cfg
 }
 
 // Len returns the number of replicas.

@@ -13,6 +13,8 @@ import (
 
 	"github.com/DATA-DOG/go-sqlmock"
 	"go.uber.org/goleak"
+
+	"github.com/rwsplit/rwsplit/internal/connerr"
 )
 
 const (
@@ -146,7 +148,7 @@ func TestHungReplica(t *testing.T) {
 		f.set(1, fakeReplica{hang: true})
 		evictedAfter := waitFor(t, 10*tick, "eviction of the hung replica", func() bool { return c.State(1) == Evicted })
 		st := c.Status()[1]
-		if !IsTimeout(st.LastErr) || st.LagKnown {
+		if !connerr.IsTimeout(st.LastErr) || st.LagKnown {
 			t.Errorf("hung replica status: %+v", st)
 		}
 		// First hung probe starts at the next tick (≤ 1 interval), each

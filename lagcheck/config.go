@@ -9,26 +9,16 @@ import (
 
 // Config says how often to probe and when a replica stops and starts
 // serving reads. The zero Config is ready to use: each zero field means
-// the default its comment names, applied in one place (withDefaults).
+// the default its comment names. A negative duration or count is an error.
 type Config struct {
-	// Interval is how often every replica is probed. Zero means 250ms.
-	//
-	// Each round samples the primary's position, waits a moment
-	// (Interval/50, within 1–10ms) for replication to deliver what the
-	// sample saw, and then probes every replica. A replica that has
-	// replayed the sample reads a lag of a few milliseconds; one that has
-	// not is bounded by an older sample, so without a finer bound
-	// (PostgreSQL's replay timestamp) its lag reads up to about an
-	// Interval more than the truth. Keep ReadmitLag (and so MaxLag) well
-	// above Interval.
+	// Interval is how often every replica is probed, at least 1ms. Zero
+	// means 250ms. A lag may read up to about an Interval above the truth,
+	// so keep ReadmitLag well above it.
 	Interval time.Duration
 
 	// Timeout bounds each probe query (the primary's sample, and each
-	// replica's probe), so a replica that hangs instead of failing (a
-	// frozen process, a black-holed network) costs one Timeout per round
-	// and cannot stall the others. Zero means Interval. A primary that
-	// hangs delays every replica's round by up to Timeout, since rounds
-	// start with the primary's sample.
+	// replica's probe), so a replica that hangs costs one Timeout per round.
+	// Zero means Interval.
 	Timeout time.Duration
 
 	// MaxLag is the replication lag above which a replica stops serving
@@ -36,15 +26,14 @@ type Config struct {
 	MaxLag time.Duration
 
 	// ReadmitLag is the lag a replica must be at or below, ReadmitAfter
-	// readings in a row, to serve reads again. Keeping it below MaxLag
-	// stops a replica whose lag hovers around MaxLag from flapping.
-	// Zero means MaxLag/2. It must not exceed MaxLag.
+	// readings in a row, to serve reads again. Zero means MaxLag/2. It must
+	// not exceed MaxLag.
 	ReadmitLag time.Duration
 
 	// EvictAfter is how many bad readings in a row (lag above MaxLag, a
 	// probe error or timeout, replication stopped) evict a healthy
-	// replica. A connection-class probe error (see IsConnError), and
-	// Checker.ReportFailure, evict at once. Zero means 2.
+	// replica; a lost connection and Checker.ReportFailure evict at once.
+	// Zero means 2.
 	EvictAfter int
 
 	// ReadmitAfter is how many good readings in a row (lag at or below
@@ -58,44 +47,35 @@ type Config struct {
 	// VERSION(). With Heartbeat set, the heartbeat is added to it.
 	Probe Probe
 
-	// Heartbeat, when set, adds a heartbeat probe: every round the Checker
-	// writes its clock into a row on the primary and reads the row back
-	// on each replica (see HeartbeatProbe). Nil means no heartbeat.
+	// Heartbeat, when set, adds a heartbeat probe (see HeartbeatProbe).
+	// Nil means no heartbeat.
 	Heartbeat *Heartbeat
 
 	// OnStateChange, if set, is called after each change of a replica's
-	// State, in the order the changes happened for that replica. It runs
-	// on a goroutine of the Checker, outside any lock, one call at a time;
-	// a slow callback delays later callbacks, never probing or routing.
-	// It must not call Checker.Close.
+	// State, in order, one call at a time, on a goroutine of the Checker
+	// and outside any lock. It must not call Checker.Close.
 	OnStateChange func(Change)
 }
 
-// Heartbeat configures the heartbeat probe. The zero value is ready to use.
-//
-// The table is the same on PostgreSQL, MySQL and MariaDB:
+// Heartbeat configures the heartbeat probe. The zero value is ready to
+// use. The table is the same on PostgreSQL, MySQL and MariaDB:
 //
 //	CREATE TABLE IF NOT EXISTS rwsplit_heartbeat (
 //	    id BIGINT NOT NULL PRIMARY KEY,
 //	    ts BIGINT NOT NULL -- the writer's clock, microseconds since 1970
 //	);
-//
-// The writer's own clock is stored and compared, not the database's, so
-// the database servers' clocks do not matter.
 type Heartbeat struct {
 	// Table is the heartbeat table, optionally schema-qualified
 	// ("ops.heartbeat"). Zero means "rwsplit_heartbeat".
 	Table string
 
-	// ID is the row this Checker writes. Zero means 1. Several processes
-	// may share a row when their clocks agree; otherwise give each its
-	// own ID, since the bound includes the difference between the clocks.
+	// ID is the row this Checker writes. Zero means 1. Processes whose
+	// clocks may differ need their own IDs.
 	ID int64
 
-	// SkipCreate stops the Checker from creating the table (CREATE TABLE
-	// IF NOT EXISTS on the primary, once, before the first write): set it
-	// when the Checker's user may not run DDL and the table exists. Zero
-	// (false) means the table is created when missing.
+	// SkipCreate stops the Checker from creating the table when missing
+	// (once, before the first write): set it when the Checker's user may
+	// not run DDL.
 	SkipCreate bool
 }
 
@@ -112,41 +92,37 @@ const (
 // Config or bad arguments.
 var ErrConfig = errors.New("lagcheck: invalid config")
 
-// Validate reports the first problem with c, after the defaults are
-// applied: negative durations or counts, an Interval below a millisecond,
-// ReadmitLag above MaxLag, a heartbeat table name that is not a plain
-// (optionally schema-qualified) identifier.
+// Validate reports the first problem with c, as New would: a negative
+// duration or count, an Interval below a millisecond, ReadmitLag above
+// MaxLag (after defaults), or a heartbeat table name that is not a plain,
+// optionally schema-qualified, identifier. Errors wrap ErrConfig. It lets
+// a caller check a Config before it has the databases New needs.
 func (c Config) Validate() error {
+	_, err := c.withDefaults()
+	return err
+}
+
+// withDefaults returns c with every zero field replaced by its default,
+// or the first problem with c. It is the one place where a Config is
+// validated and defaulted.
+func (c Config) withDefaults() (Config, error) {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
 	}{{"Interval", c.Interval}, {"Timeout", c.Timeout}, {"MaxLag", c.MaxLag}, {"ReadmitLag", c.ReadmitLag}} {
 		if d.v < 0 {
-			return fmt.Errorf("%w: %s is negative (%v)", ErrConfig, d.name, d.v)
+			return Config{}, fmt.Errorf("%w: %s is negative (%v)", ErrConfig, d.name, d.v)
 		}
 	}
 	if c.Interval > 0 && c.Interval < time.Millisecond {
-		return fmt.Errorf("%w: Interval %v is below 1ms", ErrConfig, c.Interval)
+		return Config{}, fmt.Errorf("%w: Interval %v is below 1ms", ErrConfig, c.Interval)
 	}
 	if c.EvictAfter < 0 {
-		return fmt.Errorf("%w: EvictAfter is negative (%d)", ErrConfig, c.EvictAfter)
+		return Config{}, fmt.Errorf("%w: EvictAfter is negative (%d)", ErrConfig, c.EvictAfter)
 	}
 	if c.ReadmitAfter < 0 {
-		return fmt.Errorf("%w: ReadmitAfter is negative (%d)", ErrConfig, c.ReadmitAfter)
+		return Config{}, fmt.Errorf("%w: ReadmitAfter is negative (%d)", ErrConfig, c.ReadmitAfter)
 	}
-	d := c.withDefaults()
-	if d.ReadmitLag > d.MaxLag {
-		return fmt.Errorf("%w: ReadmitLag %v is above MaxLag %v", ErrConfig, d.ReadmitLag, d.MaxLag)
-	}
-	if d.Heartbeat != nil && !validTable(d.Heartbeat.Table) {
-		return fmt.Errorf("%w: Heartbeat.Table %q is not an identifier like rwsplit_heartbeat or schema.table", ErrConfig, d.Heartbeat.Table)
-	}
-	return nil
-}
-
-// withDefaults returns c with every zero field replaced by its default.
-// It is the only place defaults are applied.
-func (c Config) withDefaults() Config {
 	if c.Interval == 0 {
 		c.Interval = DefaultInterval
 	}
@@ -159,6 +135,9 @@ func (c Config) withDefaults() Config {
 	if c.ReadmitLag == 0 {
 		c.ReadmitLag = c.MaxLag / 2
 	}
+	if c.ReadmitLag > c.MaxLag {
+		return Config{}, fmt.Errorf("%w: ReadmitLag %v is above MaxLag %v", ErrConfig, c.ReadmitLag, c.MaxLag)
+	}
 	if c.EvictAfter == 0 {
 		c.EvictAfter = DefaultEvictAfter
 	}
@@ -166,25 +145,32 @@ func (c Config) withDefaults() Config {
 		c.ReadmitAfter = DefaultReadmitAfter
 	}
 	if c.Heartbeat != nil {
-		h := c.Heartbeat.withDefaults()
+		h, err := c.Heartbeat.withDefaults()
+		if err != nil {
+			return Config{}, err
+		}
 		c.Heartbeat = &h
 	}
-	return c
+	return c, nil
 }
 
-func (h Heartbeat) withDefaults() Heartbeat {
+// withDefaults returns h with its zero fields defaulted, or an error
+// wrapping ErrConfig if Table is not a plain identifier.
+func (h Heartbeat) withDefaults() (Heartbeat, error) {
 	if h.Table == "" {
 		h.Table = DefaultHeartbeatTable
 	}
 	if h.ID == 0 {
 		h.ID = 1
 	}
-	return h
+	if !validTable(h.Table) {
+		return Heartbeat{}, fmt.Errorf("%w: Heartbeat.Table %q is not an identifier like rwsplit_heartbeat or schema.table", ErrConfig, h.Table)
+	}
+	return h, nil
 }
 
 // validTable accepts name or schema.name, each [A-Za-z_][A-Za-z0-9_]* of
-// at most 63 bytes: the table name is written into SQL text, so nothing
-// else may pass.
+// at most 63 bytes: the name is written into SQL text.
 func validTable(s string) bool {
 	parts := strings.Split(s, ".")
 	if len(parts) > 2 {

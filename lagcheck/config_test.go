@@ -37,9 +37,11 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := tt.give.withDefaults()
-			if got.Interval != tt.want.Interval || got.Timeout != tt.want.Timeout || got.MaxLag != tt.want.MaxLag ||
-				got.ReadmitLag != tt.want.ReadmitLag || got.EvictAfter != tt.want.EvictAfter || got.ReadmitAfter != tt.want.ReadmitAfter {
+			got, err := tt.give.withDefaults()
+			if err != nil {
+				t.Fatalf("withDefaults() error %v", err)
+			}
+			if numbers(got) != numbers(tt.want) {
 				t.Errorf("withDefaults() = %+v, want %+v", got, tt.want)
 			}
 		})
@@ -47,13 +49,73 @@ func TestConfigDefaults(t *testing.T) {
 }
 
 func TestHeartbeatDefaults(t *testing.T) {
-	got := Config{Heartbeat: &Heartbeat{}}.withDefaults().Heartbeat
-	if *got != (Heartbeat{Table: "rwsplit_heartbeat", ID: 1}) {
-		t.Errorf("Heartbeat defaults = %+v", *got)
+	tests := []struct {
+		name string
+		give Heartbeat
+		want Heartbeat
+	}{
+		{name: "zero", give: Heartbeat{}, want: Heartbeat{Table: "rwsplit_heartbeat", ID: 1}},
+		{name: "all set", give: Heartbeat{Table: "ops.hb", ID: 7, SkipCreate: true}, want: Heartbeat{Table: "ops.hb", ID: 7, SkipCreate: true}},
 	}
-	set := Heartbeat{Table: "ops.hb", ID: 7, SkipCreate: true}
-	if got := (Config{Heartbeat: &set}).withDefaults().Heartbeat; *got != set {
-		t.Errorf("Heartbeat kept = %+v, want %+v", *got, set)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			give := tt.give
+			got := defaulted(t, Config{Heartbeat: &give}).Heartbeat
+			if *got != tt.want {
+				t.Errorf("Heartbeat = %+v, want %+v", *got, tt.want)
+			}
+		})
+	}
+}
+
+// numbers returns c's durations and counts, the comparable part of a Config.
+func numbers(c Config) [6]int64 {
+	return [6]int64{int64(c.Interval), int64(c.Timeout), int64(c.MaxLag), int64(c.ReadmitLag), int64(c.EvictAfter), int64(c.ReadmitAfter)}
+}
+
+// defaulted returns cfg.withDefaults(), failing the test on an error.
+func defaulted(t testing.TB, cfg Config) Config {
+	t.Helper()
+	d, err := cfg.withDefaults()
+	if err != nil {
+		t.Fatalf("withDefaults(%+v): %v", cfg, err)
+	}
+	return d
+}
+
+func TestCheckerConfig(t *testing.T) {
+	ms := time.Millisecond
+	tests := []struct {
+		name string
+		give Config
+		want Config
+	}{
+		{name: "zero", give: Config{}, want: Config{Interval: 250 * ms, Timeout: 250 * ms, MaxLag: time.Second, ReadmitLag: 500 * ms, EvictAfter: 2, ReadmitAfter: 3}},
+		{name: "max lag set", give: Config{MaxLag: 3 * time.Second}, want: Config{Interval: 250 * ms, Timeout: 250 * ms, MaxLag: 3 * time.Second, ReadmitLag: 1500 * ms, EvictAfter: 2, ReadmitAfter: 3}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := New(tt.give, "postgres", openMock(t), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if got := c.Config(); numbers(got) != numbers(tt.want) {
+				t.Errorf("Config() = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCheckerConfigHeartbeatIsACopy(t *testing.T) {
+	c, err := New(Config{Heartbeat: &Heartbeat{}}, "postgres", openMock(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Config().Heartbeat.Table = "changed"
+	if got := c.Config().Heartbeat.Table; got != "rwsplit_heartbeat" {
+		t.Errorf("Config().Heartbeat.Table = %q after changing a copy, want rwsplit_heartbeat", got)
 	}
 }
 
@@ -142,7 +204,7 @@ func TestProbeFor(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			probe, positions, err := probeFor(tt.cfg.withDefaults(), tt.dialect)
+			probe, positions, err := probeFor(defaulted(t, tt.cfg), tt.dialect)
 			if err != nil {
 				t.Fatal(err)
 			}

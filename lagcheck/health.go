@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strconv"
 	"time"
+
+	"github.com/rwsplit/rwsplit/internal/connerr"
 )
 
 // State is a replica's standing. Only a Healthy replica serves reads.
@@ -80,7 +82,7 @@ func rulesOf(c Config) rules {
 // only a lower bound, so it can prove a replica bad but never good.
 func (ru rules) classify(r Reading) verdict {
 	switch {
-	case r.Err != nil && IsConnError(r.Err):
+	case r.Err != nil && connerr.Is(r.Err):
 		return fatal
 	case r.Err != nil && r.PrimaryErr != nil && errors.Is(r.Err, ErrNotReceiving):
 		// The replica cannot reach the primary, and neither can we: the

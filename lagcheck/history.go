@@ -8,18 +8,10 @@ import (
 // Reading is the outcome of one probe of one replica.
 type Reading struct {
 	// Lag bounds how stale the replica's data was when it was probed.
-	//
-	// When LagKnown, Lag is an upper bound: the replica had every commit
-	// the primary made up to Lag before the probe. It is the smallest of
-	// the bounds available: now minus the start of the newest primary
-	// sample the replica's position covers, and the probe's own bound
-	// (heartbeat age; PostgreSQL's time since the last replayed commit).
-	// It is never below what the samples prove (see below).
-	//
-	// When LagKnown is false, Lag is a lower bound, possibly zero: the
-	// replica lacks a primary sample taken Lag before the probe. That
-	// happens while the primary cannot be sampled (PrimaryErr), when the
-	// replica is behind every sample kept, or when the probe failed.
+	// When LagKnown, it is an upper bound: the replica had every commit
+	// the primary made up to Lag before the probe. Otherwise it is a lower
+	// bound, possibly zero (the primary could not be sampled, the replica
+	// is behind every sample kept, or the probe failed).
 	Lag      time.Duration
 	LagKnown bool
 
@@ -37,10 +29,8 @@ type Reading struct {
 	Err error
 
 	// PrimaryErr is set when the primary could not be sampled in this
-	// round. The lag is then only a lower bound, and a replica's state
-	// changes only on what is certain (its own errors, or a lag proven
-	// above MaxLag): a primary outage does not take the replicas' reads
-	// down with it.
+	// round; the replica's state then changes only on its own errors or a
+	// lag proven above MaxLag.
 	PrimaryErr error
 
 	// At is when the probe finished; Took how long it ran.
@@ -64,8 +54,7 @@ type history struct {
 }
 
 // historyCap is how many samples to keep: enough to span 4×MaxLag (at
-// least 30s), so that a replica lagging around MaxLag still has a sample
-// it covers, within [16, 1024].
+// least 30s), within [16, 1024].
 func historyCap(c Config) int {
 	span := max(4*c.MaxLag, 30*time.Second)
 	return min(max(int(span/c.Interval)+2, 16), 1024)
@@ -106,13 +95,9 @@ func (h *history) latest() Position {
 }
 
 // estimate turns a replica probe that ran from start to end into a
-// Reading, against the samples kept.
-//
-// Positions only grow, so the samples the replica covers are a prefix of
-// the history. If the newest covered sample was started at t, everything
-// the primary had committed by t is on the replica: its staleness is at
-// most end − t. If the oldest sample it does not cover was finished at u,
-// it lacks something committed by u: its staleness is at least start − u.
+// Reading, against the samples kept: staleness is at most end − (start of
+// the newest covered sample) and at least start − (end of the oldest
+// sample not covered). docs/health.md has the argument.
 func (h *history) estimate(rep Replay, probeErr error, start, end time.Time) Reading {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -126,7 +126,7 @@ func TestHistoryCap(t *testing.T) {
 		{name: "fast interval cap", give: Config{Interval: time.Millisecond}, want: 1024},
 	}
 	for _, tt := range tests {
-		if got := historyCap(tt.give.withDefaults()); got != tt.want {
+		if got := historyCap(defaulted(t, tt.give)); got != tt.want {
 			t.Errorf("%s: historyCap = %d, want %d", tt.name, got, tt.want)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"go.uber.org/goleak"
 
+	"github.com/rwsplit/rwsplit/internal/connerr"
 	"github.com/rwsplit/rwsplit/internal/testdb"
 	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 )
@@ -323,7 +324,7 @@ func TestPGCrash(t *testing.T) {
 	if d := ev.Reading.At.Sub(crashed); d > itInterval+slack {
 		t.Errorf("evicted %v after the crash; want within one interval + %v", d, slack)
 	}
-	if !IsConnError(ev.Reading.Err) {
+	if !connerr.Is(ev.Reading.Err) {
 		t.Errorf("eviction error %T %v is not connection-class", ev.Reading.Err, ev.Reading.Err)
 	}
 	dbtest.Must(t, pg.Replicas[0].Start(t.Context()))
@@ -432,9 +433,9 @@ func TestPGFreeze(t *testing.T) {
 	kinds := map[string]int{}
 	for _, call := range frozenCalls {
 		switch {
-		case IsConnError(call.err):
+		case connerr.Is(call.err):
 			kinds["connection"]++
-		case IsTimeout(call.err):
+		case connerr.IsTimeout(call.err):
 			kinds["timeout"]++
 		default:
 			kinds[fmt.Sprint(call.err)]++
@@ -582,7 +583,7 @@ func TestHeartbeat(t *testing.T) {
 			defer stop()
 
 			alone := itConfig(&changeLog{})
-			alone.Probe = HeartbeatProbe(Heartbeat{Table: "lagcheck_heartbeat", ID: 1})
+			alone.Probe = mustHeartbeat(t, Heartbeat{Table: "lagcheck_heartbeat", ID: 1})
 			withPos := itConfig(&changeLog{})
 			withPos.Heartbeat = &Heartbeat{Table: "lagcheck_heartbeat", ID: 2}
 			for _, cfg := range []struct {

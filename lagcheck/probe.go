@@ -10,14 +10,9 @@ import (
 )
 
 // Probe measures replication on one kind of database. Each round the
-// Checker calls Primary once, then Replica for every replica, each call
-// under its own Config.Timeout. Calls for different replicas run
-// concurrently, so a Probe must be safe for concurrent use.
-//
-// A probe reports raw facts; the Checker turns them into a Reading: it
-// keeps the primary's recent positions with the time each was sampled, and
-// bounds a replica's lag by the newest sample its replay position covers
-// (see Reading.Lag).
+// Checker calls Primary once, then Replica for every replica, each under
+// Config.Timeout; calls for different replicas run concurrently. A probe
+// reports raw facts; the Checker turns them into a Reading.
 type Probe interface {
 	// Primary runs the primary's side of a round and returns the
 	// primary's current replication position, or the zero Position if
@@ -26,8 +21,8 @@ type Probe interface {
 
 	// Replica probes one replica. primary is the position Primary
 	// returned in this round (zero if it failed). An error means the
-	// replica cannot serve fresh reads: the probe failed (see IsConnError
-	// and IsTimeout), or replication is not running (ErrNotReplica,
+	// replica cannot serve fresh reads: the probe failed (lost connection
+	// or timeout), or replication is not running (ErrNotReplica,
 	// ErrReplicationStopped, ErrNotReceiving). The Replay may still carry
 	// the replica's position with an error.
 	Replica(ctx context.Context, replica *sql.DB, primary Position) (Replay, error)
@@ -68,7 +63,10 @@ func probeFor(cfg Config, dialect string) (probe, positions Probe, err error) {
 		probe = positions
 	}
 	if cfg.Heartbeat != nil {
-		hb := HeartbeatProbe(*cfg.Heartbeat)
+		hb, err := HeartbeatProbe(*cfg.Heartbeat)
+		if err != nil {
+			return nil, nil, err
+		}
 		if probe == nil {
 			probe = hb
 		} else {

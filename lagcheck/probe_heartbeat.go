@@ -13,43 +13,18 @@ import (
 )
 
 // HeartbeatProbe returns a probe that works on any SQL database that
-// replicates a table: each round it writes the Checker's clock
-// (microseconds since 1970) into row h.ID of h.Table on the primary, and
-// reads the row on each replica. A replica whose row says ts has every
-// commit made before ts, so its staleness is at most now − ts: a bound
-// well under a second, as fine as the replication delay plus one probe
-// round trip, because the write happens right before the replicas are
-// probed. The writer's clock is compared with itself, so the database
-// servers' clocks do not matter.
-//
-// A replica without the row (or the table) yet has not replayed the first
-// write: its lag is unknown, at least the time since that write, and it
-// is evicted once that exceeds MaxLag.
-//
-// The heartbeat cannot see why a replica falls behind: on MariaDB the row
-// still reads while the IO thread is down, only older and older. It gives
-// no positions, so Checker.Covers is never true with it alone; with
-// Config.Heartbeat the Checker runs it alongside the dialect's position
-// probe.
-//
-// Unless h.SkipCreate, the first primary round runs (see Heartbeat)
-//
-//	CREATE TABLE IF NOT EXISTS rwsplit_heartbeat (id BIGINT NOT NULL PRIMARY KEY, ts BIGINT NOT NULL)
-//
-// and every round then runs UPDATE, and INSERT when no row was updated:
-//
-//	UPDATE rwsplit_heartbeat SET ts = 1764111111000000 WHERE id = 1
-//	INSERT INTO rwsplit_heartbeat (id, ts) VALUES (1, 1764111111000000)
-//
-// which is the same SQL on PostgreSQL, MySQL and MariaDB (integers are
-// written into the text: no placeholder syntax to choose). Replicas run
-//
-//	SELECT ts FROM rwsplit_heartbeat WHERE id = 1
-//
-// An invalid Table makes every call fail (Config.Validate reports it
-// earlier).
-func HeartbeatProbe(h Heartbeat) Probe {
-	h = h.withDefaults()
+// replicates a table: each round it writes the Checker's clock into row
+// h.ID of h.Table on the primary (creating the table first unless
+// h.SkipCreate), and reads the row on each replica; the row's age bounds
+// the replica's lag. It gives no positions, so Checker.Covers is never true
+// with it alone. A replica without the row yet has an unknown lag, at least
+// the time since the first write. An invalid Table is an error wrapping
+// ErrConfig. docs/health.md shows the SQL.
+func HeartbeatProbe(h Heartbeat) (Probe, error) {
+	h, err := h.withDefaults()
+	if err != nil {
+		return nil, err
+	}
 	id := strconv.FormatInt(h.ID, 10)
 	return &heartbeat{
 		h:      h,
@@ -57,7 +32,7 @@ func HeartbeatProbe(h Heartbeat) Probe {
 		update: "UPDATE " + h.Table + " SET ts = %d WHERE id = " + id,
 		insert: "INSERT INTO " + h.Table + " (id, ts) VALUES (" + id + ", %d)",
 		read:   "SELECT ts FROM " + h.Table + " WHERE id = " + id,
-	}
+	}, nil
 }
 
 type heartbeat struct {
@@ -70,9 +45,6 @@ type heartbeat struct {
 }
 
 func (hb *heartbeat) Primary(ctx context.Context, db *sql.DB) (Position, error) {
-	if !validTable(hb.h.Table) {
-		return Position{}, fmt.Errorf("%w: Heartbeat.Table %q", ErrConfig, hb.h.Table)
-	}
 	hb.mu.Lock()
 	created := hb.created || hb.h.SkipCreate
 	hb.mu.Unlock()
@@ -105,9 +77,6 @@ func (hb *heartbeat) Primary(ctx context.Context, db *sql.DB) (Position, error) 
 }
 
 func (hb *heartbeat) Replica(ctx context.Context, db *sql.DB, _ Position) (Replay, error) {
-	if !validTable(hb.h.Table) {
-		return Replay{}, fmt.Errorf("%w: Heartbeat.Table %q", ErrConfig, hb.h.Table)
-	}
 	var ts int64
 	err := db.QueryRowContext(ctx, hb.read).Scan(&ts)
 	now := time.Now()

@@ -24,21 +24,12 @@ const (
 	mysqlSyntaxErrorNum = 1064
 )
 
-// MariaDBProbe returns the probe for MariaDB replication with GTIDs.
-//
-// The primary's position is @@gtid_binlog_pos (the primary must have
-// log_bin on), a replica's @@gtid_slave_pos, compared per replication
-// domain; Reading.Behind counts transactions. SHOW ALL SLAVES STATUS must
-// show every connection with Slave_SQL_Running = Yes (else
-// ErrReplicationStopped), Slave_IO_Running = Yes (else ErrNotReceiving),
-// and a non-NULL Seconds_Behind_Master (NULL means replication is not
-// running: never read it as 0). Seconds_Behind_Master's value itself is
-// not used for the lag: it counts whole seconds, and reads 0 on an idle
-// primary even while the replica is disconnected. The lag bound comes
-// from the primary's recent positions; add a Heartbeat for a tighter one.
-//
-// The probe's user needs the SLAVE MONITOR (or REPLICATION CLIENT)
-// privilege on replicas.
+// MariaDBProbe returns the probe for MariaDB replication with GTIDs: it
+// compares the primary's @@gtid_binlog_pos (log_bin on) with a replica's
+// @@gtid_slave_pos; Reading.Behind counts transactions. A replica whose
+// SQL thread is stopped fails with ErrReplicationStopped, one whose IO
+// thread is not connected with ErrNotReceiving. The probe's user needs
+// SLAVE MONITOR (or REPLICATION CLIENT) on replicas.
 func MariaDBProbe() Probe { return mariaProbe{} }
 
 type mariaProbe struct{}
@@ -73,15 +64,9 @@ func (mariaProbe) Replica(ctx context.Context, db *sql.DB, _ Position) (Replay, 
 }
 
 // MySQLProbe returns the probe for MySQL 8 replication with GTIDs
-// (gtid_mode=ON).
-//
-// Both positions are @@gtid_executed, compared as sets; Reading.Behind
-// counts the primary's transactions the replica lacks. SHOW REPLICA STATUS
-// (SHOW SLAVE STATUS before 8.0.22) must show every channel with
-// Replica_SQL_Running = Yes, Replica_IO_Running = Yes and a non-NULL
-// Seconds_Behind_Source, as for MariaDBProbe.
-//
-// The probe's user needs the REPLICATION CLIENT privilege on replicas.
+// (gtid_mode=ON): it compares @@gtid_executed sets, and checks replication
+// as MariaDBProbe does. The probe's user needs REPLICATION CLIENT on
+// replicas.
 func MySQLProbe() Probe { return &mysqlProbe{} }
 
 type mysqlProbe struct {

@@ -14,23 +14,12 @@ const (
 		` (extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000000)::bigint`
 )
 
-// PostgresProbe returns the probe for PostgreSQL streaming replication.
-//
-// The primary's position is pg_current_wal_lsn(); a replica's is
-// pg_last_wal_replay_lsn(), what it has applied (pg_last_wal_receive_lsn
-// reads as caught up while the walreceiver is cut off). Comparing the two
-// is exact even while the primary is idle. Reading.Behind is in bytes.
-//
-// The lag bound is the smaller of two upper bounds: the one the Checker
-// derives from the primary's recent positions, and now minus
-// pg_last_xact_replay_timestamp() on the replica. The second alone grows
-// without bound while the primary is idle, and it uses the two servers'
-// clocks; it tightens the bound while the replica is behind a busy
-// primary. pg_stat_replication.replay_lag is not used: it trails the truth
-// and vanishes while the replica is disconnected.
-//
-// A server that is not in recovery (a promoted replica) fails with
-// ErrNotReplica; a NULL replay position with ErrReplicationStopped.
+// PostgresProbe returns the probe for PostgreSQL streaming replication: it
+// compares the primary's pg_current_wal_lsn() with a replica's
+// pg_last_wal_replay_lsn() (Reading.Behind is in bytes), and also bounds
+// the lag by the replica's time since its last replayed commit. A server
+// not in recovery fails with ErrNotReplica; a NULL replay position with
+// ErrReplicationStopped. docs/health.md says why these functions.
 func PostgresProbe() Probe { return postgresProbe{} }
 
 type postgresProbe struct{}

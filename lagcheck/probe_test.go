@@ -336,7 +336,7 @@ func TestPostgresProbe(t *testing.T) {
 func TestHeartbeatProbe(t *testing.T) {
 	db, mock := newMock(t)
 	mock.MatchExpectationsInOrder(true)
-	p := HeartbeatProbe(Heartbeat{Table: "ops.hb", ID: 7})
+	p := mustHeartbeat(t, Heartbeat{Table: "ops.hb", ID: 7})
 
 	// Before any write, a replica without the row tells nothing.
 	mock.ExpectQuery("SELECT ts FROM ops.hb WHERE id = 7").WillReturnError(sql.ErrNoRows)
@@ -379,12 +379,40 @@ func TestHeartbeatProbe(t *testing.T) {
 func TestHeartbeatSkipCreateAndRace(t *testing.T) {
 	db, mock := newMock(t)
 	mock.MatchExpectationsInOrder(true)
-	p := HeartbeatProbe(Heartbeat{SkipCreate: true})
+	p := mustHeartbeat(t, Heartbeat{SkipCreate: true})
 	expectUpdate(mock, "rwsplit_heartbeat", 1).WillReturnResult(sqlmock.NewResult(0, 0))
 	// Another writer inserted the row between our UPDATE and INSERT.
 	mock.ExpectExec("INSERT INTO rwsplit_heartbeat (id, ts) VALUES (1, {n})").WillReturnError(&mysql.MySQLError{Number: 1062, Message: "Duplicate entry"})
 	if _, err := p.Primary(context.Background(), db); err != nil {
 		t.Errorf("Primary = %v", err)
+	}
+}
+
+func mustHeartbeat(t testing.TB, h Heartbeat) Probe {
+	t.Helper()
+	p, err := HeartbeatProbe(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestHeartbeatProbeErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		give Heartbeat
+		want string
+	}{
+		{name: "injection", give: Heartbeat{Table: "hb; DROP TABLE users"}, want: `Heartbeat.Table "hb; DROP TABLE users"`},
+		{name: "three parts", give: Heartbeat{Table: "a.b.c"}, want: `Heartbeat.Table "a.b.c"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := HeartbeatProbe(tt.give)
+			if p != nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("HeartbeatProbe() = %v, %v; want ErrConfig containing %q", p, err, tt.want)
+			}
+		})
 	}
 }
 

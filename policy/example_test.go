@@ -121,7 +121,11 @@ func ExampleP2C() {
 		s.Done(s.Start()-int64(took), false)
 	}
 	// Probing "slow" again after a minute without news; the default is 1s.
-	picker := policy.P2C(policy.ProbeInterval(time.Minute)).NewPicker(replicas)
+	p2c, err := policy.P2C(policy.P2CConfig{ProbeInterval: time.Minute})
+	if err != nil {
+		panic(err)
+	}
+	picker := p2c.NewPicker(replicas)
 	counts := make(map[string]int)
 	for range 1000 {
 		counts[replicas[picker.Pick(context.Background())].Name]++

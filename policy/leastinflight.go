@@ -6,17 +6,9 @@ import (
 )
 
 // LeastInFlight returns a policy that draws two distinct replicas at random
-// and picks the one with fewer statements in flight (Stats.InFlight); a tie
-// goes to either. This is the "power of two choices" of grpc-go's
-// least_request balancer: it steers reads away from a replica that is slow
-// or overloaded (its statements pile up) without the herd behaviour of
-// always choosing the global minimum, and it costs the same for any number
-// of replicas. With two replicas it compares both; with one it returns it.
-//
-// It ignores weights and latency; P2C also weighs latency.
-//
-// Cost: two random draws and two atomic loads. Pickers share no state; the
-// counters live in the replicas' Stats, so a rebuilt Picker keeps them.
+// and picks the one with fewer statements in flight (Stats.InFlight), as
+// grpc-go's least_request balancer does; a tie goes to either. It ignores
+// weights and latency; P2C also weighs latency.
 func LeastInFlight() Policy { return leastInFlight{} }
 
 type leastInFlight struct{}

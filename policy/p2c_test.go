@@ -2,7 +2,9 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -94,7 +96,7 @@ func TestP2CAvoidsSlowReplica(t *testing.T) {
 				lat := latencies(tt.replicas, tt.slow)
 				warm(rs, lat)
 				time.Sleep(tt.idle)
-				p := P2C().NewPicker(rs)
+				p := mustP2C(t, P2CConfig{}).NewPicker(rs)
 				var slow, outOfRange atomic.Int64
 				var wg sync.WaitGroup
 				for range tt.callers {
@@ -153,15 +155,15 @@ func TestP2CProbesSlowReplica(t *testing.T) {
 	)
 	tests := []struct {
 		name     string
-		give     []P2COption
+		give     P2CConfig
 		min, max int // probes of the slow replica
 	}{
 		// Stale after 1s, then drawn 2/3 of the time and probed at odds of
 		// 1/16: about one probe per 1.24s, ≈ 48 in a minute.
 		{name: "default", min: 38, max: 58},
-		{name: "every 5s", give: []P2COption{ProbeInterval(5 * time.Second)}, min: 9, max: 13},
-		{name: "zero means default", give: []P2COption{ProbeInterval(0)}, min: 38, max: 58},
-		{name: "off", give: []P2COption{ProbeInterval(-1)}, min: 0, max: 0},
+		{name: "every 5s", give: P2CConfig{ProbeInterval: 5 * time.Second}, min: 9, max: 13},
+		{name: "zero means default", give: P2CConfig{ProbeInterval: 0}, min: 38, max: 58},
+		{name: "off", give: P2CConfig{DisableProbe: true}, min: 0, max: 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -169,7 +171,7 @@ func TestP2CProbesSlowReplica(t *testing.T) {
 				rs := ones(3)
 				lat := latencies(3, 2)
 				warm(rs, lat)
-				p := P2C(tt.give...).NewPicker(rs)
+				p := mustP2C(t, tt.give).NewPicker(rs)
 				counts := simulate(p, rs, step, d, func(i int) time.Duration { return lat[i] })
 				if got := counts[2]; got < tt.min || got > tt.max {
 					t.Errorf("slow replica picked %d times in %v (counts %v), want %d to %d", got, d, counts, tt.min, tt.max)
@@ -224,7 +226,7 @@ func TestP2CRecovers(t *testing.T) {
 			}
 			return 500 * time.Microsecond
 		}
-		p := P2C().NewPicker(rs)
+		p := mustP2C(t, P2CConfig{}).NewPicker(rs)
 		sick := load(p, rs, 4, 10*time.Millisecond, 20*time.Second, lat)
 		slow.Store(int64(500 * time.Microsecond))
 		recovering := load(p, rs, 4, 10*time.Millisecond, 5*time.Second, lat)
@@ -277,7 +279,7 @@ func TestP2CPrefersLessLoaded(t *testing.T) {
 						rs[i].Stats.Start()
 					}
 				}
-				got := shares(pickN(P2C().NewPicker(rs), len(rs), picks), picks)
+				got := shares(pickN(mustP2C(t, P2CConfig{}).NewPicker(rs), len(rs), picks), picks)
 				assertShares(t, got, tt.want, 0.03)
 			})
 		})
@@ -293,31 +295,57 @@ func TestP2CUnmeasured(t *testing.T) {
 		for i := range n {
 			want[i] = 1 / float64(n)
 		}
-		got := shares(pickN(P2C().NewPicker(rs), n, picks), picks)
+		got := shares(pickN(mustP2C(t, P2CConfig{}).NewPicker(rs), n, picks), picks)
 		assertShares(t, got, want, 0.03)
 	}
 }
 
-// Each P2C value is independent, and options apply only to their own.
-func TestP2COptions(t *testing.T) {
+// Each P2C value is independent, and its config applies only to it.
+func TestP2CConfig(t *testing.T) {
 	tests := []struct {
 		name string
-		give []P2COption
-		want time.Duration
+		give P2CConfig
+		want time.Duration // the picker's probe interval; 0: never probe
 	}{
-		{name: "none", want: time.Second},
-		{name: "nil option", give: []P2COption{nil}, want: time.Second},
-		{name: "zero", give: []P2COption{ProbeInterval(0)}, want: time.Second},
-		{name: "3s", give: []P2COption{ProbeInterval(3 * time.Second)}, want: 3 * time.Second},
-		{name: "last wins", give: []P2COption{ProbeInterval(3 * time.Second), ProbeInterval(2 * time.Second)}, want: 2 * time.Second},
-		{name: "off", give: []P2COption{ProbeInterval(-time.Second)}, want: -time.Second},
+		{name: "zero", give: P2CConfig{}, want: time.Second},
+		{name: "3s", give: P2CConfig{ProbeInterval: 3 * time.Second}, want: 3 * time.Second},
+		{name: "off", give: P2CConfig{DisableProbe: true}, want: 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := P2C(tt.give...).NewPicker(ones(2)).(*p2cPicker)
+			p := mustP2C(t, tt.give).NewPicker(ones(2)).(*p2cPicker)
 			if p.probe != tt.want {
 				t.Errorf("probe interval = %v, want %v", p.probe, tt.want)
 			}
 		})
 	}
+}
+
+func TestP2CConfigErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		give P2CConfig
+		want string
+	}{
+		{name: "negative probe interval", give: P2CConfig{ProbeInterval: -time.Second}, want: "ProbeInterval is negative (-1s)"},
+		{name: "negative nanosecond", give: P2CConfig{ProbeInterval: -1}, want: "ProbeInterval is negative"},
+		{name: "interval with probing off", give: P2CConfig{ProbeInterval: time.Second, DisableProbe: true}, want: "set with DisableProbe"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := P2C(tt.give)
+			if p != nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("P2C(%+v) = %v, %v; want ErrConfig containing %q", tt.give, p, err, tt.want)
+			}
+		})
+	}
+}
+
+func mustP2C(t testing.TB, cfg P2CConfig) Policy {
+	t.Helper()
+	p, err := P2C(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

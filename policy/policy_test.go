@@ -20,7 +20,7 @@ var builtins = []struct {
 	{"roundrobin", RoundRobin},
 	{"weighted", Weighted},
 	{"leastinflight", LeastInFlight},
-	{"p2c", func() Policy { return P2C() }},
+	{"p2c", func() Policy { p, _ := P2C(P2CConfig{}); return p }},
 }
 
 // newReplicas returns one replica per weight, named r0, r1, …, each with its
@@ -169,7 +169,7 @@ func TestStatsSurviveRebuild(t *testing.T) {
 		{name: "leastinflight", give: LeastInFlight(), want: []int{0, 1000}},
 		// Probing off: r0 has never finished a statement, so P2C would
 		// otherwise probe it once.
-		{name: "p2c", give: P2C(ProbeInterval(-1)), want: []int{0, 1000}},
+		{name: "p2c", give: mustP2C(t, P2CConfig{DisableProbe: true}), want: []int{0, 1000}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,11 +6,7 @@ import (
 )
 
 // Random returns a policy that picks a replica uniformly at random,
-// ignoring weights and statistics.
-//
-// Cost: one call to math/rand/v2's top-level generator, which is
-// goroutine-safe without a lock (it is per-thread in the runtime). Pickers
-// share no state.
+// ignoring weights and statistics. Pick takes no lock.
 func Random() Policy { return random{} }
 
 type random struct{}

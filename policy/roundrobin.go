@@ -6,19 +6,8 @@ import (
 )
 
 // RoundRobin returns a policy that cycles through the replicas in order,
-// ignoring weights and statistics.
-//
-// The position is one atomic counter per policy value, shared by all of
-// its Pickers: a Picker built after a change in the eligible set carries on
-// from where the previous one was, instead of starting again at the first
-// replica (which would favour it when the set changes often). A new policy
-// value starts at the first replica. Concurrent picks each get their own
-// position, so the cycle stays exact under concurrency, though the order in
-// which goroutines see it is theirs.
-//
-// Cost: one atomic add and one integer division. The counter is shared by
-// all goroutines, so under heavy parallel load its cache line moves between
-// cores; Random avoids that.
+// ignoring weights and statistics. Its position is one atomic counter per
+// policy value, so a rebuilt Picker carries on where the last one was.
 func RoundRobin() Policy { return &roundRobin{} }
 
 type roundRobin struct {

@@ -8,30 +8,15 @@ import (
 	"sync/atomic"
 )
 
-// maxSchedule bounds the length of a Weighted schedule: 16384 entries of
-// two bytes, 32 KiB, built in O(length × replicas) when the eligible set
-// changes.
+// maxSchedule bounds the length of a Weighted schedule (32 KiB).
 const maxSchedule = 1 << 14
 
 // Weighted returns a policy that shares reads among the replicas in
-// proportion to Replica.Weight, spread out as evenly as possible: smooth
-// weighted round robin, nginx's algorithm. Weights 5:1:1 give the cycle
-// a a b a c a a, not a a a a a b c. Weights below 1 count as 1, above
-// 2³¹−1 as 2³¹−1. Statistics are ignored.
-//
-// NewPicker divides the weights by their greatest common divisor and runs
-// nginx's algorithm once over a full cycle (sum of the reduced weights
-// picks), storing the sequence of replica indices. Pick walks that
-// schedule with an atomic counter shared by all Pickers of the policy
-// value, so a rebuilt Picker carries on rather than starting the cycle
-// again; a new policy value starts at the beginning of the cycle.
-// Cost: one atomic add, one integer division, one load.
-//
-// If the reduced weights sum to more than 16384, or there are more
-// replicas than that, the schedule would be too long to build and keep,
-// and Pick falls back to weighted random: one random draw and a binary
-// search over prefix sums, O(log n). Shares are then right on average
-// rather than exact over each cycle.
+// proportion to Replica.Weight, spread out evenly (nginx's smooth weighted
+// round robin: 5:1:1 gives a a b a c a a). Weights below 1 count as 1,
+// above 2³¹−1 as 2³¹−1; statistics are ignored. A rebuilt Picker carries
+// on the cycle. Beyond 16384 reduced weight units it falls back to
+// weighted random, right on average rather than exact per cycle.
 func Weighted() Policy { return &weighted{} }
 
 type weighted struct {
@@ -70,9 +55,7 @@ func (w *weighted) NewPicker(replicas []Replica) Picker {
 
 // smoothSchedule returns one cycle of nginx's smooth weighted round robin
 // over weights, whose sum is total (at most maxSchedule, so indices fit in
-// uint16). At each step every replica's current weight grows by its
-// weight, the replica with the largest current weight (the first one on a
-// tie) is chosen, and its current weight drops by total.
+// uint16).
 func smoothSchedule(weights []int64, total int64) []uint16 {
 	cur := make([]int64, len(weights))
 	schedule := make([]uint16, total)

@@ -19,16 +19,10 @@ const maxNameLen = 64
 // change state kept per session or per server (sequences, advisory locks,
 // LAST_INSERT_ID, ...). Names match case-insensitively.
 //
-// A call is a name followed by "(" (whitespace and comments may come
-// between), unquoted or quoted ("nextval", `nextval`), with or without a
-// qualifier: only the last component of the called name is compared, so
-// nextval(...), pg_catalog.nextval(...) and "public"."nextval"(...) all
-// match nextval. Matching ignores the qualifier on purpose: a qualified
-// name of the set (app.audit_log) then also matches an unqualified call,
-// which search_path may resolve to it, and a call of the same name in
-// another schema; the latter only costs a read that runs on the primary.
-// Like PostgreSQL, which truncates identifiers to 63 bytes, a called name
-// longer than that also matches the set when truncated.
+// A call is a name followed by "(", quoted or not, with or without a
+// qualifier: only the last component is compared, so nextval(...) and
+// pg_catalog.nextval(...) both match nextval, and a called name longer
+// than 63 bytes also matches when truncated, as PostgreSQL does.
 //
 // A nil *Functions is the built-in set. Functions is safe for concurrent
 // use.

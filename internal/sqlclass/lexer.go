@@ -3,40 +3,13 @@ package sqlclass
 import "strings"
 
 // The lexer turns SQL text into tokens in one forward pass, skipping
-// whitespace and comments. It never allocates: a token is a kind and a
-// byte range of the input.
-//
-// One lexer reads the text the way one server family would. The same text
-// can mean different things to PostgreSQL and to MySQL/MariaDB, so the
-// lexer runs in one of two modes:
-//
-//	construct          postgres mode                mysql mode
-//	#                  an operator (jsonb #>>)      comment to end of line
-//	--x (no space)     comment                      two minus signs
-//	-- comment end     at \n or \r                  at \n
-//	/* /* */ */        nested comment               comment ends at first */
-//	$tag$ ... $tag$    dollar-quoted string         identifiers
-//
-// In postgres mode the lexer records (diverged) whenever it meets one of
-// these constructs; Classify then reads the text again in mysql mode and
-// keeps the more conservative verdict. Every other construct lexes the
-// same in both modes. The constructs that no single reading can make safe
-// stop the lexer with a failure reason, which Classify turns into Write:
-//
-//   - an unterminated string, quoted identifier or comment;
-//   - a backslash right before the closing quote character inside a '...'
-//     or "..." literal: with backslash escapes (MySQL, PostgreSQL E'...'
-//     and standard_conforming_strings=off) the quote is escaped, without
-//     them it ends the literal, so the two readings disagree about where
-//     code starts again. Without such a pair both readings end the literal
-//     at the same byte;
-//   - MySQL executable comments /*! ... */ and MariaDB /*M! ... */, whose
-//     content the server runs as SQL;
-//   - a quote character inside an optimizer hint /*+ ... */: MySQL's hint
-//     scanner honours quotes, so the hint may end elsewhere than the first
-//     */;
-//   - a PostgreSQL U&"..." identifier, whose escapes could spell any name;
-//   - a NUL byte (checked by Classify).
+// whitespace and comments; a token is a kind and a byte range of the
+// input. It reads the text as PostgreSQL (recording in diverged any
+// construct MySQL lexes differently: #, --x, nested comments, dollar
+// quotes) or as MySQL/MariaDB, and stops with a failure reason on
+// constructs no single reading can make safe (unterminated literals,
+// backslash-quote pairs, executable comments, quotes in optimizer hints,
+// U&"..." identifiers). docs/routing-classifier.md has the table.
 
 // tokKind is the kind of a token.
 type tokKind uint8

@@ -1,0 +1,124 @@
+package connerr
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+func TestIs(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	reset := &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
+	dialTimeout := &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}
+	// A real *pgconn.ConnectError, from dialing a port nothing listens on.
+	cfg, err := pgconn.ParseConfig("host=127.0.0.1 port=1 user=x connect_timeout=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, pgConnectErr := pgconn.ConnectConfig(context.Background(), cfg)
+	var connectErr *pgconn.ConnectError
+	if !errors.As(pgConnectErr, &connectErr) {
+		t.Fatalf("ConnectConfig to port 1: %T %v, want a *pgconn.ConnectError", pgConnectErr, pgConnectErr)
+	}
+	// And a connect attempt that runs out of time, as a frozen server makes it.
+	ctx, cancel := context.WithTimeout(context.Background(), 0)
+	defer cancel()
+	_, pgConnectTimeout := pgconn.ConnectConfig(ctx, cfg)
+	// A connect attempt the caller canceled says nothing about the server.
+	canceled, cancelNow := context.WithCancel(context.Background())
+	cancelNow()
+	_, pgConnectCanceled := pgconn.ConnectConfig(canceled, cfg)
+	if !errors.As(pgConnectCanceled, &connectErr) {
+		t.Fatalf("ConnectConfig canceled: %T %v, want a *pgconn.ConnectError", pgConnectCanceled, pgConnectCanceled)
+	}
+
+	tests := []struct {
+		name string
+		give error
+		want bool
+	}{
+		{name: "nil", give: nil, want: false},
+		{name: "driver.ErrBadConn", give: driver.ErrBadConn, want: true},
+		{name: "wrapped ErrBadConn", give: fmt.Errorf("query: %w", driver.ErrBadConn), want: true},
+		{name: "mysql.ErrInvalidConn", give: mysql.ErrInvalidConn, want: true},
+		{name: "pgconn.ErrConnClosed", give: fmt.Errorf("exec: %w", pgconn.ErrConnClosed), want: true},
+		{name: "net.ErrClosed", give: net.ErrClosed, want: true},
+		{name: "io.EOF", give: io.EOF, want: true},
+		{name: "io.ErrUnexpectedEOF", give: fmt.Errorf("failed to receive message: %w", io.ErrUnexpectedEOF), want: true},
+		{name: "connection refused", give: refused, want: true},
+		{name: "wrapped ECONNREFUSED", give: fmt.Errorf("dial: %w", syscall.ECONNREFUSED), want: true},
+		{name: "connection reset", give: reset, want: true},
+		{name: "broken pipe", give: fmt.Errorf("write: %w", syscall.EPIPE), want: true},
+		{name: "dial i/o timeout", give: dialTimeout, want: true},
+		{name: "dns", give: &net.DNSError{Err: "no such host", Name: "replica.invalid", IsNotFound: true}, want: true},
+		{name: "pgconn.ConnectError refused", give: pgConnectErr, want: true},
+		{name: "pgconn.ConnectError deadline while dialing", give: pgConnectTimeout, want: true},
+		{name: "pgconn.ConnectError canceled by the caller", give: pgConnectCanceled, want: false},
+		{name: "dial canceled", give: &net.OpError{Op: "dial", Net: "tcp", Err: fmt.Errorf("operation was canceled: %w", context.Canceled)}, want: false},
+		{name: "pg admin shutdown 57P01", give: &pgconn.PgError{Code: "57P01"}, want: true},
+		{name: "pg crash shutdown 57P02", give: &pgconn.PgError{Code: "57P02"}, want: true},
+		{name: "pg cannot connect now 57P03", give: &pgconn.PgError{Code: "57P03"}, want: true},
+		{name: "pg connection failure 08006", give: &pgconn.PgError{Code: "08006"}, want: true},
+		{name: "pg syntax error 42601", give: &pgconn.PgError{Code: "42601"}, want: false},
+		{name: "pg read-only transaction 25006", give: &pgconn.PgError{Code: "25006"}, want: false},
+		{name: "pg query canceled 57014", give: &pgconn.PgError{Code: "57014"}, want: false},
+		{name: "pg cached plan 0A000", give: fmt.Errorf("wrapped: %w", &pgconn.PgError{Code: "0A000"}), want: false},
+		{name: "mysql syntax 1064", give: &mysql.MySQLError{Number: 1064, Message: "You have an error in your SQL syntax"}, want: false},
+		{name: "mysql read-only 1290", give: &mysql.MySQLError{Number: 1290}, want: false},
+		{name: "mysql duplicate 1062", give: &mysql.MySQLError{Number: 1062}, want: false},
+		{name: "mysql server shutdown 1053", give: &mysql.MySQLError{Number: 1053}, want: true},
+		{name: "mysql too many connections 1040", give: &mysql.MySQLError{Number: 1040}, want: true},
+		{name: "mariadb connection killed 1927", give: &mysql.MySQLError{Number: 1927}, want: true},
+		{name: "context.DeadlineExceeded", give: context.DeadlineExceeded, want: false},
+		{name: "context.Canceled", give: context.Canceled, want: false},
+		{name: "wrapped deadline", give: fmt.Errorf("timeout: %w", context.DeadlineExceeded), want: false},
+		{name: "sql.ErrNoRows", give: sql.ErrNoRows, want: false},
+		{name: "sql.ErrTxDone", give: sql.ErrTxDone, want: false},
+		{name: "sentinel without a connection word", give: fmt.Errorf("%w: not receiving from the primary", errors.New("lagcheck: replication stopped")), want: false},
+		{name: "flattened bad connection", give: errors.New("driver: bad connection"), want: true},
+		{name: "flattened refused", give: errors.New("dial tcp 127.0.0.1:5432: connect: connection refused"), want: true},
+		{name: "plain error", give: errors.New("something else"), want: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Is(tt.give); got != tt.want {
+				t.Errorf("Is(%T %v) = %v, want %v", tt.give, tt.give, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestIsTimeout(t *testing.T) {
+	tests := []struct {
+		name string
+		give error
+		want bool
+	}{
+		{name: "nil", give: nil, want: false},
+		{name: "context.DeadlineExceeded", give: context.DeadlineExceeded, want: true},
+		{name: "wrapped deadline", give: fmt.Errorf("probe: %w", context.DeadlineExceeded), want: true},
+		{name: "os.ErrDeadlineExceeded", give: os.ErrDeadlineExceeded, want: true},
+		{name: "net i/o timeout", give: &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, want: true},
+		{name: "context.Canceled", give: context.Canceled, want: false},
+		{name: "refused", give: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, want: false},
+		{name: "io.EOF", give: io.EOF, want: false},
+		{name: "pg syntax", give: &pgconn.PgError{Code: "42601"}, want: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := IsTimeout(tt.give); got != tt.want {
+				t.Errorf("IsTimeout(%v) = %v, want %v", tt.give, got, tt.want)
+			}
+		})
+	}
+}
