@@ -2,6 +2,7 @@ package rwsplit
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 
 	"gorm.io/gorm"
@@ -157,7 +158,7 @@ func (p *Plugin) registerCallbacks(db *gorm.DB) error {
 // GORM did not run it (routing failed it): Row() would return nil, and
 // Scan would panic.
 func errorRow(db *gorm.DB) {
-	if db.Error == nil || db.Statement.Dest != nil {
+	if _, ok := db.Statement.Dest.(*sql.Row); ok || db.Error == nil {
 		return
 	}
 	if rows, ok := db.Get("rows"); ok && rows == true {

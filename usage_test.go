@@ -1,0 +1,234 @@
+package rwsplit_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+	"gorm.io/plugin/dbresolver"
+
+	"github.com/rwsplit/rwsplit"
+	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
+	"github.com/rwsplit/rwsplit/policy"
+)
+
+// TestUsageSafety: ordinary GORM usage never runs a write, a lock or a
+// side-effect function on a replica, on real PostgreSQL streaming
+// replication. Each case asserts, at the driver, where every statement
+// whose SQL contains the marker ran.
+func TestUsageSafety(t *testing.T) {
+	c, pg := pgCluster(t, clusterOpts{config: rwsplit.Config{Policy: policy.RoundRobin(), PrimaryFunctions: []string{"rtu_touch"}}})
+	u := setupRouting(t, c, pg.WaitCaughtUp)
+	noErr(t, c.DB.Exec(`CREATE OR REPLACE FUNCTION rtu_touch(i int) RETURNS int LANGUAGE sql AS 'SELECT $1'`).Error)
+	noErr(t, c.DB.Exec(`CREATE OR REPLACE FUNCTION rtu_exec(i int) RETURNS int LANGUAGE sql AS 'SELECT $1'`).Error)
+	dbtest.Within(t, 10*time.Second, pg.WaitCaughtUp)
+	ctx := context.Background()
+
+	cases := []struct {
+		name   string
+		marker string
+		want   want
+		run    func(t *testing.T, db *gorm.DB)
+	}{
+		{name: "Exec of a SELECT calling a function", marker: "rtu_exec", want: onPrimary, run: func(t *testing.T, db *gorm.DB) {
+			noErr(t, db.Exec("SELECT rtu_exec(?)", 1).Error)
+		}},
+		{name: "Find with an advisory lock in Where", marker: "pg_try_advisory_lock", want: onPrimary, run: func(t *testing.T, db *gorm.DB) {
+			var x []rtUser
+			noErr(t, db.Where("pg_try_advisory_lock(id)").Find(&x).Error)
+			noErr(t, db.Exec("SELECT pg_advisory_unlock_all()").Error)
+		}},
+		{name: "Pluck of nextval", marker: "nextval", want: onPrimary, run: func(t *testing.T, db *gorm.DB) {
+			var ids []int64
+			noErr(t, db.Model(&rtUser{}).Limit(1).Pluck("nextval('rt_users_id_seq')", &ids).Error)
+		}},
+		{name: "Select of a primary function", marker: "rtu_touch", want: onPrimary, run: func(t *testing.T, db *gorm.DB) {
+			var n []int
+			noErr(t, db.Model(&rtUser{}).Select("rtu_touch(1)").Find(&n).Error)
+		}},
+		{name: "subquery FOR UPDATE", marker: "FOR UPDATE", want: onPrimary, run: func(t *testing.T, db *gorm.DB) {
+			var x []rtUser
+			sub := db.Model(&rtPet{}).Select("owner_id").Clauses(clause.Locking{Strength: "UPDATE"})
+			noErr(t, db.Where("id IN (?)", sub).Find(&x).Error)
+		}},
+		{name: "subquery FOR SHARE", marker: "FOR SHARE", want: onPrimary, run: func(t *testing.T, db *gorm.DB) {
+			var x []rtUser
+			sub := db.Model(&rtPet{}).Select("owner_id").Clauses(clause.Locking{Strength: "SHARE"})
+			noErr(t, db.Where("id IN (?)", sub).Find(&x).Error)
+		}},
+		{name: "a plain Find still reads a replica", marker: "rt_users", want: onReplica, run: func(t *testing.T, db *gorm.DB) {
+			var x []rtUser
+			noErr(t, db.Where("age > ? OR name = ?", 1, "x").Find(&x).Error)
+		}},
+		{name: "ConnPool.ExecContext after a routed read", marker: "UPDATE", want: onPrimary, run: func(t *testing.T, db *gorm.DB) {
+			var x rtUser
+			tx := db.First(&x, u.ID)
+			noErr(t, tx.Error)
+			_, err := tx.Statement.ConnPool.ExecContext(ctx, "UPDATE rt_users SET age = age WHERE id = $1", u.ID)
+			noErr(t, err)
+		}},
+		{name: "ConnPool.ExecContext after a Replica{Name} clause", marker: "UPDATE", want: onPrimary, run: func(t *testing.T, db *gorm.DB) {
+			tx := db.Clauses(rwsplit.Replica{Name: "replica2"})
+			_, err := tx.Statement.ConnPool.ExecContext(ctx, "UPDATE rt_users SET age = age WHERE id = $1", u.ID)
+			noErr(t, err)
+		}},
+		{name: "Transaction inside a FindInBatches callback", marker: "rt_pets", want: onPrimary, run: func(t *testing.T, db *gorm.DB) {
+			var batch []rtUser
+			noErr(t, db.Where("id = ?", u.ID).FindInBatches(&batch, 10, func(tx *gorm.DB, _ int) error {
+				return tx.Transaction(func(tx2 *gorm.DB) error {
+					return tx2.Create(&rtPet{OwnerID: u.ID, Name: "batch"}).Error
+				})
+			}).Error)
+		}},
+		{name: "SERIALIZABLE READ ONLY transaction", marker: "rt_users", want: onPrimary, run: func(t *testing.T, db *gorm.DB) {
+			noErr(t, db.Transaction(func(tx *gorm.DB) error {
+				var x rtUser
+				return tx.First(&x, u.ID).Error
+			}, &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelSerializable}))
+		}},
+		{name: "REPEATABLE READ READ ONLY transaction", marker: "rt_users", want: onReplica, run: func(t *testing.T, db *gorm.DB) {
+			noErr(t, db.Transaction(func(tx *gorm.DB) error {
+				var x rtUser
+				return tx.First(&x, u.ID).Error
+			}, &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead}))
+		}},
+		{name: "dbresolver.Write", marker: "rt_users", want: onPrimary, run: func(t *testing.T, db *gorm.DB) {
+			var x rtUser
+			noErr(t, db.Clauses(dbresolver.Write).First(&x, u.ID).Error)
+		}},
+		{name: "dbresolver.Read", marker: "rt_users", want: onReplica, run: func(t *testing.T, db *gorm.DB) {
+			var x rtUser
+			noErr(t, db.Clauses(dbresolver.Read).First(&x, u.ID).Error)
+		}},
+		{name: "Primary clause reaches Preload", marker: "rt_", want: onPrimary, run: func(t *testing.T, db *gorm.DB) {
+			var x rtUser
+			noErr(t, db.Clauses(rwsplit.Primary).Preload("Pets").First(&x, u.ID).Error)
+			if len(x.Pets) < 2 {
+				t.Errorf("preloaded %d pets, want >= 2", len(x.Pets))
+			}
+		}},
+		{name: "Replica{Name} clause reaches Preload", marker: "rt_", want: onReplica2, run: func(t *testing.T, db *gorm.DB) {
+			var x rtUser
+			noErr(t, db.Clauses(rwsplit.Replica{Name: "replica2"}).Preload("Pets").First(&x, u.ID).Error)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			nodes := c.served(tc.marker, func() { tc.run(t, c.DB) })
+			if !allOn(nodes, tc.want.ok) {
+				t.Errorf("statements with %q ran on %v, want all on %v", tc.marker, nodes, tc.want)
+			}
+		})
+	}
+}
+
+// TestReplicaTxRefusesBeforeTheServer: in a transaction on a replica, SQL
+// that writes, locks or keeps session state fails with ErrReadOnly before
+// it reaches any server, while transaction control passes.
+func TestReplicaTxRefusesBeforeTheServer(t *testing.T) {
+	c, pg := pgCluster(t, clusterOpts{})
+	u := setupRouting(t, c, pg.WaitCaughtUp)
+	cases := []struct {
+		name   string
+		marker string
+		run    func(tx *gorm.DB) error
+		ok     bool // runs on the replica
+	}{
+		{name: "GORM Find with an advisory lock", marker: "pg_try_advisory_lock", run: func(tx *gorm.DB) error {
+			var x []rtUser
+			return tx.Where("pg_try_advisory_lock(id)").Find(&x).Error
+		}},
+		{name: "locking clause", marker: "FOR UPDATE", run: func(tx *gorm.DB) error {
+			var x rtUser
+			return tx.Clauses(clause.Locking{Strength: "UPDATE"}).First(&x, u.ID).Error
+		}},
+		{name: "subquery FOR SHARE", marker: "FOR SHARE", run: func(tx *gorm.DB) error {
+			var x []rtUser
+			sub := c.DB.Model(&rtPet{}).Select("owner_id").Clauses(clause.Locking{Strength: "SHARE"})
+			return tx.Where("id IN (?)", sub).Find(&x).Error
+		}},
+		{name: "savepoint then commit then insert", marker: "rt_users", run: func(tx *gorm.DB) error {
+			return tx.Exec("SAVEPOINT s1; COMMIT; INSERT INTO rt_users (name) VALUES ('x')").Error
+		}},
+		{name: "Raw Row Scan of an update", marker: "UPDATE rt_users", run: func(tx *gorm.DB) error {
+			var n int
+			return tx.Raw("UPDATE rt_users SET age = age RETURNING age").Row().Scan(&n)
+		}},
+		{name: "local set_config", marker: "set_config", ok: true, run: func(tx *gorm.DB) error {
+			return tx.Exec("SELECT set_config('application_name', 'rtu', true)").Error
+		}},
+		{name: "SAVEPOINT", marker: "SAVEPOINT", ok: true, run: func(tx *gorm.DB) error {
+			return tx.Exec("SAVEPOINT rtu_sp").Error
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var err error
+			nodes := c.served(tc.marker, func() {
+				txErr := c.DB.Clauses(rwsplit.Replica{}).Transaction(func(tx *gorm.DB) error {
+					err = tc.run(tx)
+					return err
+				})
+				if err == nil {
+					err = txErr
+				}
+			})
+			switch {
+			case tc.ok && (err != nil || !allOn(nodes, isReplica)):
+				t.Errorf("err = %v, ran on %v; want it to run on a replica", err, nodes)
+			case !tc.ok && !errors.Is(err, rwsplit.ErrReadOnly):
+				t.Errorf("err = %v, want ErrReadOnly", err)
+			case !tc.ok && len(nodes) > 0:
+				t.Errorf("statements with %q reached %v, want none", tc.marker, nodes)
+			}
+		})
+	}
+}
+
+// TestRowScanErrors: Row().Scan returns routing errors instead of
+// panicking.
+func TestRowScanErrors(t *testing.T) {
+	c, pg := pgCluster(t, clusterOpts{})
+	u := setupRouting(t, c, pg.WaitCaughtUp)
+	var name string
+	err := c.DB.Clauses(rwsplit.Replica{Name: "nope"}).Model(&rtUser{}).Select("name").Where("id = ?", u.ID).Row().Scan(&name)
+	if !errors.Is(err, rwsplit.ErrUnknownReplica) {
+		t.Errorf("unknown replica: Row().Scan = %v, want ErrUnknownReplica", err)
+	}
+	err = c.DB.Clauses(rwsplit.Replica{}).Transaction(func(tx *gorm.DB) error {
+		var n int
+		return tx.Raw("DELETE FROM rt_pets WHERE name = 'nobody' RETURNING id").Row().Scan(&n)
+	})
+	if !errors.Is(err, rwsplit.ErrReadOnly) {
+		t.Errorf("replica transaction: Row().Scan = %v, want ErrReadOnly", err)
+	}
+	// Rows() returns the error too.
+	_, err = c.DB.Clauses(rwsplit.Replica{Name: "nope"}).Model(&rtUser{}).Rows()
+	if !errors.Is(err, rwsplit.ErrUnknownReplica) {
+		t.Errorf("unknown replica: Rows() = %v, want ErrUnknownReplica", err)
+	}
+}
+
+// TestAfterClose: after Plugin.Close, reads and writes alike run on the
+// primary, as without the plugin.
+func TestAfterClose(t *testing.T) {
+	c, pg := pgCluster(t, clusterOpts{})
+	u := setupRouting(t, c, pg.WaitCaughtUp)
+	noErr(t, c.Plugin.Close())
+	nodes := c.served("rt_users", func() {
+		var x rtUser
+		noErr(t, c.DB.First(&x, u.ID).Error)
+		noErr(t, c.DB.Clauses(rwsplit.Replica{}).First(&x, u.ID).Error)
+		noErr(t, c.DB.Model(&x).Update("age", 40).Error)
+		noErr(t, c.DB.Transaction(func(tx *gorm.DB) error { return tx.First(&x, u.ID).Error }, &sql.TxOptions{ReadOnly: true}))
+		noErr(t, c.DB.Clauses(rwsplit.Replica{}).Transaction(func(tx *gorm.DB) error { return tx.First(&x, u.ID).Error }))
+	})
+	if len(nodes) < 5 || slices.ContainsFunc(nodes, isReplica) {
+		t.Errorf("after Close, statements ran on %v; want all on the primary", nodes)
+	}
+}
