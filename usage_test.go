@@ -232,3 +232,52 @@ func TestAfterClose(t *testing.T) {
 		t.Errorf("after Close, statements ran on %v; want all on the primary", nodes)
 	}
 }
+
+// TestUsageSafetyMariaDB: the MySQL-dialect cases on real MariaDB GTID
+// replication.
+func TestUsageSafetyMariaDB(t *testing.T) {
+	c, my := mariaCluster(t, clusterOpts{})
+	u := setupRouting(t, c, my.WaitCaughtUp)
+	cases := []struct {
+		name   string
+		marker string
+		want   want
+		run    func(t *testing.T, db *gorm.DB)
+	}{
+		{name: "Find with GET_LOCK in Where", marker: "GET_LOCK", want: onPrimary, run: func(t *testing.T, db *gorm.DB) {
+			var x []rtUser
+			noErr(t, db.Where("GET_LOCK(CONCAT('rtu', id), 0) = 1").Find(&x).Error)
+			noErr(t, db.Exec("SELECT RELEASE_ALL_LOCKS()").Error)
+		}},
+		{name: "Select of LAST_INSERT_ID", marker: "LAST_INSERT_ID", want: onPrimary, run: func(t *testing.T, db *gorm.DB) {
+			var ids []int64
+			noErr(t, db.Model(&rtUser{}).Select("LAST_INSERT_ID()").Limit(1).Scan(&ids).Error)
+		}},
+		{name: "Exec of a SELECT", marker: "rtu_exec", want: onPrimary, run: func(t *testing.T, db *gorm.DB) {
+			noErr(t, db.Exec("SELECT 1 AS rtu_exec").Error)
+		}},
+		{name: "subquery FOR UPDATE", marker: "FOR UPDATE", want: onPrimary, run: func(t *testing.T, db *gorm.DB) {
+			var x []rtUser
+			sub := db.Model(&rtPet{}).Select("owner_id").Clauses(clause.Locking{Strength: "UPDATE"})
+			noErr(t, db.Where("id IN (?)", sub).Find(&x).Error)
+		}},
+		{name: "SERIALIZABLE READ ONLY transaction runs on a replica", marker: "rt_users", want: onReplica, run: func(t *testing.T, db *gorm.DB) {
+			noErr(t, db.Transaction(func(tx *gorm.DB) error {
+				var x rtUser
+				return tx.First(&x, u.ID).Error
+			}, &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelSerializable}))
+		}},
+		{name: "dbresolver.Write", marker: "rt_users", want: onPrimary, run: func(t *testing.T, db *gorm.DB) {
+			var x rtUser
+			noErr(t, db.Clauses(dbresolver.Write).First(&x, u.ID).Error)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			nodes := c.served(tc.marker, func() { tc.run(t, c.DB) })
+			if !allOn(nodes, tc.want.ok) {
+				t.Errorf("statements with %q ran on %v, want all on %v", tc.marker, nodes, tc.want)
+			}
+		})
+	}
+}
