@@ -60,7 +60,10 @@ func (c *primaryConn) Ping() error {
 // transaction: that one runs on a replica.
 func (c *primaryConn) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool, error) {
 	if opts != nil && opts.ReadOnly {
-		return c.p.beginReadOnly(ctx, opts, false, nil)
+		// A sticky user's transaction must see their last write.
+		q := txRequest{}
+		q.pos, q.sticky = c.p.stickyLookup(ctx, "")
+		return c.p.beginReadOnly(ctx, opts, false, q)
 	}
 	pool, err := beginPrimary(ctx, c.inner, opts)
 	if tx, ok := pool.(*sql.Tx); ok && err == nil && c.p.sticky != nil {

@@ -32,9 +32,10 @@ type node struct {
 type view uint8
 
 const (
-	viewRouted   view = iota // routing chose it: a connection error may move the read
-	viewExplicit             // a Replica{Name} clause: transactions begin here
-	viewRetry                // a read moved here after a connection error
+	viewRouted      view = iota // routing chose it: a connection error may move the read
+	viewConstrained             // ... and the read has a bound (causal, MaxStaleness): it moves only to the primary
+	viewExplicit                // a Replica{Name} clause: transactions begin here
+	viewRetry                   // a read moved here after a connection error
 	numViews
 )
 
@@ -130,7 +131,7 @@ func (c *nodeConn) ExecContext(ctx context.Context, query string, args ...any) (
 	start := c.n.stats.Start()
 	res, err := c.inner.ExecContext(ctx, query, args...)
 	c.n.done(start, err)
-	if err != nil && c.view == viewRouted {
+	if err != nil && c.view <= viewConstrained {
 		if next := c.again(ctx, err, query); next != nil {
 			return next.ExecContext(ctx, query, args...)
 		}
@@ -145,7 +146,7 @@ func (c *nodeConn) QueryContext(ctx context.Context, query string, args ...any) 
 	start := c.n.stats.Start()
 	rows, err := c.inner.QueryContext(ctx, query, args...)
 	c.n.done(start, err)
-	if err != nil && c.view == viewRouted {
+	if err != nil && c.view <= viewConstrained {
 		if next := c.again(ctx, err, query); next != nil {
 			return next.QueryContext(ctx, query, args...)
 		}
@@ -161,7 +162,7 @@ func (c *nodeConn) QueryRowContext(ctx context.Context, query string, args ...an
 	row := c.inner.QueryRowContext(ctx, query, args...)
 	err := row.Err()
 	c.n.done(start, err)
-	if err != nil && c.view == viewRouted {
+	if err != nil && c.view <= viewConstrained {
 		if next := c.again(ctx, err, query); next != nil {
 			return next.QueryRowContext(ctx, query, args...)
 		}
@@ -180,7 +181,7 @@ func (c *nodeConn) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnP
 		return c.n.r.primaryTx.BeginTx(ctx, opts)
 	}
 	if iso := isolation(opts); c.n.r.closed.Load() || iso == sql.LevelSerializable && c.n.r.serialRO {
-		return c.n.r.beginReadOnly(ctx, opts, c.prepared, nil)
+		return c.n.r.beginReadOnly(ctx, opts, c.prepared, txRequest{})
 	}
 	tx, err := c.n.beginTx(ctx, opts)
 	if err == nil {
@@ -189,7 +190,7 @@ func (c *nodeConn) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnP
 	if !connerr.Is(err) || ctx.Err() != nil {
 		return nil, err
 	}
-	return c.n.r.beginReadOnly(ctx, opts, c.prepared, c.n)
+	return c.n.r.beginReadOnly(ctx, opts, c.prepared, txRequest{skip: c.n})
 }
 
 // isolation returns opts' isolation level.
@@ -211,7 +212,7 @@ func (c *nodeConn) again(ctx context.Context, err error, query string) gorm.Conn
 		// The server cannot have run the statement: another node may. The
 		// retry's view does not retry again.
 		r := c.n.r
-		t := r.retryTarget(ctx, c.n)
+		t := r.retryTarget(ctx, c.n, c.view)
 		switch t.where {
 		case toReplica:
 			r.report(ctx, t)
@@ -320,9 +321,10 @@ func (n *node) beginTx(ctx context.Context, opts *sql.TxOptions) (*nodeTx, error
 // beginReadOnly starts a read-only transaction where readOnlyTarget says,
 // trying the next replica if one cannot be reached: nothing has run yet, so
 // that is safe.
-func (r *router) beginReadOnly(ctx context.Context, opts *sql.TxOptions, prepared bool, skip *node) (gorm.ConnPool, error) {
+func (r *router) beginReadOnly(ctx context.Context, opts *sql.TxOptions, prepared bool, q txRequest) (gorm.ConnPool, error) {
+	q.iso = isolation(opts)
 	for tries := 0; ; tries++ {
-		t := r.readOnlyTarget(ctx, skip, isolation(opts))
+		t := r.readOnlyTarget(ctx, &q)
 		if tries > len(r.nodes) && t.where == toReplica {
 			t = r.noReplica(ReasonNoReplica) // each replica failed: stop
 		}
@@ -341,7 +343,7 @@ func (r *router) beginReadOnly(ctx context.Context, opts *sql.TxOptions, prepare
 		if !connerr.Is(err) || ctx.Err() != nil {
 			return nil, err
 		}
-		skip = t.node
+		q.skip = t.node
 	}
 }
 
@@ -456,7 +458,7 @@ func (a *anyReplicaPool) pool(ctx context.Context) gorm.ConnPool {
 }
 
 func (a *anyReplicaPool) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool, error) {
-	return a.r.beginReadOnly(ctx, opts, a.prepared, nil)
+	return a.r.beginReadOnly(ctx, opts, a.prepared, txRequest{})
 }
 
 // GetDBConn returns the primary's *sql.DB: a connection pinned with

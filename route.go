@@ -439,7 +439,7 @@ func (r *router) freshRead(st *statement, f filter) target {
 		if f.causal {
 			why = ReasonCausal
 		}
-		return target{where: toReplica, node: n, reason: why}
+		return target{where: toReplica, node: n, view: viewConstrained, reason: why}
 	}
 	if f.causal {
 		return target{where: toPrimary, reason: ReasonSticky}
@@ -450,9 +450,13 @@ func (r *router) freshRead(st *statement, f filter) target {
 // retryTarget decides where a read that failed to reach replica failed
 // runs again: another eligible replica, or the primary. The retry never
 // retries again.
-func (r *router) retryTarget(ctx context.Context, failed *node) target {
-	if r.closed.Load() {
+func (r *router) retryTarget(ctx context.Context, failed *node, v view) target {
+	switch {
+	case r.closed.Load():
 		return target{where: toPrimary}
+	case v == viewConstrained:
+		// Only the primary is sure to meet the read's bound.
+		return target{where: toPrimary, reason: ReasonRetry}
 	}
 	if n := r.pick(ctx, failed, &r.fresh); n != nil {
 		return target{where: toReplica, node: n, reason: ReasonRetry}
@@ -462,16 +466,36 @@ func (r *router) retryTarget(ctx context.Context, failed *node) target {
 	return t
 }
 
+// txRequest is what decides where a read-only transaction begins.
+type txRequest struct {
+	skip   *node // a replica that failed to begin it
+	iso    sql.IsolationLevel
+	sticky bool // the stickiness verdict, as for a read
+	pos    lagcheck.Position
+}
+
 // readOnlyTarget decides where a read-only transaction begins: on an
-// eligible replica other than skip, else as Config.Fallback says.
-func (r *router) readOnlyTarget(ctx context.Context, skip *node, iso sql.IsolationLevel) target {
-	if r.closed.Load() || iso == sql.LevelSerializable && r.serialRO {
+// eligible replica other than skip that has the user's last write if
+// they are sticky, else as Config.Fallback says.
+func (r *router) readOnlyTarget(ctx context.Context, q *txRequest) target {
+	if r.closed.Load() || q.iso == sql.LevelSerializable && r.serialRO {
 		return target{where: toPrimary, reason: ReasonReadOnlyTx}
 	}
-	if n := r.pick(ctx, skip, &r.fresh); n != nil {
+	if q.sticky {
+		f := r.fresh
+		f.causal, f.pos = true, q.pos
+		if q.pos.IsZero() {
+			return target{where: toPrimary, reason: ReasonSticky}
+		}
+		if n := r.pick(ctx, q.skip, &f); n != nil {
+			return target{where: toReplica, node: n, reason: ReasonCausal}
+		}
+		return target{where: toPrimary, reason: ReasonSticky}
+	}
+	if n := r.pick(ctx, q.skip, &r.fresh); n != nil {
 		return target{where: toReplica, node: n, reason: ReasonReadOnlyTx}
 	}
-	if n := r.leastLagged(skip); n != nil {
+	if n := r.leastLagged(q.skip); n != nil {
 		return target{where: toReplica, node: n, reason: ReasonNoReplica}
 	}
 	return r.noReplica(ReasonNoReplica)

@@ -294,48 +294,82 @@ func TestDecide(t *testing.T) {
 			want: "primary", why: 0},
 		{name: "serializable read-only transaction on PostgreSQL", other: func(r *router) target {
 			r.serialRO = true
-			return r.readOnlyTarget(ctx, nil, sql.LevelSerializable)
+			return r.readOnlyTarget(ctx, &txRequest{iso: sql.LevelSerializable})
 		}, want: "primary", why: ReasonReadOnlyTx},
 		{name: "serializable read-only transaction elsewhere", other: func(r *router) target {
-			return r.readOnlyTarget(ctx, nil, sql.LevelSerializable)
+			return r.readOnlyTarget(ctx, &txRequest{iso: sql.LevelSerializable})
 		}, want: "r1", why: ReasonReadOnlyTx},
 		{name: "repeatable read read-only transaction on PostgreSQL", other: func(r *router) target {
 			r.serialRO = true
-			return r.readOnlyTarget(ctx, nil, sql.LevelRepeatableRead)
+			return r.readOnlyTarget(ctx, &txRequest{iso: sql.LevelRepeatableRead})
 		}, want: "r1", why: ReasonReadOnlyTx},
 
 		// Decisions taken outside decide: where a read that failed to
 		// connect runs again, and where a read-only transaction begins.
-		{name: "retry on the other replica", other: func(r *router) target { return r.retryTarget(ctx, r.nodes[0]) },
+		{name: "retry on the other replica", other: func(r *router) target { return r.retryTarget(ctx, r.nodes[0], viewRouted) },
 			want: "r2", why: ReasonRetry},
 		{name: "retry on the primary", state: evict(healthy(), 1),
-			other: func(r *router) target { return r.retryTarget(ctx, r.nodes[0]) }, want: "primary", why: ReasonRetry},
+			other: func(r *router) target { return r.retryTarget(ctx, r.nodes[0], viewRouted) }, want: "primary", why: ReasonRetry},
 		{name: "no retry under FallbackFail", fb: FallbackFail, state: evict(healthy(), 1),
-			other: func(r *router) target { return r.retryTarget(ctx, r.nodes[0]) }, want: "", why: 0},
+			other: func(r *router) target { return r.retryTarget(ctx, r.nodes[0], viewRouted) }, want: "", why: 0},
 		{name: "retry skips a replica beyond MaxLag", state: func() *fakeState { s := healthy(); s.lagNow[1] = 2 * time.Second; return s }(),
-			other: func(r *router) target { return r.retryTarget(ctx, r.nodes[0]) }, want: "primary", why: ReasonRetry},
-		{name: "read-only transaction", other: func(r *router) target { return r.readOnlyTarget(ctx, nil, sql.LevelDefault) },
+			other: func(r *router) target { return r.retryTarget(ctx, r.nodes[0], viewRouted) }, want: "primary", why: ReasonRetry},
+		{name: "read-only transaction", other: func(r *router) target { return r.readOnlyTarget(ctx, &txRequest{iso: sql.LevelDefault}) },
 			want: "r1", why: ReasonReadOnlyTx},
-		{name: "read-only transaction after r1 failed", other: func(r *router) target { return r.readOnlyTarget(ctx, r.nodes[0], sql.LevelDefault) },
+		{name: "read-only transaction after r1 failed", other: func(r *router) target {
+			return r.readOnlyTarget(ctx, &txRequest{skip: r.nodes[0], iso: sql.LevelDefault})
+		},
 			want: "r2", why: ReasonReadOnlyTx},
 		{name: "read-only transaction, none eligible", state: evict(healthy(), 0, 1),
-			other: func(r *router) target { return r.readOnlyTarget(ctx, nil, sql.LevelDefault) }, want: "primary", why: ReasonNoReplica},
+			other: func(r *router) target { return r.readOnlyTarget(ctx, &txRequest{iso: sql.LevelDefault}) }, want: "primary", why: ReasonNoReplica},
 		{name: "read-only transaction, none eligible, FallbackFail", fb: FallbackFail, state: evict(healthy(), 0, 1),
-			other: func(r *router) target { return r.readOnlyTarget(ctx, nil, sql.LevelDefault) }, want: "", why: 0, err: ErrNoReplica},
+			other: func(r *router) target { return r.readOnlyTarget(ctx, &txRequest{iso: sql.LevelDefault}) }, want: "", why: 0, err: ErrNoReplica},
 		{name: "read-only transaction, FallbackLeastLagged", fb: FallbackLeastLagged,
 			state: func() *fakeState {
 				s := evict(healthy(), 0, 1)
 				s.lag[0], s.lag[1] = 2*time.Second, 4*time.Second
 				return s
 			}(),
-			other: func(r *router) target { return r.readOnlyTarget(ctx, nil, sql.LevelDefault) }, want: "r1", why: ReasonNoReplica},
+			other: func(r *router) target { return r.readOnlyTarget(ctx, &txRequest{iso: sql.LevelDefault}) }, want: "r1", why: ReasonNoReplica},
 		{name: "read-only transaction, FallbackLeastLagged after it failed", fb: FallbackLeastLagged,
 			state: func() *fakeState {
 				s := evict(healthy(), 0, 1)
 				s.lag[0], s.lag[1] = 2*time.Second, 4*time.Second
 				return s
 			}(),
-			other: func(r *router) target { return r.readOnlyTarget(ctx, r.nodes[0], sql.LevelDefault) }, want: "r2", why: ReasonNoReplica},
+			other: func(r *router) target {
+				return r.readOnlyTarget(ctx, &txRequest{skip: r.nodes[0], iso: sql.LevelDefault})
+			}, want: "r2", why: ReasonNoReplica},
+		{name: "a bounded read's retry goes to the primary", other: func(r *router) target { return r.retryTarget(ctx, r.nodes[0], viewConstrained) },
+			want: "primary", why: ReasonRetry},
+		{name: "a causal read is on a constrained view", state: func() *fakeState { s := healthy(); s.pos[0] = lsn("0/10"); return s }(),
+			other: func(r *router) target {
+				st := statement{ctx: ctx, kind: kindQuery, sticky: true, pos: lsn("0/50")}
+				t := r.decide(&st)
+				if t.view != viewConstrained {
+					t.reason = 0 // fail the row
+				}
+				return t
+			}, want: "r2", why: ReasonCausal},
+		{name: "a plain read is on a retrying view", other: func(r *router) target {
+			st := statement{ctx: ctx, kind: kindQuery}
+			t := r.decide(&st)
+			if t.view != viewRouted {
+				t.reason = 0
+			}
+			return t
+		}, want: "r1", why: ReasonRead},
+		{name: "sticky read-only transaction on the covering replica", state: func() *fakeState { s := healthy(); s.pos[0] = lsn("0/10"); return s }(),
+			other: func(r *router) target {
+				return r.readOnlyTarget(ctx, &txRequest{sticky: true, pos: lsn("0/50")})
+			}, want: "r2", why: ReasonCausal},
+		{name: "sticky read-only transaction, no replica covers", state: func() *fakeState { s := healthy(); s.pos[0], s.pos[1] = lsn("0/10"), lsn("0/10"); return s }(),
+			other: func(r *router) target {
+				return r.readOnlyTarget(ctx, &txRequest{sticky: true, pos: lsn("0/50")})
+			}, want: "primary", why: ReasonSticky},
+		{name: "sticky read-only transaction, position unknown", other: func(r *router) target {
+			return r.readOnlyTarget(ctx, &txRequest{sticky: true})
+		}, want: "primary", why: ReasonSticky},
 	}
 	seen := map[Reason]bool{}
 	for _, tt := range tests {
