@@ -18,6 +18,7 @@ import (
 	"github.com/rwsplit/rwsplit/internal/testdb"
 	"github.com/rwsplit/rwsplit/lagcheck"
 	"github.com/rwsplit/rwsplit/stickiness"
+	"github.com/rwsplit/rwsplit/stickiness/redisstore"
 )
 
 // freshProbe reports every replica fresh, for fakedb replicas, which cannot
@@ -180,7 +181,7 @@ func BenchmarkStickyRead(b *testing.B) {
 		srv := testdb.Redis(b)
 		client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 		b.Cleanup(func() { client.Close() })
-		db, p, _ := openFakeRWSplit(b, rwsplit.Config{Stickiness: stickiness.Config{Store: stickiness.NewRedis(client, stickiness.RedisOptions{})}})
+		db, p, _ := openFakeRWSplit(b, rwsplit.Config{Stickiness: stickiness.Config{Store: redisstore.New(client, redisstore.Options{})}})
 		benchFirst(b, db, user)
 		if s := p.Stats().Sticky; s.StoreErrors > 0 {
 			b.Fatalf("%d store errors", s.StoreErrors)

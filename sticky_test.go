@@ -22,6 +22,7 @@ import (
 	"github.com/rwsplit/rwsplit/internal/testdb"
 	"github.com/rwsplit/rwsplit/lagcheck"
 	"github.com/rwsplit/rwsplit/stickiness"
+	"github.com/rwsplit/rwsplit/stickiness/redisstore"
 )
 
 type rtPost struct {
@@ -264,7 +265,7 @@ func TestTwoAppServersRedis(t *testing.T) {
 		client := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 		t.Cleanup(func() { client.Close() })
 		return pgOn(t, pg, clusterOpts{config: rwsplit.Config{Stickiness: stickiness.Config{
-			Store: stickiness.NewRedis(client, stickiness.RedisOptions{}),
+			Store: redisstore.New(client, redisstore.Options{}),
 		}}})
 	}
 	a, b := open(), open()

@@ -8,7 +8,7 @@
 // kept in three places, which the plugin combines:
 //
 //   - a Store, keyed by the user key in the context (WithUser, User):
-//     NewMemory for one application server, NewRedis for several;
+//     NewMemory for one application server, redisstore.New for several;
 //   - a carrier in the context (WithCarrier, WithToken, Note, FromContext),
 //     which the current request or job updates after each write;
 //   - a signed cookie (NewCookieMiddleware), which carries the record of the

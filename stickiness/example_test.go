@@ -10,8 +10,6 @@ import (
 	"net/http/httptest"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/rwsplit/rwsplit/lagcheck"
 	"github.com/rwsplit/rwsplit/stickiness"
 )
@@ -119,15 +117,4 @@ func ExampleNewMemory() {
 	rec, ok, err := store.Get(ctx, "user-42")
 	fmt.Println(rec.Position, ok, err)
 	// Output: 0/3000060 true <nil>
-}
-
-func ExampleNewRedis() {
-	client := redis.NewClient(&redis.Options{Addr: "localhost:6379"})
-	defer client.Close() // the caller owns the client, not the store
-	store := stickiness.NewRedis(client, stickiness.RedisOptions{Prefix: "myapp:sticky:"})
-	cfg := stickiness.Config{
-		Window: 10 * time.Second,
-		Store:  store,
-	}
-	_ = cfg // rwsplit.Config{Stickiness: &cfg, ...}
 }
