@@ -167,7 +167,7 @@ type Plugin struct {
 	picker      atomic.Pointer[pickerSnapshot]
 	checker     *lagcheck.Checker
 	fresh       filter // every replica read: staleness bound now <= MaxLag
-	sticky      *sticky
+	sticky      *stickiness.Tracker
 	counts      [numReasons]atomic.Uint64
 
 	storeMu    sync.Mutex     // serializes replicaStore
@@ -230,11 +230,12 @@ func (p *Plugin) applyDefaults() error {
 	if err := c.Lag.Validate(); err != nil {
 		return fmt.Errorf("%w: Lag: %w", ErrConfig, err)
 	}
-	sc, err := c.Stickiness.WithDefaults()
+	// Initialize makes the Tracker; validate its config now.
+	t, err := stickiness.New(c.Stickiness)
 	if err != nil {
 		return fmt.Errorf("%w: Stickiness: %w", ErrConfig, err)
 	}
-	c.Stickiness = sc
+	_ = t.Close()
 	funcs, err := sqlclass.NewFunctions(c.PrimaryFunctions...)
 	if err != nil {
 		return fmt.Errorf("%w: PrimaryFunctions: %w", ErrConfig, err)
@@ -300,7 +301,9 @@ func (p *Plugin) Initialize(db *gorm.DB) (err error) {
 	if err := p.startChecker(db); err != nil {
 		return err
 	}
-	p.initSticky()
+	if p.sticky, err = stickiness.New(p.cfg.Stickiness); err != nil {
+		return fmt.Errorf("%w: Stickiness: %w", ErrConfig, err)
+	}
 	p.rebuild()
 	if err := p.registerCallbacks(db); err != nil {
 		return fmt.Errorf("rwsplit: register callbacks: %w", err)
@@ -462,7 +465,7 @@ func (p *Plugin) closeLocked() error {
 		errs = append(errs, p.checker.Close())
 	}
 	if p.sticky != nil {
-		errs = append(errs, p.sticky.close())
+		errs = append(errs, p.sticky.Close())
 	}
 	for _, n := range p.nodes {
 		if n != nil && n.sqlDB != nil {

@@ -83,7 +83,7 @@ type CookieStats struct {
 // Its Handler installs a carrier in each request's context (see
 // WithCarrier), filled from the request's cookie if it is valid. When the
 // handler writes to the database, rwsplit records the write in the carrier
-// (Note), and the middleware sends the new record back in a Set-Cookie
+// (Tracker.Mark), and the middleware sends the new record back in a Set-Cookie
 // header, added when the handler starts its response (WriteHeader, Write,
 // Flush) or, if it writes nothing, when it returns. Writes made after the
 // response headers were sent cannot be carried; CookieStats.Late counts
