@@ -12,6 +12,7 @@ import (
 	"github.com/rwsplit/rwsplit"
 	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 	"github.com/rwsplit/rwsplit/stickiness"
+	"github.com/rwsplit/rwsplit/stickiness/redisstore"
 )
 
 // BenchmarkRead measures one First(&u) through plain GORM, GORM with
@@ -119,7 +120,7 @@ func BenchmarkStickyRead(b *testing.B) {
 		srv := dbtest.Redis(b)
 		client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 		b.Cleanup(func() { client.Close() })
-		db, p, _ := openFakeRWSplit(b, rwsplit.Config{Stickiness: stickiness.Config{Store: stickiness.NewRedis(client, stickiness.RedisOptions{})}})
+		db, p, _ := openFakeRWSplit(b, rwsplit.Config{Stickiness: stickiness.Config{Store: redisstore.New(client, redisstore.Options{})}})
 		benchFirst(b, db, user)
 		if s := p.Stats().Sticky; s.StoreErrors > 0 {
 			b.Fatalf("%d store errors", s.StoreErrors)

@@ -156,7 +156,7 @@ type Plugin struct {
 	resolver   *dbresolver.DBResolver
 	anyReplica [2]*anyReplicaPool // [prepared]
 	checker    *lagcheck.Checker
-	sticky     *sticky
+	sticky     *stickiness.Tracker
 }
 
 // New returns a Plugin for cfg. It never fails: configuration errors are
@@ -209,11 +209,9 @@ func (c Config) withDefaults() (Config, error) {
 	if err := c.Lag.Validate(); err != nil {
 		return c, fmt.Errorf("%w: Lag: %w", ErrConfig, err)
 	}
-	sc, err := c.Stickiness.WithDefaults()
-	if err != nil {
+	if err := c.Stickiness.Validate(); err != nil {
 		return c, fmt.Errorf("%w: Stickiness: %w", ErrConfig, err)
 	}
-	c.Stickiness = sc
 	if c.Policy == nil {
 		c.Policy = policy.Default()
 	}
@@ -279,7 +277,9 @@ func (p *Plugin) Initialize(db *gorm.DB) (err error) {
 	if err := p.startChecker(db); err != nil {
 		return err
 	}
-	p.initSticky()
+	if p.sticky, err = stickiness.New(p.cfg.Stickiness); err != nil {
+		return fmt.Errorf("%w: Stickiness: %w", ErrConfig, err)
+	}
 	p.rebuild()
 	if err := p.registerCallbacks(db); err != nil {
 		return fmt.Errorf("rwsplit: register callbacks: %w", err)
@@ -347,7 +347,7 @@ func (p *Plugin) closeLocked() error {
 		errs = append(errs, p.checker.Close())
 	}
 	if p.sticky != nil {
-		errs = append(errs, p.sticky.close())
+		errs = append(errs, p.sticky.Close())
 	}
 	for _, n := range p.nodes {
 		if n != nil && n.sqlDB != nil {

@@ -3,6 +3,7 @@ package rwsplit
 import (
 	"github.com/rwsplit/rwsplit/lagcheck"
 	"github.com/rwsplit/rwsplit/policy"
+	"github.com/rwsplit/rwsplit/stickiness"
 )
 
 // Stats is a snapshot of the plugin's state and counters. It holds plain
@@ -17,7 +18,7 @@ type Stats struct {
 	// ReasonRetry.
 	Routes map[Reason]uint64
 	// Sticky counts read-your-own-writes activity.
-	Sticky StickyStats
+	Sticky stickiness.Stats
 }
 
 // ReplicaStats describes one replica.
@@ -45,7 +46,7 @@ func (p *Plugin) Stats() Stats {
 		}
 	}
 	if p.sticky != nil {
-		s.Sticky = p.sticky.stats()
+		s.Sticky = p.sticky.Stats()
 	}
 	var health []lagcheck.Status
 	if p.checker != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 	"github.com/rwsplit/rwsplit/lagcheck"
 	"github.com/rwsplit/rwsplit/stickiness"
+	"github.com/rwsplit/rwsplit/stickiness/redisstore"
 )
 
 type rtPost struct {
@@ -258,7 +259,7 @@ func TestTwoAppServersRedis(t *testing.T) {
 		client := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 		t.Cleanup(func() { client.Close() })
 		return pgOn(t, pg, clusterOpts{config: rwsplit.Config{Stickiness: stickiness.Config{
-			Store: stickiness.NewRedis(client, stickiness.RedisOptions{}),
+			Store: redisstore.New(client, redisstore.Options{}),
 		}}})
 	}
 	a, b := open(), open()

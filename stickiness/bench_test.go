@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
-	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 	"github.com/rwsplit/rwsplit/lagcheck"
 )
 
@@ -98,53 +95,6 @@ func BenchmarkMemoryHeap(b *testing.B) {
 	}
 }
 
-func BenchmarkRedisGet(b *testing.B) {
-	srv := dbtest.Redis(b)
-	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	defer client.Close()
-	s := NewRedis(client, RedisOptions{})
-	ctx := context.Background()
-	if err := s.Set(ctx, "user-1", Record{Until: time.Now().Add(time.Hour), Position: lagcheck.LSNPosition(1)}); err != nil {
-		b.Fatal(err)
-	}
-	b.Run("serial", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, ok, err := s.Get(ctx, "user-1"); !ok || err != nil {
-				b.Fatal(ok, err)
-			}
-		}
-	})
-	b.Run("parallel", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				if _, ok, err := s.Get(ctx, "user-1"); !ok || err != nil {
-					b.Error(ok, err)
-					return
-				}
-			}
-		})
-	})
-}
-
-func BenchmarkRedisSet(b *testing.B) {
-	srv := dbtest.Redis(b)
-	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	defer client.Close()
-	s := NewRedis(client, RedisOptions{})
-	ctx := context.Background()
-	base := time.Now().Add(time.Hour)
-	b.ReportAllocs()
-	var i uint64
-	for b.Loop() {
-		i++ // newer writes: one script call each
-		if err := s.Set(ctx, "user-1", Record{Until: base.Add(time.Duration(i)), Position: lagcheck.LSNPosition(i)}); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 func BenchmarkUser(b *testing.B) {
 	ctx := WithUser(context.Background(), "user-123456")
 	ctx = WithCarrier(ctx) // a context a few values deep, as in a request
@@ -161,7 +111,7 @@ func BenchmarkUser(b *testing.B) {
 
 func BenchmarkFromContext(b *testing.B) {
 	ctx := WithCarrier(context.Background())
-	Note(ctx, Record{Until: time.Now().Add(time.Hour), Position: lagcheck.LSNPosition(1)})
+	note(ctx, Record{Until: time.Now().Add(time.Hour), Position: lagcheck.LSNPosition(1)})
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -171,4 +121,56 @@ func BenchmarkFromContext(b *testing.B) {
 			}
 		}
 	})
+}
+
+type lookupBench struct {
+	name   string
+	ctx    context.Context
+	table  string
+	sticky bool
+}
+
+// lookupBenches marks a user, a carrier and a table in tr (Tables on),
+// and returns lookups of each and of reads that are not sticky.
+func lookupBenches(tr *Tracker) []lookupBench {
+	pos := lagcheck.LSNPosition(0x16B374D848)
+	user := WithUser(context.Background(), "user-123456")
+	carried := WithCarrier(context.Background())
+	for _, ctx := range []context.Context{user, carried} {
+		w, _ := tr.Pending(ctx, "")
+		tr.Mark(pos, w)
+	}
+	w, _ := tr.Pending(context.Background(), "orders")
+	tr.Mark(pos, w)
+	return []lookupBench{
+		{name: "no-user", ctx: context.Background()},
+		{name: "user-not-sticky", ctx: WithUser(context.Background(), "user-654321")},
+		{name: "user-sticky", ctx: user, sticky: true},
+		{name: "carrier-sticky", ctx: carried, sticky: true},
+		{name: "table-not-sticky", ctx: context.Background(), table: "users"},
+		{name: "table-sticky", ctx: context.Background(), table: "orders", sticky: true},
+	}
+}
+
+// BenchmarkLookup measures Tracker.Lookup on the memory path, from
+// parallel goroutines.
+func BenchmarkLookup(b *testing.B) {
+	tr, err := New(Config{Tables: true, Window: time.Hour}) // the marks outlive the run
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tr.Close()
+	for _, bb := range lookupBenches(tr) {
+		b.Run(bb.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, sticky := tr.Lookup(bb.ctx, bb.table); sticky != bb.sticky {
+						b.Errorf("Lookup sticky = %v, want %v", sticky, bb.sticky)
+						return
+					}
+				}
+			})
+		})
+	}
 }

@@ -8,19 +8,16 @@ import (
 	"time"
 )
 
-// Mode says how long a user stays sticky after a write.
+// Mode says how a sticky user's reads are routed.
 type Mode uint8
 
 const (
-	// ModeCausal, the default, keeps a user's reads off the replicas that
-	// have not replayed the user's last write: the plugin compares the
-	// Record's Position with each replica's. Config.Window is the upper
-	// bound: after it, the record is dropped even if no replica caught up.
-	// A record with the zero (unknown) Position is sticky to the primary
-	// for the whole Window.
+	// ModeCausal, the default, sends a sticky user's reads to the replicas
+	// that have replayed the user's last write (Record.Position), and to
+	// the primary when the position is unknown. Config.Window bounds it.
 	ModeCausal Mode = iota
-	// ModeWindow keeps a user's reads on the primary for Config.Window
-	// after each write, whatever the replicas' positions.
+	// ModeWindow sends a user's reads to the primary for Config.Window
+	// after each write.
 	ModeWindow
 )
 
@@ -37,21 +34,17 @@ func (m Mode) String() string {
 
 // Defaults of Config's zero values.
 const (
-	// DefaultWindow is the default Config.Window.
-	DefaultWindow = 30 * time.Second
-	// DefaultStoreTimeout is the default Config.StoreTimeout.
+	DefaultWindow       = 30 * time.Second
 	DefaultStoreTimeout = 50 * time.Millisecond
 )
 
 // ErrConfig wraps every configuration error of this package.
 var ErrConfig = errors.New("stickiness: invalid config")
 
-// Config configures read-your-own-writes stickiness. rwsplit embeds it as
-// rwsplit.Config.Stickiness. Every zero value means the documented
-// default; WithDefaults applies them.
+// Config configures a Tracker (rwsplit.Config.Stickiness). The zero Config
+// is ready to use: each zero field means the default its comment names.
 type Config struct {
-	// Mode says how long a user stays sticky after a write.
-	// Zero means ModeCausal.
+	// Mode says how a sticky user's reads are routed. Zero means ModeCausal.
 	Mode Mode
 
 	// Window is how long a user stays sticky after a write: the whole
@@ -59,33 +52,35 @@ type Config struct {
 	// Zero means DefaultWindow (30s). Negative is an error.
 	Window time.Duration
 
-	// Key returns the key of the user a statement runs for, and false for
-	// none, in which case only the context's carrier (FromContext) makes
-	// the statement sticky. It runs on the query path: keep it fast.
-	// Nil means User.
+	// Key returns the key of the user a statement runs for, or false for
+	// none. It runs on every read: keep it fast. Nil means User.
 	Key func(ctx context.Context) (string, bool)
 
-	// Store keeps each key's Record. Nil means a Memory store
-	// (NewMemory(MemoryOptions{})) that the plugin creates and closes.
-	// A Store given here is owned by the caller: the plugin does not
-	// close it.
+	// Store keeps each key's Record, shared by the application servers.
+	// Nil means this process's memory only. The caller owns a Store given
+	// here: the Tracker never closes it.
 	Store Store
 
-	// StoreTimeout bounds each Store call the plugin makes. A call that
-	// fails or times out does not fail the statement.
+	// StoreTimeout bounds each Store call. A call that fails or times out
+	// does not fail the statement: its read goes to the primary.
 	// Zero means DefaultStoreTimeout (50ms). Negative is an error.
 	StoreTimeout time.Duration
 
-	// Tables opts in to table mode, which the plugin implements (see
-	// rwsplit): stickiness that applies only to reads of the tables the
-	// user wrote. This package only carries the flag. Off by default.
+	// Tables turns on table mode: a write to a table also makes every
+	// read of that table sticky, in this process, whoever runs it.
 	Tables bool
 }
 
-// WithDefaults validates c and returns it with its zero values replaced by
-// their defaults. Store stays nil when it is nil: the plugin owns the
-// default Memory store. Errors wrap ErrConfig.
-func (c Config) WithDefaults() (Config, error) {
+// Validate reports the first problem with c; New reports the same. It lets
+// a caller check a Config before it creates the Tracker.
+func (c Config) Validate() error {
+	_, err := c.withDefaults()
+	return err
+}
+
+// withDefaults validates c and returns it with its zero values replaced by
+// their defaults. Store stays nil. Errors wrap ErrConfig.
+func (c Config) withDefaults() (Config, error) {
 	switch c.Mode {
 	case ModeCausal, ModeWindow:
 	default:

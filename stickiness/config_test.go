@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-func TestConfigWithDefaults(t *testing.T) {
+func TestConfigwithDefaults(t *testing.T) {
 	store := NewMemory(MemoryOptions{})
 	t.Cleanup(func() { store.Close() })
 	tests := []struct {
@@ -24,9 +24,9 @@ func TestConfigWithDefaults(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := tt.give.WithDefaults()
+			got, err := tt.give.withDefaults()
 			if err != nil {
-				t.Fatalf("WithDefaults: %v", err)
+				t.Fatalf("withDefaults: %v", err)
 			}
 			if got.Key == nil {
 				t.Fatal("Key is nil")
@@ -37,13 +37,13 @@ func TestConfigWithDefaults(t *testing.T) {
 			got.Key = nil
 			if got.Mode != tt.want.Mode || got.Window != tt.want.Window || got.Store != tt.want.Store ||
 				got.StoreTimeout != tt.want.StoreTimeout || got.Tables != tt.want.Tables {
-				t.Errorf("WithDefaults = %+v, want %+v", got, tt.want)
+				t.Errorf("withDefaults = %+v, want %+v", got, tt.want)
 			}
 		})
 	}
 }
 
-func TestConfigWithDefaultsErrors(t *testing.T) {
+func TestConfigwithDefaultsErrors(t *testing.T) {
 	tests := []struct {
 		name string
 		give Config
@@ -54,8 +54,8 @@ func TestConfigWithDefaultsErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := tt.give.WithDefaults(); !errors.Is(err, ErrConfig) {
-				t.Errorf("WithDefaults error = %v, want ErrConfig", err)
+			if _, err := tt.give.withDefaults(); !errors.Is(err, ErrConfig) {
+				t.Errorf("withDefaults error = %v, want ErrConfig", err)
 			}
 		})
 	}

@@ -22,9 +22,9 @@ func User(ctx context.Context) (string, bool) {
 	return k, k != ""
 }
 
-// carrier holds the record of the last write that a request or a job
-// made or received. Note replaces the record with a merged copy, so that
-// readers load it with one atomic read and never see a partial update.
+// carrier holds the last write that a request or job made or received.
+// note replaces the record with a merged copy, so a reader loads it with
+// one atomic read and never sees a partial update.
 type carrier struct {
 	rec atomic.Pointer[Record] // nil while empty
 }
@@ -36,26 +36,32 @@ func carrierFrom(ctx context.Context) *carrier {
 	return c
 }
 
+// load returns the carried record, expired or not; nil when c is nil or
+// empty.
+func (c *carrier) load() *Record {
+	if c == nil {
+		return nil
+	}
+	return c.rec.Load()
+}
+
 func withCarrier(ctx context.Context, rec *Record) (context.Context, *carrier) {
 	c := new(carrier)
 	c.rec.Store(rec)
 	return context.WithValue(ctx, carrierKey{}, c), c
 }
 
-// WithCarrier returns a copy of ctx with a new, empty carrier: a place
-// where Note records the writes made with the context (and its children),
-// and where FromContext and Token find them. Use it for work that is not
-// an HTTP request under the cookie middleware, which installs its own.
+// WithCarrier returns a copy of ctx with a new, empty carrier, in which a
+// Tracker records the writes made with ctx (and its children), and where
+// FromContext and Token find them. The cookie middleware installs its own.
 func WithCarrier(ctx context.Context) context.Context {
 	ctx, _ = withCarrier(ctx, nil)
 	return ctx
 }
 
 // WithToken returns a copy of ctx with a new carrier that holds the record
-// encoded in tok (Token, Record.Token), for a background job that must see
-// the writes of the request that started it. A malformed token is ignored:
-// the carrier is then empty, as with "".
-//
+// encoded in tok (Token, Record.Token): a background job then sees the
+// writes of the request that started it. A malformed token is ignored.
 // The token is not verified: pass only tokens from where you trust them.
 func WithToken(ctx context.Context, tok string) context.Context {
 	var rec *Record
@@ -68,9 +74,8 @@ func WithToken(ctx context.Context, tok string) context.Context {
 	return ctx
 }
 
-// Token returns the token of the record ctx carries (FromContext),
-// including the writes Note recorded during this request, and "" when
-// there is none or it has expired.
+// Token returns the token of the record ctx carries (FromContext), and ""
+// when there is none.
 func Token(ctx context.Context) string {
 	rec, ok := FromContext(ctx)
 	if !ok {
@@ -80,29 +85,24 @@ func Token(ctx context.Context) string {
 }
 
 // FromContext returns the record ctx carries, and false when ctx has no
-// carrier, the carrier is empty or its record has expired. It does not
-// allocate.
+// carrier, or its record is empty or expired. It does not allocate.
 func FromContext(ctx context.Context) (Record, bool) {
-	c := carrierFrom(ctx)
-	if c == nil {
-		return Record{}, false
-	}
-	p := c.rec.Load()
+	p := carrierFrom(ctx).load()
 	if p == nil || !p.Active(time.Now()) {
 		return Record{}, false
 	}
 	return *p, true
 }
 
-// Note merges rec into the record that ctx's carrier holds (Record.Merge;
-// an expired record is replaced), and reports whether ctx has a carrier.
-// rwsplit calls it after each write. It is safe for concurrent use.
-func Note(ctx context.Context, rec Record) bool {
+// note merges rec into ctx's carrier, and reports whether ctx has one.
+func note(ctx context.Context, rec Record) bool {
 	c := carrierFrom(ctx)
-	if c == nil {
-		return false
-	}
-	now := time.Now()
+	return c != nil && c.note(rec, time.Now())
+}
+
+// note merges rec into the carried record (Record.Merge; an expired one
+// is replaced) and returns true. It is safe for concurrent use.
+func (c *carrier) note(rec Record, now time.Time) bool {
 	if !rec.Active(now) {
 		return true
 	}
@@ -120,8 +120,3 @@ func Note(ctx context.Context, rec Record) bool {
 		}
 	}
 }
-
-// HasCarrier reports whether ctx has a carrier (WithCarrier, WithToken, or
-// the cookie middleware), empty or not: a write made with ctx is then
-// recorded in it. It does not allocate.
-func HasCarrier(ctx context.Context) bool { return carrierFrom(ctx) != nil }

@@ -52,8 +52,8 @@ func TestWithToken(t *testing.T) {
 				t.Errorf("FromContext = %v %q, %v; want ok=%v", rec.Until, rec.Position, ok, tt.wantOK)
 			}
 			// Every token installs a carrier that records writes.
-			if !Note(ctx, live) {
-				t.Fatal("Note found no carrier")
+			if !note(ctx, live) {
+				t.Fatal("note found no carrier")
 			}
 			rec, ok = FromContext(ctx)
 			wantRecord(t, rec, ok, live)
@@ -66,8 +66,8 @@ func TestWithToken(t *testing.T) {
 
 func TestNoteWithoutCarrier(t *testing.T) {
 	ctx := context.Background()
-	if Note(ctx, Record{Until: time.Now().Add(time.Hour)}) {
-		t.Error("Note without a carrier returned true")
+	if note(ctx, Record{Until: time.Now().Add(time.Hour)}) {
+		t.Error("note without a carrier returned true")
 	}
 	if _, ok := FromContext(ctx); ok {
 		t.Error("FromContext without a carrier returned ok")
@@ -83,9 +83,9 @@ func TestNoteMerges(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := WithCarrier(context.Background())
 			if tt.old.until != 0 {
-				Note(ctx, tt.old.at(t, base))
+				note(ctx, tt.old.at(t, base))
 			}
-			Note(ctx, tt.give.at(t, base))
+			note(ctx, tt.give.at(t, base))
 			rec, ok := FromContext(ctx)
 			wantRecord(t, rec, ok, tt.want.at(t, base))
 		})
@@ -95,10 +95,10 @@ func TestNoteMerges(t *testing.T) {
 func TestNoteReplacesExpired(t *testing.T) {
 	ctx := WithToken(context.Background(), Record{Until: time.Now().Add(-time.Second)}.Token())
 	give := Record{Until: time.Now().Add(time.Hour), Position: lagcheck.LSNPosition(7)}
-	Note(ctx, give) // the expired record's unknown position must not count
+	note(ctx, give) // the expired record's unknown position must not count
 	rec, ok := FromContext(ctx)
 	wantRecord(t, rec, ok, give)
-	Note(ctx, Record{Until: time.Now().Add(-time.Second)}) // expired: ignored
+	note(ctx, Record{Until: time.Now().Add(-time.Second)}) // expired: ignored
 	rec, ok = FromContext(ctx)
 	wantRecord(t, rec, ok, give)
 }
@@ -139,7 +139,7 @@ func TestNoteConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for i := range writes {
 				n := uint64(i*writers + w + 1)
-				Note(ctx, Record{Until: base.Add(time.Duration(n)), Position: lagcheck.LSNPosition(n)})
+				note(ctx, Record{Until: base.Add(time.Duration(n)), Position: lagcheck.LSNPosition(n)})
 			}
 		})
 	}

@@ -15,45 +15,38 @@ import (
 	"time"
 )
 
-// Defaults of CookieOptions' zero values.
+// Defaults of CookieOptions' zero values, and the shortest Secret.
 const (
-	// DefaultCookieName is the default CookieOptions.Name.
-	DefaultCookieName = "rwsplit_sticky"
-	// DefaultCookieMaxAge is the default CookieOptions.MaxAge.
+	DefaultCookieName   = "rwsplit_sticky"
 	DefaultCookieMaxAge = time.Minute
-	// MinSecretLen is the shortest CookieOptions.Secret accepted.
-	MinSecretLen = 32
+	MinSecretLen        = 32
 )
 
 // maxCookieLen bounds the cookie values the middleware looks at.
 const maxCookieLen = 4096
 
 // CookieOptions configures a CookieMiddleware. Every zero value but
-// Secret's means the documented default.
+// Secret's means the default its comment names.
 type CookieOptions struct {
-	// Secret is the HMAC-SHA256 key that signs the cookies. Every
-	// application server must have the same one. Required: at least
-	// MinSecretLen (32) random bytes.
+	// Secret is the HMAC-SHA256 key that signs the cookies, the same on
+	// every application server. Required: at least MinSecretLen (32)
+	// random bytes.
 	Secret []byte
 
 	// Name is the cookie's name. Zero means DefaultCookieName
 	// ("rwsplit_sticky").
 	Name string
 
-	// MaxAge is how long a cookie is accepted after it was issued (the
-	// issue time is inside the signed value), whatever the record's own
-	// Until: it bounds the replay of an old cookie. Keep it at least the
-	// stickiness Window, or users lose their stickiness early.
-	// Zero means DefaultCookieMaxAge (1 minute). Negative is an error.
+	// MaxAge is how long a cookie is accepted after it was issued. Keep
+	// it at least the stickiness Window. Zero means DefaultCookieMaxAge
+	// (1 minute). Negative is an error.
 	MaxAge time.Duration
 
 	// Path and Domain are the cookie's attributes. Zero Path means "/";
 	// zero Domain means the request's host only.
 	Path, Domain string
 
-	// Secure restricts the cookie to HTTPS. Off by default so that plain
-	// HTTP development servers work; the cookie holds no secret, only a
-	// time and a replication position.
+	// Secure restricts the cookie to HTTPS. Off by default.
 	Secure bool
 
 	// SameSite is the cookie's SameSite attribute. Zero means
@@ -65,8 +58,7 @@ type CookieOptions struct {
 }
 
 // CookieStats counts what a CookieMiddleware did. Rejected cookies
-// (Forged, Expired, Malformed) are ignored: their requests proceed as if
-// they had none.
+// (Forged, Expired, Malformed) are ignored.
 type CookieStats struct {
 	Accepted  uint64 // valid cookies received
 	Forged    uint64 // cookies with a wrong signature
@@ -76,22 +68,13 @@ type CookieStats struct {
 	Late      uint64 // requests that wrote after the response headers were sent: not carried
 }
 
-// CookieMiddleware carries each user's last-write Record from one HTTP
-// request to the next in a signed cookie, so that any application server
-// can route the user's reads without a shared Store.
-//
-// Its Handler installs a carrier in each request's context (see
-// WithCarrier), filled from the request's cookie if it is valid. When the
-// handler writes to the database, rwsplit records the write in the carrier
-// (Note), and the middleware sends the new record back in a Set-Cookie
-// header, added when the handler starts its response (WriteHeader, Write,
-// Flush) or, if it writes nothing, when it returns. Writes made after the
-// response headers were sent cannot be carried; CookieStats.Late counts
-// them.
-//
-// The cookie value is base64url(payload) "." base64url(HMAC-SHA256(Secret,
-// payload)), where payload is "s1.<issued Unix nanoseconds>.<token>" and
-// token is Record.Token.
+// CookieMiddleware carries each user's last write from one HTTP request to
+// the next in a signed cookie, so that any application server can route
+// the user's reads without a shared Store. Its Handler installs a carrier
+// in each request's context, filled from a valid cookie, and sends the
+// carrier's new record back when the handler starts its response. Writes
+// made after the response headers were sent are not carried
+// (CookieStats.Late).
 type CookieMiddleware struct {
 	o CookieOptions
 

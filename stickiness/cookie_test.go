@@ -61,7 +61,7 @@ func TestCookieRoundTrip(t *testing.T) {
 	rec := Record{Until: time.Now().Add(30 * time.Second), Position: lagcheck.LSNPosition(0x16B374D848)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/write", func(w http.ResponseWriter, r *http.Request) {
-		Note(r.Context(), rec) // what rwsplit does after a write
+		note(r.Context(), rec) // what rwsplit does after a write
 		positionHandler(w, r)
 	})
 	mux.Handle("/read", positionHandler)
@@ -78,7 +78,7 @@ func TestCookieRoundTrip(t *testing.T) {
 	}
 	resp, body := get(t, client, srv.URL+"/write")
 	if body != "16/B374D848" {
-		t.Errorf("write request carries %q after Note, want 16/B374D848", body)
+		t.Errorf("write request carries %q after note, want 16/B374D848", body)
 	}
 	cookies := resp.Cookies()
 	if len(cookies) != 1 {
@@ -144,7 +144,7 @@ func TestCookieRejected(t *testing.T) {
 			h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				_, gotOK = FromContext(r.Context())
 				// A rejected cookie still leaves a carrier for writes.
-				if !Note(r.Context(), Record{Until: time.Now().Add(time.Minute)}) {
+				if !note(r.Context(), Record{Until: time.Now().Add(time.Minute)}) {
 					t.Error("no carrier in the request context")
 				}
 			}))
@@ -155,7 +155,7 @@ func TestCookieRejected(t *testing.T) {
 				t.Errorf("request carries a record: %v, want %v", gotOK, tt.wantOK)
 			}
 			got := m.Stats()
-			got.Issued = 0 // from the Note
+			got.Issued = 0 // from the note
 			if got != tt.want {
 				t.Errorf("Stats = %+v, want %+v", got, tt.want)
 			}
@@ -176,8 +176,8 @@ func flipByte(t *testing.T, b64 string) string {
 // TestCookieBeforeHeaders checks that the cookie of a write goes out with
 // the response headers, however the handler starts its response.
 func TestCookieBeforeHeaders(t *testing.T) {
-	note := func(r *http.Request) {
-		Note(r.Context(), Record{Until: time.Now().Add(time.Minute), Position: lagcheck.LSNPosition(1)})
+	write := func(r *http.Request) {
+		note(r.Context(), Record{Until: time.Now().Add(time.Minute), Position: lagcheck.LSNPosition(1)})
 	}
 	tests := []struct {
 		name       string
@@ -187,35 +187,35 @@ func TestCookieBeforeHeaders(t *testing.T) {
 		wantLate   uint64
 	}{
 		{name: "write", give: func(w http.ResponseWriter, r *http.Request) {
-			note(r)
+			write(r)
 			io.WriteString(w, "ok")
 		}, wantCookie: true, wantCode: 200},
 		{name: "write header", give: func(w http.ResponseWriter, r *http.Request) {
-			note(r)
+			write(r)
 			w.WriteHeader(http.StatusCreated)
 		}, wantCookie: true, wantCode: 201},
 		{name: "nothing written", give: func(w http.ResponseWriter, r *http.Request) {
-			note(r)
+			write(r)
 		}, wantCookie: true, wantCode: 200},
 		{name: "flush", give: func(w http.ResponseWriter, r *http.Request) {
-			note(r)
+			write(r)
 			if err := http.NewResponseController(w).Flush(); err != nil {
 				t.Errorf("Flush: %v", err)
 			}
 			io.WriteString(w, "ok")
 		}, wantCookie: true, wantCode: 200},
 		{name: "flusher", give: func(w http.ResponseWriter, r *http.Request) {
-			note(r)
+			write(r)
 			w.(http.Flusher).Flush()
 		}, wantCookie: true, wantCode: 200},
 		{name: "read from", give: func(w http.ResponseWriter, r *http.Request) {
-			note(r)
+			write(r)
 			io.Copy(w, strings.NewReader("ok"))
 		}, wantCookie: true, wantCode: 200},
 		{name: "early hints", give: func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Link", "</style.css>; rel=preload; as=style")
 			w.WriteHeader(http.StatusEarlyHints)
-			note(r)
+			write(r)
 			w.WriteHeader(http.StatusAccepted)
 		}, wantCookie: true, wantCode: 202},
 		{name: "no write", give: func(w http.ResponseWriter, r *http.Request) {
@@ -223,10 +223,10 @@ func TestCookieBeforeHeaders(t *testing.T) {
 		}, wantCookie: false, wantCode: 200},
 		{name: "write after the headers", give: func(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, "ok")
-			note(r)
+			write(r)
 		}, wantCookie: false, wantCode: 200, wantLate: 1},
 		{name: "expired record", give: func(w http.ResponseWriter, r *http.Request) {
-			Note(r.Context(), Record{Until: time.Now().Add(-time.Second)})
+			note(r.Context(), Record{Until: time.Now().Add(-time.Second)})
 		}, wantCookie: false, wantCode: 200},
 	}
 	for _, tt := range tests {
@@ -285,7 +285,7 @@ func TestCookieNoteFromGoroutines(t *testing.T) {
 		for i := range 4 {
 			go func() {
 				defer func() { done <- struct{}{} }()
-				Note(r.Context(), Record{Until: until, Position: lagcheck.LSNPosition(uint64(i))})
+				note(r.Context(), Record{Until: until, Position: lagcheck.LSNPosition(uint64(i))})
 			}()
 		}
 		for range 4 {

@@ -1,28 +1,12 @@
-// Package stickiness keeps the per-user state that rwsplit needs for "read
-// your own writes": after a user writes, that user's reads stay on the
-// primary (or, in causal mode, go only to a replica that has replayed the
-// write) for a while.
+// Package stickiness gives rwsplit read-your-own-writes: after a user
+// writes, the user's reads go to the primary, or only to replicas that have
+// replayed the write, for a while.
 //
-// The state of one user is a Record: until when the user is sticky, and the
-// primary's replication position after the user's last write. Records are
-// kept in three places, which the plugin combines:
-//
-//   - a Store, keyed by the user key in the context (WithUser, User):
-//     NewMemory for one application server, NewRedis for several;
-//   - a carrier in the context (WithCarrier, WithToken, Note, FromContext),
-//     which the current request or job updates after each write;
-//   - a signed cookie (NewCookieMiddleware), which carries the record of the
-//     user's last write from one HTTP request to the next, across
-//     application servers, without a shared store. Token and WithToken do the
-//     same for background jobs.
-//
-// This package decides nothing about routing: the rwsplit plugin reads the
-// records, compares positions (lagcheck.Position.Covers) and routes. It does
-// not import rwsplit or GORM.
-//
-// Merging two records (Record.Merge) never makes a user less sticky: the
-// later Until wins, and the position kept is the one that covers the other,
-// or the zero (unknown) position, which means "the primary until Until",
-// when neither covers the other. Every Store and the carrier merge this way,
-// so a late, older write cannot roll stickiness back.
+// A Tracker decides which reads are sticky and records the writes that make
+// them so. A user's last write is a Record, kept in a Store (Memory, or
+// redisstore for several application servers) by the key WithUser puts in
+// the context, and in the context's carrier (WithCarrier, WithToken, and the
+// cookie middleware, which carries it between HTTP requests). Merging two
+// records never makes a user less sticky. This package does not import
+// rwsplit or GORM. docs/stickiness.md explains the design.
 package stickiness

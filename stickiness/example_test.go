@@ -10,8 +10,6 @@ import (
 	"net/http/httptest"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/rwsplit/rwsplit/lagcheck"
 	"github.com/rwsplit/rwsplit/stickiness"
 )
@@ -24,25 +22,29 @@ func Example_cookieMiddleware() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /orders", func(w http.ResponseWriter, r *http.Request) {
-		// db.WithContext(r.Context()).Create(&order): after the write,
-		// rwsplit notes the primary's position in the request's context,
-		// as this line does.
-		stickiness.Note(r.Context(), stickiness.Record{
-			Until:    time.Now().Add(30 * time.Second),
-			Position: lagcheck.LSNPosition(0x16B374D848),
+	// app is one application server; tracker is its rwsplit.Plugin's.
+	app := func(tracker *stickiness.Tracker) *httptest.Server {
+		mux := http.NewServeMux()
+		mux.HandleFunc("POST /orders", func(w http.ResponseWriter, r *http.Request) {
+			// db.WithContext(r.Context()).Create(&order): after the
+			// commit, rwsplit marks the write with the primary's position.
+			if write, ok := tracker.Pending(r.Context(), "orders"); ok {
+				tracker.Mark(lagcheck.LSNPosition(0x16B374D848), write)
+			}
+			w.WriteHeader(http.StatusCreated)
 		})
-		w.WriteHeader(http.StatusCreated)
-	})
-	mux.HandleFunc("GET /orders", func(w http.ResponseWriter, r *http.Request) {
-		// rwsplit reads the record to route the reads of this request.
-		rec, ok := stickiness.FromContext(r.Context())
-		fmt.Fprintf(w, "sticky=%v position=%q", ok, rec.Position)
-	})
-	serverA := httptest.NewServer(mw.Handler(mux))
+		mux.HandleFunc("GET /orders", func(w http.ResponseWriter, r *http.Request) {
+			// rwsplit routes the request's reads with the lookup.
+			pos, sticky := tracker.Lookup(r.Context(), "orders")
+			fmt.Fprintf(w, "sticky=%v position=%q", sticky, pos)
+		})
+		return httptest.NewServer(mw.Handler(mux))
+	}
+	trackerA, trackerB := newTracker(), newTracker()
+	defer trackerA.Close()
+	defer trackerB.Close()
+	serverA, serverB := app(trackerA), app(trackerB)
 	defer serverA.Close()
-	serverB := httptest.NewServer(mw.Handler(mux))
 	defer serverB.Close()
 
 	jar, err := cookiejar.New(nil)
@@ -86,11 +88,12 @@ func Example_cookieMiddleware() {
 func ExampleWithToken() {
 	// In the HTTP handler (under the cookie middleware, or WithCarrier),
 	// after the write that the job depends on:
+	tracker := newTracker() // rwsplit's
+	defer tracker.Close()
 	reqCtx := stickiness.WithCarrier(context.Background())
-	stickiness.Note(reqCtx, stickiness.Record{ // done by rwsplit after the write
-		Until:    time.Now().Add(30 * time.Second),
-		Position: lagcheck.LSNPosition(0x3000060),
-	})
+	if write, ok := tracker.Pending(reqCtx, "orders"); ok { // done by rwsplit after the write
+		tracker.Mark(lagcheck.LSNPosition(0x3000060), write)
+	}
 	job := struct {
 		OrderID int
 		Sticky  string
@@ -121,13 +124,10 @@ func ExampleNewMemory() {
 	// Output: 0/3000060 true <nil>
 }
 
-func ExampleNewRedis() {
-	client := redis.NewClient(&redis.Options{Addr: "localhost:6379"})
-	defer client.Close() // the caller owns the client, not the store
-	store := stickiness.NewRedis(client, stickiness.RedisOptions{Prefix: "myapp:sticky:"})
-	cfg := stickiness.Config{
-		Window: 10 * time.Second,
-		Store:  store,
+func newTracker() *stickiness.Tracker {
+	t, err := stickiness.New(stickiness.Config{})
+	if err != nil {
+		log.Fatal(err)
 	}
-	_ = cfg // rwsplit.Config{Stickiness: &cfg, ...}
+	return t
 }

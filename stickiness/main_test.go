@@ -9,11 +9,12 @@ import (
 
 	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 	"github.com/rwsplit/rwsplit/lagcheck"
+	"github.com/rwsplit/rwsplit/stickiness/internal/storetest"
 )
 
 func TestMain(m *testing.M) { os.Exit(dbtest.Main(m)) }
 
-const uuidA = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
+const uuidA = storetest.UUIDA
 
 // pos parses a position; "" is the zero Position.
 func pos(tb testing.TB, s string) lagcheck.Position {
@@ -31,6 +32,8 @@ type rel struct {
 	pos   string
 }
 
+func relOf(r storetest.Rel) rel { return rel{until: r.Until, pos: r.Pos} }
+
 func (r rel) at(tb testing.TB, base time.Time) Record {
 	tb.Helper()
 	if r.until == 0 {
@@ -39,28 +42,19 @@ func (r rel) at(tb testing.TB, base time.Time) Record {
 	return Record{Until: base.Add(r.until), Position: pos(tb, r.pos)}
 }
 
-// mergeTests are the Set-after-Set cases every Store and the carrier must
-// agree on: old is set first (if any), then give; want is what Get returns.
-var mergeTests = []struct {
-	name      string
-	old, give rel
-	want      rel
-}{
-	{name: "first write", give: rel{10 * time.Second, "0/100"}, want: rel{10 * time.Second, "0/100"}},
-	{name: "newer write", old: rel{10 * time.Second, "0/100"}, give: rel{20 * time.Second, "0/200"}, want: rel{20 * time.Second, "0/200"}},
-	{name: "same write twice", old: rel{10 * time.Second, "0/100"}, give: rel{10 * time.Second, "0/100"}, want: rel{10 * time.Second, "0/100"}},
-	{name: "late older write changes nothing", old: rel{20 * time.Second, "0/200"}, give: rel{10 * time.Second, "0/100"}, want: rel{20 * time.Second, "0/200"}},
-	{name: "later until older position keeps position", old: rel{10 * time.Second, "0/200"}, give: rel{20 * time.Second, "0/100"}, want: rel{20 * time.Second, "0/200"}},
-	{name: "earlier until newer position keeps until", old: rel{20 * time.Second, "0/100"}, give: rel{10 * time.Second, "0/200"}, want: rel{20 * time.Second, "0/200"}},
-	{name: "unknown position wins", old: rel{10 * time.Second, "0/100"}, give: rel{20 * time.Second, ""}, want: rel{20 * time.Second, ""}},
-	{name: "unknown position stays", old: rel{20 * time.Second, ""}, give: rel{10 * time.Second, "0/200"}, want: rel{20 * time.Second, ""}},
-	{name: "incomparable kinds make unknown", old: rel{10 * time.Second, "0/100"}, give: rel{20 * time.Second, "0-1-5"}, want: rel{20 * time.Second, ""}},
-	{name: "mariadb newer", old: rel{10 * time.Second, "0-1-5"}, give: rel{20 * time.Second, "0-1-7,1-2-1"}, want: rel{20 * time.Second, "0-1-7,1-2-1"}},
-	{name: "mariadb incomparable domains", old: rel{10 * time.Second, "0-1-5"}, give: rel{20 * time.Second, "1-2-1"}, want: rel{20 * time.Second, ""}},
-	{name: "mariadb one domain newer", old: rel{10 * time.Second, "0-1-5"}, give: rel{20 * time.Second, "0-2-7"}, want: rel{20 * time.Second, "0-2-7"}},
-	{name: "mariadb one domain late older write", old: rel{20 * time.Second, "0-1-7"}, give: rel{10 * time.Second, "0-1-5"}, want: rel{20 * time.Second, "0-1-7"}},
-	{name: "mariadb one domain of several", old: rel{10 * time.Second, "0-1-5,1-2-1"}, give: rel{20 * time.Second, "0-1-7"}, want: rel{20 * time.Second, ""}},
-	{name: "mysql late older write", old: rel{20 * time.Second, uuidA + ":1-10"}, give: rel{10 * time.Second, uuidA + ":1-5"}, want: rel{20 * time.Second, uuidA + ":1-10"}},
+// mergeTests are storetest.MergeCases: old is set first (if any), then
+// give; want is what Get returns.
+var mergeTests = func() []mergeTest {
+	out := make([]mergeTest, len(storetest.MergeCases))
+	for i, c := range storetest.MergeCases {
+		out[i] = mergeTest{name: c.Name, old: relOf(c.Old), give: relOf(c.Give), want: relOf(c.Want)}
+	}
+	return out
+}()
+
+type mergeTest struct {
+	name            string
+	old, give, want rel
 }
 
 // wantRecord fails the test unless got is want.

@@ -14,25 +14,19 @@ import (
 
 // Defaults of MemoryOptions' zero values.
 const (
-	// DefaultMaxEntries is the default MemoryOptions.MaxEntries.
-	DefaultMaxEntries = 1 << 20
-	// DefaultSweepInterval is the default MemoryOptions.SweepInterval.
+	DefaultMaxEntries    = 1 << 20
 	DefaultSweepInterval = time.Second
 )
 
-// MemoryOptions configures a Memory store. Every zero value means the
-// documented default.
+// MemoryOptions configures a Memory. The zero MemoryOptions is ready to use.
 type MemoryOptions struct {
-	// MaxEntries bounds the number of records kept. When the store is
-	// full, Set makes room by evicting records that expire soonest (see
-	// Memory). Zero or negative means DefaultMaxEntries (1<<20; 1M
-	// records with PostgreSQL positions, or MariaDB positions of one
-	// domain, take about 85 MB).
+	// MaxEntries bounds the records kept; when full, Set evicts those that
+	// expire soonest. Zero or negative means DefaultMaxEntries (1<<20,
+	// about 85 MB).
 	MaxEntries int
 
-	// SweepInterval is how often the background sweeper deletes expired
-	// records. Expired records are never returned, whatever the interval;
-	// it only bounds how long they take memory. Zero or negative means
+	// SweepInterval is how often expired records are deleted; they are
+	// never returned meanwhile. Zero or negative means
 	// DefaultSweepInterval (1s).
 	SweepInterval time.Duration
 
@@ -40,27 +34,11 @@ type MemoryOptions struct {
 	Now func() time.Time
 }
 
-// Memory is a Store in the process's memory, for an application that runs
-// on one server (or whose load balancer pins users to servers). It is safe
-// for concurrent use: records are spread over up to 64 shards, each with
-// its own lock, and Get does not allocate.
-//
-// Memory keys records by a 64-bit hash of the key, seeded at random per
-// store, rather than by the key itself: a record with a PostgreSQL
-// position, or a MariaDB position of one domain, takes about 85 bytes,
-// where keeping keys like "user-123456" would take 120 or more. Other GTID
-// positions (MariaDB of several domains, MySQL) add their own size (64
-// bytes plus their GTIDs) unless the previous record of the shard had the
-// same. Two keys whose hashes collide (odds about n²/2⁶⁵ among n keys)
-// share a record, which can only make reads go to the primary more, never
-// less.
-//
-// Memory is bounded by MemoryOptions.MaxEntries. When the shard of a new
-// key is full, Set samples a few of its records and evicts the expired
-// ones, or else the one that expires soonest; Evicted counts the records
-// evicted before they expired, whose users lost their stickiness early.
-// A background goroutine deletes expired records every
-// MemoryOptions.SweepInterval; Close stops it.
+// Memory is a Store in the process's memory, bounded by
+// MemoryOptions.MaxEntries. It is safe for concurrent use and Get does not
+// allocate. Two keys whose 64-bit hashes collide share a record, which can
+// only make reads go to the primary more. A goroutine deletes expired
+// records; Close stops it.
 type Memory struct {
 	seed     maphash.Seed
 	shards   []paddedShard
@@ -76,19 +54,13 @@ type Memory struct {
 }
 
 type shard struct {
-	mu sync.RWMutex
-	m  map[uint64]entry
-	// last is the GTID set the shard stored last, reused by the next
-	// record with an equal position.
-	last *lagcheck.Position
-	// mariaDB interns the templates of one-domain MariaDB positions (see
-	// entry) by domain<<32 | server; nil until the first.
-	mariaDB map[uint64]*lagcheck.Position
+	mu      sync.RWMutex
+	m       map[uint64]entry
+	last    *lagcheck.Position            // the GTID set stored last, shared when equal
+	mariaDB map[uint64]*lagcheck.Position // one-domain templates by domain<<32 | server
 }
 
-// maxTemplates bounds shard.mariaDB. A replication topology has a few
-// domain-server pairs (one per primary a domain has had); should there be
-// more, the map starts over, and records already stored keep theirs.
+// maxTemplates bounds shard.mariaDB; past it, the map starts over.
 const maxTemplates = 64
 
 // paddedShard keeps each shard's lock on its own cache lines.
@@ -97,16 +69,12 @@ type paddedShard struct {
 	_ [64 - unsafe.Sizeof(shard{})%64]byte
 }
 
-// entry is a Record in 24 bytes: a lagcheck.Position takes 56, and most
-// are PostgreSQL LSNs, which fit in 8, or MariaDB GTIDs of one domain,
-// whose domain and server few records tell apart.
+// entry is a Record in 24 bytes (docs/stickiness.md).
 type entry struct {
 	until int64  // Record.Until in nanoseconds since Memory.base
 	lsn   uint64 // the LSN when pos is lsnMark; the seq when pos is a template
-	// pos is nil for the zero Position, lsnMark for an LSN, the shard's
-	// template of the domain and server (lagcheck.MariaDBPosition(domain,
-	// server, 0), shared) for a MariaDB position of one domain, else the
-	// (immutable, shared) GTID position.
+	// pos: nil (zero Position), lsnMark, a one-domain MariaDB template, or
+	// a shared, immutable GTID position.
 	pos *lagcheck.Position
 }
 
@@ -177,8 +145,7 @@ func (s *shard) template(domain, server uint32) *lagcheck.Position {
 	return t
 }
 
-// NewMemory returns a Memory store and starts its sweeper. Close it to
-// stop the sweeper.
+// NewMemory returns a Memory and starts its sweeper; Close stops it.
 func NewMemory(o MemoryOptions) *Memory {
 	if o.MaxEntries <= 0 {
 		o.MaxEntries = DefaultMaxEntries
@@ -212,9 +179,7 @@ func NewMemory(o MemoryOptions) *Memory {
 	return m
 }
 
-// clock returns the current time in nanoseconds since m.base. Without
-// MemoryOptions.Now, it reads only the monotonic clock, which is twice as
-// fast as time.Now.
+// clock returns the current time in nanoseconds since m.base.
 func (m *Memory) clock() int64 {
 	if m.now == nil {
 		return int64(time.Since(m.base))
@@ -270,9 +235,8 @@ func (m *Memory) Set(ctx context.Context, key string, rec Record) error {
 // evictSamples is how many records evict looks at.
 const evictSamples = 8
 
-// evict makes room in the full shard s, under s.mu: it deletes the
-// expired records among a few (map iteration starts at a random place),
-// or else the one of them that expires soonest.
+// evict makes room in the full shard s, under s.mu: it deletes the expired
+// records among a few, or else the one of them that expires soonest.
 func (m *Memory) evict(s *shard, now int64) {
 	var (
 		victim  uint64
@@ -340,8 +304,7 @@ func (m *Memory) sweepLoop(interval time.Duration) {
 	}
 }
 
-// sweep deletes the expired records. It finds them under each shard's read
-// lock, so that Gets go on, and takes the write lock only to delete them.
+// sweep deletes the expired records, finding them under the read lock.
 func (m *Memory) sweep(buf []uint64) []uint64 {
 	now := m.clock()
 	for i := range m.shards {

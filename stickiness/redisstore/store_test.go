@@ -1,4 +1,4 @@
-package stickiness
+package redisstore
 
 import (
 	"context"
@@ -12,22 +12,24 @@ import (
 	"github.com/rwsplit/rwsplit/internal/testdb"
 	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
 	"github.com/rwsplit/rwsplit/lagcheck"
+	"github.com/rwsplit/rwsplit/stickiness"
+	"github.com/rwsplit/rwsplit/stickiness/internal/storetest"
 )
 
 // newRedisStore starts a redis-server for the test and returns it, a
 // client to it, and a Redis store with options o.
-func newRedisStore(tb testing.TB, o RedisOptions) (*testdb.RedisServer, *redis.Client, *Redis) {
+func newRedisStore(tb testing.TB, o Options) (*testdb.RedisServer, *redis.Client, *Store) {
 	tb.Helper()
 	srv := dbtest.Redis(tb)
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	tb.Cleanup(func() { client.Close() })
-	s := NewRedis(client, o)
+	s := New(client, o)
 	tb.Cleanup(func() { s.Close() })
 	return srv, client, s
 }
 
 func TestRedisGetSet(t *testing.T) {
-	_, _, s := newRedisStore(t, RedisOptions{})
+	_, _, s := newRedisStore(t, Options{})
 	ctx := context.Background()
 	until := time.Now().Add(time.Minute)
 	tests := []struct {
@@ -38,12 +40,12 @@ func TestRedisGetSet(t *testing.T) {
 		{name: "postgres", give: "16/B374D848"},
 		{name: "mariadb", give: "0-1-100,1-2-7"},
 		{name: "mariadb empty", give: "mariadb:"},
-		{name: "mysql", give: uuidA + ":1-100:102-110"},
+		{name: "mysql", give: storetest.UUIDA + ":1-100:102-110"},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			key := "user-" + strconv.Itoa(i)
-			rec := Record{Until: until, Position: pos(t, tt.give)}
+			rec := stickiness.Record{Until: until, Position: pos(t, tt.give)}
 			if err := s.Set(ctx, key, rec); err != nil {
 				t.Fatalf("Set: %v", err)
 			}
@@ -63,37 +65,37 @@ func TestRedisGetSet(t *testing.T) {
 }
 
 func TestRedisMerge(t *testing.T) {
-	_, _, s := newRedisStore(t, RedisOptions{})
+	_, _, s := newRedisStore(t, Options{})
 	ctx := context.Background()
 	base := time.Now()
-	for i, tt := range mergeTests {
-		t.Run(tt.name, func(t *testing.T) {
+	for i, tt := range storetest.MergeCases {
+		t.Run(tt.Name, func(t *testing.T) {
 			key := "merge-" + strconv.Itoa(i)
-			if tt.old.until != 0 {
-				if err := s.Set(ctx, key, tt.old.at(t, base)); err != nil {
+			if tt.Old.Until != 0 {
+				if err := s.Set(ctx, key, at(t, tt.Old, base)); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if err := s.Set(ctx, key, tt.give.at(t, base)); err != nil {
+			if err := s.Set(ctx, key, at(t, tt.Give, base)); err != nil {
 				t.Fatal(err)
 			}
 			rec, ok, err := s.Get(ctx, key)
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantRecord(t, rec, ok, tt.want.at(t, base))
+			wantRecord(t, rec, ok, at(t, tt.Want, base))
 		})
 	}
 }
 
 func TestRedisTTL(t *testing.T) {
-	_, client, s := newRedisStore(t, RedisOptions{})
+	_, client, s := newRedisStore(t, Options{})
 	ctx := context.Background()
-	rec := Record{Until: time.Now().Add(300 * time.Millisecond), Position: lagcheck.LSNPosition(1)}
+	rec := stickiness.Record{Until: time.Now().Add(300 * time.Millisecond), Position: lagcheck.LSNPosition(1)}
 	if err := s.Set(ctx, "u", rec); err != nil {
 		t.Fatal(err)
 	}
-	ttl, err := client.PTTL(ctx, DefaultRedisPrefix+"u").Result()
+	ttl, err := client.PTTL(ctx, DefaultPrefix+"u").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,21 +112,21 @@ func TestRedisTTL(t *testing.T) {
 	if _, ok, err := s.Get(ctx, "u"); ok || err != nil {
 		t.Errorf("Get after Until = %v, %v; want false, nil", ok, err)
 	}
-	if n, err := client.Exists(ctx, DefaultRedisPrefix+"u").Result(); n != 0 || err != nil {
+	if n, err := client.Exists(ctx, DefaultPrefix+"u").Result(); n != 0 || err != nil {
 		t.Errorf("EXISTS after Until = %d, %v; want 0: Redis did not expire the key", n, err)
 	}
 	// An expired record is not stored at all.
-	if err := s.Set(ctx, "u", Record{Until: time.Now().Add(-time.Second)}); err != nil {
+	if err := s.Set(ctx, "u", stickiness.Record{Until: time.Now().Add(-time.Second)}); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := client.Exists(ctx, DefaultRedisPrefix+"u").Result(); n != 0 || err != nil {
+	if n, err := client.Exists(ctx, DefaultPrefix+"u").Result(); n != 0 || err != nil {
 		t.Errorf("EXISTS after an expired Set = %d, %v; want 0", n, err)
 	}
 }
 
 func TestRedisPrefix(t *testing.T) {
 	ctx := context.Background()
-	rec := Record{Until: time.Unix(4_000_000_000, 5), Position: lagcheck.LSNPosition(0x16B374D848)}
+	rec := stickiness.Record{Until: time.Unix(4_000_000_000, 5), Position: lagcheck.LSNPosition(0x16B374D848)}
 	tests := []struct {
 		name string
 		give string
@@ -135,7 +137,7 @@ func TestRedisPrefix(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, client, s := newRedisStore(t, RedisOptions{Prefix: tt.give})
+			_, client, s := newRedisStore(t, Options{Prefix: tt.give})
 			if err := s.Set(ctx, "u1", rec); err != nil {
 				t.Fatal(err)
 			}
@@ -151,15 +153,15 @@ func TestRedisPrefix(t *testing.T) {
 }
 
 func TestRedisMalformedValue(t *testing.T) {
-	_, client, s := newRedisStore(t, RedisOptions{})
+	_, client, s := newRedisStore(t, Options{})
 	ctx := context.Background()
-	if err := client.Set(ctx, DefaultRedisPrefix+"u", "garbage", time.Minute).Err(); err != nil {
+	if err := client.Set(ctx, DefaultPrefix+"u", "garbage", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok, err := s.Get(ctx, "u"); ok || err == nil {
 		t.Errorf("Get of a malformed value = %v, %v; want false and an error", ok, err)
 	}
-	rec := Record{Until: time.Now().Add(time.Minute), Position: lagcheck.LSNPosition(3)}
+	rec := stickiness.Record{Until: time.Now().Add(time.Minute), Position: lagcheck.LSNPosition(3)}
 	if err := s.Set(ctx, "u", rec); err != nil { // replaces it
 		t.Fatal(err)
 	}
@@ -173,7 +175,7 @@ func TestRedisMalformedValue(t *testing.T) {
 // TestRedisConcurrentSet has writers set increasing positions for one key,
 // out of order: the key must end with the newest.
 func TestRedisConcurrentSet(t *testing.T) {
-	_, _, s := newRedisStore(t, RedisOptions{})
+	_, _, s := newRedisStore(t, Options{})
 	ctx := context.Background()
 	const writers, writes = 8, 50
 	base := time.Now().Add(time.Minute)
@@ -184,7 +186,7 @@ func TestRedisConcurrentSet(t *testing.T) {
 				n := uint64(i*writers + w + 1)
 				// Untils and positions disagree on the order half the time.
 				until := base.Add(time.Duration(n ^ 1))
-				if err := s.Set(ctx, "u", Record{Until: until, Position: lagcheck.LSNPosition(n)}); err != nil {
+				if err := s.Set(ctx, "u", stickiness.Record{Until: until, Position: lagcheck.LSNPosition(n)}); err != nil {
 					t.Errorf("Set: %v", err)
 					return
 				}
@@ -197,15 +199,15 @@ func TestRedisConcurrentSet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantRecord(t, got, ok, Record{Until: base.Add(last ^ 1), Position: lagcheck.LSNPosition(last)})
+	wantRecord(t, got, ok, stickiness.Record{Until: base.Add(last ^ 1), Position: lagcheck.LSNPosition(last)})
 }
 
 // TestRedisOutage stops redis-server: calls fail fast, within their
 // context's deadline, and work again once it is back.
 func TestRedisOutage(t *testing.T) {
-	srv, _, s := newRedisStore(t, RedisOptions{})
+	srv, _, s := newRedisStore(t, Options{})
 	ctx := context.Background()
-	rec := Record{Until: time.Now().Add(time.Minute), Position: lagcheck.LSNPosition(9)}
+	rec := stickiness.Record{Until: time.Now().Add(time.Minute), Position: lagcheck.LSNPosition(9)}
 	if err := s.Set(ctx, "u", rec); err != nil {
 		t.Fatal(err)
 	}
@@ -246,19 +248,19 @@ func TestRedisOutage(t *testing.T) {
 }
 
 func TestRedisNilClient(t *testing.T) {
-	s := NewRedis(nil, RedisOptions{})
+	s := New(nil, Options{})
 	ctx := context.Background()
 	if _, _, err := s.Get(ctx, "u"); err == nil {
 		t.Error("Get with a nil client: no error")
 	}
-	if err := s.Set(ctx, "u", Record{Until: time.Now().Add(time.Minute)}); err == nil {
+	if err := s.Set(ctx, "u", stickiness.Record{Until: time.Now().Add(time.Minute)}); err == nil {
 		t.Error("Set with a nil client: no error")
 	}
 }
 
 func TestRedisCloseKeepsClient(t *testing.T) {
 	verifyNoLeaks(t)
-	_, client, s := newRedisStore(t, RedisOptions{})
+	_, client, s := newRedisStore(t, Options{})
 	ctx := context.Background()
 	for range 2 {
 		if err := s.Close(); err != nil {

@@ -1,0 +1,219 @@
+package stickiness
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/rwsplit/rwsplit/lagcheck"
+)
+
+// storeBackoff is how long a Tracker leaves its Store alone after an error.
+const storeBackoff = time.Second
+
+// maxTables bounds the tables a Tracker remembers in table mode.
+const maxTables = 1 << 16
+
+// Tracker decides which reads are sticky and records the writes that make
+// them so. It merges the context's carrier, this process's memory, the
+// configured Store and, in table mode, the table's last write. It is safe
+// for concurrent use; Close it to stop the memory stores it created.
+type Tracker struct {
+	cfg    Config
+	local  *Memory // this process's marks
+	tables *Memory // table mode: table name -> last write; nil otherwise
+	now    func() time.Time
+
+	// storeDownUntil (unix nanoseconds) is set after a Store error.
+	storeDownUntil atomic.Int64
+
+	marks, notes, storeErrs, storeSkips atomic.Uint64
+}
+
+// Stats counts a Tracker's activity.
+type Stats struct {
+	// Mode is the configured Mode.
+	Mode Mode
+	// Marks counts writes that made their user sticky; Notes, writes
+	// recorded in a context's carrier.
+	Marks, Notes uint64
+	// StoreErrors counts failed or timed-out Store calls; StoreSkipped,
+	// keyed reads sent to the primary without asking the Store during the
+	// backoff after an error.
+	StoreErrors, StoreSkipped uint64
+}
+
+// Write is a write that makes its user, carrier or table sticky once it
+// has committed: Tracker.Pending returns it, Tracker.Mark records it.
+type Write struct {
+	ctx     context.Context
+	key     string // "" for none
+	carrier *carrier
+	table   string // "" unless table mode
+}
+
+// New validates cfg, applies its defaults and returns a Tracker. Errors
+// wrap ErrConfig.
+func New(cfg Config) (*Tracker, error) {
+	return newTracker(cfg, nil)
+}
+
+// newTracker is New with a clock for tests (nil: time.Now).
+func newTracker(cfg Config, now func() time.Time) (*Tracker, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	t := &Tracker{cfg: cfg, now: now}
+	if t.now == nil {
+		t.now = time.Now
+	}
+	t.local = NewMemory(MemoryOptions{Now: now})
+	if cfg.Tables {
+		t.tables = NewMemory(MemoryOptions{MaxEntries: maxTables, Now: now})
+	}
+	return t, nil
+}
+
+// Lookup returns the stickiness of a read of table run with ctx: sticky is
+// false when the read is not sticky. A sticky read with the zero pos must
+// go to the primary (ModeWindow, an unknown position, or a Store that
+// failed); with a non-zero pos, a replica that covers pos may serve it.
+// It neither allocates nor takes a lock of its own unless it asks the
+// Store, and reads the clock only for a read that may be sticky.
+func (t *Tracker) Lookup(ctx context.Context, table string) (pos lagcheck.Position, sticky bool) {
+	rec, sticky, failed := t.record(ctx, table)
+	if !sticky || failed || t.cfg.Mode == ModeWindow {
+		return lagcheck.Position{}, sticky
+	}
+	return rec.Position, true
+}
+
+// record returns the merged record of a read, and whether it is sticky.
+// failed reports that the Store could not tell: the read is then sticky.
+func (t *Tracker) record(ctx context.Context, table string) (rec Record, sticky, failed bool) {
+	var now time.Time // read at most once, when needed
+	if p := carrierFrom(ctx).load(); p != nil {
+		now = t.now()
+		if p.Active(now) {
+			rec, sticky = *p, true
+			// A token is not signed (WithToken): never let one pin
+			// reads for longer than a write of ours would.
+			if limit := now.Add(t.cfg.Window); rec.Until.After(limit) {
+				rec.Until = limit
+			}
+		}
+	}
+	if key, ok := t.cfg.Key(ctx); ok && key != "" {
+		if r, found, _ := t.local.Get(ctx, key); found {
+			rec, sticky = rec.Merge(r), true
+		} else if t.cfg.Store != nil {
+			if now.IsZero() {
+				now = t.now()
+			}
+			r, found, failed := t.fromStore(ctx, key, now)
+			if failed {
+				return Record{}, true, true
+			}
+			if found {
+				rec, sticky = rec.Merge(r), true
+			}
+		}
+	}
+	if t.tables != nil && table != "" {
+		if r, found, _ := t.tables.Get(ctx, table); found {
+			rec, sticky = rec.Merge(r), true
+		}
+	}
+	return rec, sticky, false
+}
+
+// fromStore asks the Store for key's record, unless it is backing off.
+// failed reports that it could not tell.
+func (t *Tracker) fromStore(ctx context.Context, key string, now time.Time) (rec Record, found, failed bool) {
+	if now.UnixNano() < t.storeDownUntil.Load() {
+		t.storeSkips.Add(1)
+		return Record{}, false, true
+	}
+	sctx, cancel := context.WithTimeout(ctx, t.cfg.StoreTimeout)
+	rec, found, err := t.cfg.Store.Get(sctx, key)
+	cancel()
+	switch {
+	case err != nil && ctx.Err() == nil:
+		t.storeErrs.Add(1)
+		t.storeDownUntil.Store(t.now().Add(storeBackoff).UnixNano())
+		return Record{}, false, true
+	case err != nil: // the caller gave up: not the Store's fault
+		return Record{}, false, true
+	}
+	return rec, found && rec.Active(now), false
+}
+
+// Pending reports whether a write run with ctx on table marks anything (a
+// user key, a carrier, or the table in table mode), and returns what to
+// pass to Mark once the write has committed.
+func (t *Tracker) Pending(ctx context.Context, table string) (Write, bool) {
+	w := Write{ctx: ctx, carrier: carrierFrom(ctx)}
+	if key, ok := t.cfg.Key(ctx); ok {
+		w.key = key
+	}
+	if t.tables != nil {
+		w.table = table
+	}
+	return w, w.key != "" || w.carrier != nil || w.table != ""
+}
+
+// Causal reports whether Mark needs the primary's position (ModeCausal).
+func (t *Tracker) Causal() bool { return t.cfg.Mode == ModeCausal }
+
+// Mark records committed writes. pos is the primary's position taken after
+// they committed, or zero if unknown; it is ignored in ModeWindow. Mark
+// notes each write's carrier, and sets its key in memory and in the Store
+// (a Store error is counted, not returned) and its table in table mode.
+func (t *Tracker) Mark(pos lagcheck.Position, ws ...Write) {
+	now := t.now()
+	rec := Record{Until: now.Add(t.cfg.Window)}
+	if t.cfg.Mode == ModeCausal {
+		rec.Position = pos
+	}
+	for _, w := range ws {
+		if w.carrier != nil && w.carrier.note(rec, now) {
+			t.notes.Add(1)
+		}
+		if w.key != "" {
+			t.marks.Add(1)
+			_ = t.local.Set(w.ctx, w.key, rec)
+			if t.cfg.Store != nil {
+				sctx, cancel := context.WithTimeout(context.WithoutCancel(w.ctx), t.cfg.StoreTimeout)
+				if err := t.cfg.Store.Set(sctx, w.key, rec); err != nil {
+					t.storeErrs.Add(1)
+				}
+				cancel()
+			}
+		}
+		if w.table != "" {
+			_ = t.tables.Set(w.ctx, w.table, rec)
+		}
+	}
+}
+
+// Stats returns the Tracker's counters.
+func (t *Tracker) Stats() Stats {
+	return Stats{
+		Mode:         t.cfg.Mode,
+		Marks:        t.marks.Load(),
+		Notes:        t.notes.Load(),
+		StoreErrors:  t.storeErrs.Load(),
+		StoreSkipped: t.storeSkips.Load(),
+	}
+}
+
+// Close stops the memory stores the Tracker created; it never closes
+// Config.Store. It is safe to call more than once and returns nil.
+func (t *Tracker) Close() error {
+	t.local.Close()
+	if t.tables != nil {
+		t.tables.Close()
+	}
+	return nil
+}
