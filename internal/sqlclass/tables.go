@@ -716,6 +716,9 @@ func (s *tscan) generic(t token) tk {
 	case tkLateral:
 		s.readFail()
 	case tkFor:
+		if !lv.stmt {
+			break // substring(s FROM 2 FOR 3)
+		}
 		lv.from, lv.write, lv.expect = false, false, expNone
 		if s.writes {
 			break
