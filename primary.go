@@ -3,8 +3,11 @@ package rwsplit
 import (
 	"context"
 	"database/sql"
+	"sync"
 
 	"gorm.io/gorm"
+
+	"github.com/rwsplit/rwsplit/stickiness"
 )
 
 // primaryConn wraps the primary's pool so that a transaction begun with
@@ -72,6 +75,57 @@ func (c *primaryConn) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.Co
 	}
 	return pool, err
 }
+
+// primaryTx is a transaction on the primary. It holds the writes made in
+// it and marks their users sticky when it commits.
+type primaryTx struct {
+	*sql.Tx
+	p      *Plugin
+	db     *sql.DB
+	mu     sync.Mutex
+	ctx    context.Context // the first write's
+	writes []stickiness.Write
+}
+
+var _ gorm.Tx = (*primaryTx)(nil)
+
+func primaryTxOf(pool gorm.ConnPool) *primaryTx {
+	switch c := pool.(type) {
+	case *primaryTx:
+		return c
+	case *gorm.PreparedStmtTX:
+		t, _ := c.Tx.(*primaryTx)
+		return t
+	}
+	return nil
+}
+
+func (t *primaryTx) noteWrite(ctx context.Context, w stickiness.Write) {
+	t.mu.Lock()
+	if len(t.writes) == 0 {
+		t.ctx = ctx
+	}
+	t.writes = append(t.writes, w)
+	t.mu.Unlock()
+}
+
+// Commit commits, then marks the transaction's writers sticky.
+func (t *primaryTx) Commit() error {
+	if err := t.Tx.Commit(); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	ctx, ws := t.ctx, t.writes
+	t.ctx, t.writes = nil, nil
+	t.mu.Unlock()
+	if len(ws) > 0 {
+		t.p.markWrites(ctx, ws...)
+	}
+	return nil
+}
+
+// GetDBConn keeps db.DB() working inside a transaction.
+func (t *primaryTx) GetDBConn() (*sql.DB, error) { return t.db, nil }
 
 // beginPrimary begins a transaction on a primary pool.
 func beginPrimary(ctx context.Context, pool gorm.ConnPool, opts *sql.TxOptions) (gorm.ConnPool, error) {
