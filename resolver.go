@@ -7,6 +7,7 @@ import (
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
+	gormlogger "gorm.io/gorm/logger"
 	"gorm.io/plugin/dbresolver"
 
 	"github.com/rwsplit/rwsplit/internal/connerr"
@@ -112,11 +113,15 @@ const routeName = "rwsplit:route"
 // error row of Row().
 func (p *Plugin) registerCallbacks(db *gorm.DB) error {
 	cb := db.Callback()
-	type chain interface {
-		Remove(string) error
-	}
+	// dbresolver's resolver goes: its clauses call it while the clause is
+	// applied, not when the statement runs. GORM warns through the
+	// logger on each Remove; this is no news to the user, so the warnings
+	// are dropped.
+	logger := db.Config.Logger
+	db.Config.Logger = gormlogger.Discard
+	defer func() { db.Config.Logger = logger }()
 	for _, r := range []struct {
-		chain chain
+		chain interface{ Remove(string) error }
 		reg   func(string, func(*gorm.DB)) error
 		fn    func(*gorm.DB)
 	}{
@@ -127,9 +132,6 @@ func (p *Plugin) registerCallbacks(db *gorm.DB) error {
 		{cb.Row(), cb.Row().Before("*").Register, p.routeQuery},
 		{cb.Raw(), cb.Raw().Before("*").Register, p.routeRaw},
 	} {
-		// dbresolver's resolver goes: its clauses would otherwise call it
-		// (and so route) while the clause is applied, not when the
-		// statement runs. Ours is Before("*") like it was.
 		if err := r.chain.Remove("gorm:db_resolver"); err != nil {
 			return err
 		}
