@@ -9,9 +9,9 @@ import (
 	"gorm.io/gorm/clause"
 )
 
-// directiveKey is where a routing clause lives in Statement.Settings, which
-// GORM copies into the queries it derives from a statement (Preload,
-// associations). The last routing clause given wins.
+// directiveKey is where a routing clause lives in Statement.Clauses. The
+// last routing clause given wins. Routing passes it on to derived queries
+// (Preload, associations) through the statement's context.
 const directiveKey = "rwsplit:route"
 
 // Primary is a query clause that sends the statement to the primary:
@@ -102,17 +102,8 @@ func (m maxStaleness) ModifyStatement(stmt *gorm.Statement) {
 	setDirective(stmt, m)
 }
 
-// dbresolver's clauses dbresolver.Write and dbresolver.Read keep their
-// meaning under rwsplit: they set these Settings keys.
-const (
-	dbrWriteKey = "gorm:db_resolver:write"
-	dbrReadKey  = "gorm:db_resolver:read"
-)
-
 // setDirective records a routing clause, replacing any routing clause
-// given before it, dbresolver's included.
+// given before it.
 func setDirective(stmt *gorm.Statement, d clause.Expression) {
-	stmt.Settings.Delete(dbrWriteKey)
-	stmt.Settings.Delete(dbrReadKey)
-	stmt.Settings.Store(directiveKey, d)
+	stmt.Clauses[directiveKey] = clause.Clause{Name: directiveKey, Expression: d}
 }

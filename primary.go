@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 
 	"github.com/rwsplit/rwsplit/stickiness"
 )
@@ -209,9 +210,11 @@ func (p *Plugin) wrapPrimary(db *gorm.DB) {
 	}
 }
 
-// routeCtx carries routing instructions in a context.
+// routeCtx carries routing instructions in a context, which GORM passes on
+// to the queries it derives from a statement (Preload, associations).
 type routeCtx struct {
-	primary bool // every statement to the primary (Migrator)
+	migrator bool              // every statement to the primary (Migrator)
+	dir      clause.Expression // a routing clause of the statement derived from
 }
 
 type routeCtxKey struct{}
@@ -220,7 +223,20 @@ func withPrimary(ctx context.Context) context.Context {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	return context.WithValue(ctx, routeCtxKey{}, &routeCtx{primary: true})
+	rc := routeCtx{migrator: true}
+	if old := routeCtxOf(ctx); old != nil {
+		rc.dir = old.dir
+	}
+	return context.WithValue(ctx, routeCtxKey{}, &rc)
+}
+
+// withDirective returns ctx carrying the routing clause d.
+func withDirective(ctx context.Context, rc *routeCtx, d clause.Expression) context.Context {
+	n := routeCtx{dir: d}
+	if rc != nil {
+		n.migrator = rc.migrator
+	}
+	return context.WithValue(ctx, routeCtxKey{}, &n)
 }
 
 func routeCtxOf(ctx context.Context) *routeCtx {

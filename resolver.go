@@ -139,6 +139,11 @@ func (p *Plugin) registerCallbacks(db *gorm.DB) error {
 			return err
 		}
 	}
+	// dbresolver's clauses call gorm:db_resolver of the Query chain when
+	// they are applied: there rwsplit turns them into its own clauses.
+	if err := cb.Query().After("*").Register("gorm:db_resolver", dbresolverClause); err != nil {
+		return err
+	}
 	// Stickiness marks a writer after the write commits: after GORM's
 	// own transaction (if any) in the write chains, after the statement
 	// in the raw chain.
@@ -155,6 +160,28 @@ func (p *Plugin) registerCallbacks(db *gorm.DB) error {
 	}
 	return nil
 }
+
+// dbresolverClause gives Clauses(dbresolver.Write) the meaning of
+// rwsplit.Primary and Clauses(dbresolver.Read) that of rwsplit.Replica{}.
+// GORM also runs it with every query, where it does nothing: BuildClauses
+// is set only while GORM runs a statement.
+func dbresolverClause(db *gorm.DB) {
+	stmt := db.Statement
+	if len(stmt.BuildClauses) > 0 {
+		return
+	}
+	if _, ok := stmt.Settings.Load(dbrWriteKey); ok {
+		Primary.(gorm.StatementModifier).ModifyStatement(stmt)
+	} else if _, ok := stmt.Settings.Load(dbrReadKey); ok {
+		Replica{}.ModifyStatement(stmt)
+	}
+}
+
+// dbresolver's clauses set these Settings keys.
+const (
+	dbrWriteKey = "gorm:db_resolver:write"
+	dbrReadKey  = "gorm:db_resolver:read"
+)
 
 // errorRow gives Row() a *sql.Row that carries the statement's error when
 // GORM did not run it (routing failed it): Row() would return nil, and

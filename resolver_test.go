@@ -57,7 +57,7 @@ func TestCallbackChains(t *testing.T) {
 			t.Errorf("%s chain starts with %v, want rwsplit's routing", name, fns)
 		}
 		for _, f := range fns {
-			if strings.Contains(f, "dbresolver") {
+			if strings.Contains(f, "gorm.io/plugin/dbresolver") {
 				t.Errorf("%s chain runs %s", name, f)
 			}
 		}

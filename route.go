@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 
 	"github.com/rwsplit/rwsplit/internal/sqlclass"
 	"github.com/rwsplit/rwsplit/lagcheck"
@@ -245,7 +246,8 @@ func (p *Plugin) readStatement(db *gorm.DB, k kind) statement {
 	if k == kindWrite || st.pin == pinPrimaryTx || st.pin == pinConn {
 		return st
 	}
-	if rc := routeCtxOf(st.ctx); rc != nil && rc.primary {
+	rc := routeCtxOf(st.ctx)
+	if rc != nil && rc.migrator {
 		st.migrator = true
 	}
 	if st.pin == pinNone && (st.migrator || k == kindRaw || st.closed) {
@@ -255,12 +257,18 @@ func (p *Plugin) readStatement(db *gorm.DB, k kind) statement {
 		st.classify(stmt.SQL.String(), p.funcs)
 	}
 	_, st.locking = stmt.Clauses["FOR"]
-	if _, ok := stmt.Settings.Load(dbrWriteKey); ok {
-		st.dir = dirPrimary
-	} else if _, ok := stmt.Settings.Load(dbrReadKey); ok {
-		st.dir = dirReplica
-	} else if v, ok := stmt.Settings.Load(directiveKey); ok {
-		switch d := v.(type) {
+	var d clause.Expression
+	if c, ok := stmt.Clauses[directiveKey]; ok {
+		d = c.Expression
+		if rc == nil || rc.dir != d {
+			// Pass it on to the queries GORM derives from this one.
+			stmt.Context = withDirective(st.ctx, rc, d)
+		}
+	} else if rc != nil {
+		d = rc.dir
+	}
+	if d != nil {
+		switch d := d.(type) {
 		case primaryClause:
 			st.dir = dirPrimary
 		case Replica:
