@@ -24,7 +24,7 @@ func benchKeys(n int) []string {
 // none (miss) from parallel goroutines.
 func BenchmarkMemoryGet(b *testing.B) {
 	ctx := context.Background()
-	m := NewMemory(MemoryOptions{})
+	m := mustMemory(b, MemoryOptions{})
 	defer m.Close()
 	const n = 1 << 16
 	keys := benchKeys(3 * n)
@@ -65,7 +65,7 @@ func BenchmarkMemoryGet(b *testing.B) {
 // BenchmarkMemorySet records writes of 64Ki users from parallel goroutines.
 func BenchmarkMemorySet(b *testing.B) {
 	ctx := context.Background()
-	m := NewMemory(MemoryOptions{})
+	m := mustMemory(b, MemoryOptions{})
 	defer m.Close()
 	const n = 1 << 16
 	keys := benchKeys(n)

@@ -8,7 +8,7 @@ import (
 )
 
 func TestConfigwithDefaults(t *testing.T) {
-	store := NewMemory(MemoryOptions{})
+	store := mustMemory(t, MemoryOptions{})
 	t.Cleanup(func() { store.Close() })
 	tests := []struct {
 		name string

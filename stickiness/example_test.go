@@ -107,7 +107,10 @@ func ExampleWithToken() {
 }
 
 func ExampleNewMemory() {
-	store := stickiness.NewMemory(stickiness.MemoryOptions{})
+	store, err := stickiness.NewMemory(stickiness.MemoryOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer store.Close()
 	ctx := context.Background()
 	write := stickiness.Record{Until: time.Now().Add(30 * time.Second), Position: lagcheck.LSNPosition(0x3000060)}

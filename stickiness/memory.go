@@ -2,6 +2,7 @@ package stickiness
 
 import (
 	"context"
+	"fmt"
 	"hash/maphash"
 	"math"
 	"sync"
@@ -21,13 +22,13 @@ const (
 // MemoryOptions configures a Memory. The zero MemoryOptions is ready to use.
 type MemoryOptions struct {
 	// MaxEntries bounds the records kept; when full, Set evicts those that
-	// expire soonest. Zero or negative means DefaultMaxEntries (1<<20,
-	// about 85 MB).
+	// expire soonest. Zero means DefaultMaxEntries (1<<20, about 85 MB).
+	// Negative is an error.
 	MaxEntries int
 
 	// SweepInterval is how often expired records are deleted; they are
-	// never returned meanwhile. Zero or negative means
-	// DefaultSweepInterval (1s).
+	// never returned meanwhile. Zero means DefaultSweepInterval (1s).
+	// Negative is an error.
 	SweepInterval time.Duration
 
 	// Now returns the current time. Nil means time.Now. For tests.
@@ -146,12 +147,10 @@ func (s *shard) template(domain, server uint32) *lagcheck.Position {
 }
 
 // NewMemory returns a Memory and starts its sweeper; Close stops it.
-func NewMemory(o MemoryOptions) *Memory {
-	if o.MaxEntries <= 0 {
-		o.MaxEntries = DefaultMaxEntries
-	}
-	if o.SweepInterval <= 0 {
-		o.SweepInterval = DefaultSweepInterval
+func NewMemory(o MemoryOptions) (*Memory, error) {
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	// Up to 64 shards, of at least 64 records each, so that small stores
 	// are bounded exactly.
@@ -176,7 +175,25 @@ func NewMemory(o MemoryOptions) *Memory {
 		m.shards[i].m = make(map[uint64]entry)
 	}
 	go m.sweepLoop(o.SweepInterval)
-	return m
+	return m, nil
+}
+
+// withDefaults validates o and returns it with its zero values replaced by
+// their defaults. Errors wrap ErrConfig.
+func (o MemoryOptions) withDefaults() (MemoryOptions, error) {
+	switch {
+	case o.MaxEntries < 0:
+		return o, fmt.Errorf("%w: negative MaxEntries %d", ErrConfig, o.MaxEntries)
+	case o.SweepInterval < 0:
+		return o, fmt.Errorf("%w: negative SweepInterval %v", ErrConfig, o.SweepInterval)
+	}
+	if o.MaxEntries == 0 {
+		o.MaxEntries = DefaultMaxEntries
+	}
+	if o.SweepInterval == 0 {
+		o.SweepInterval = DefaultSweepInterval
+	}
+	return o, nil
 }
 
 // clock returns the current time in nanoseconds since m.base.

@@ -1,6 +1,7 @@
 package stickiness
 
 import (
+	"errors"
 	"context"
 	"hash/maphash"
 	"runtime"
@@ -29,9 +30,27 @@ func (c *clock) Advance(d time.Duration) { c.nanos.Add(int64(d)) }
 
 func newTestMemory(t *testing.T, o MemoryOptions) *Memory {
 	t.Helper()
-	m := NewMemory(o)
+	m := mustMemory(t, o)
 	t.Cleanup(func() { m.Close() })
 	return m
+}
+
+// mustMemory is NewMemory for options that are valid.
+func mustMemory(tb testing.TB, o MemoryOptions) *Memory {
+	tb.Helper()
+	m, err := NewMemory(o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
+func TestNewMemoryErrors(t *testing.T) {
+	for _, give := range []MemoryOptions{{MaxEntries: -1}, {SweepInterval: -time.Second}} {
+		if m, err := NewMemory(give); !errors.Is(err, ErrConfig) || m != nil {
+			t.Errorf("NewMemory(%+v) = %v, %v; want ErrConfig", give, m, err)
+		}
+	}
 }
 
 func TestMemoryMerge(t *testing.T) {
@@ -196,7 +215,7 @@ func TestMemoryBound(t *testing.T) {
 func TestMemorySweeper(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		m := NewMemory(MemoryOptions{SweepInterval: time.Second})
+		m := mustMemory(t, MemoryOptions{SweepInterval: time.Second})
 		defer m.Close()
 		now := time.Now()
 		for i := range 3 {
@@ -225,7 +244,7 @@ func TestMemorySweeper(t *testing.T) {
 func TestMemoryClose(t *testing.T) {
 	verifyNoLeaks(t)
 	ctx := context.Background()
-	m := NewMemory(MemoryOptions{SweepInterval: time.Millisecond})
+	m := mustMemory(t, MemoryOptions{SweepInterval: time.Millisecond})
 	rec := Record{Until: time.Now().Add(time.Hour), Position: lagcheck.LSNPosition(1)}
 	m.Set(ctx, "u", rec)
 	for range 2 { // idempotent
@@ -342,7 +361,7 @@ func heapPerEntry(tb testing.TB, n int, position func(i int) lagcheck.Position) 
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	m := NewMemory(MemoryOptions{})
+	m := mustMemory(tb, MemoryOptions{})
 	until := time.Now().Add(time.Hour)
 	key := make([]byte, 0, 32)
 	for i := range n {

@@ -68,9 +68,14 @@ func newTracker(cfg Config, now func() time.Time) (*Tracker, error) {
 	if t.now == nil {
 		t.now = time.Now
 	}
-	t.local = NewMemory(MemoryOptions{Now: now})
+	if t.local, err = NewMemory(MemoryOptions{Now: now}); err != nil {
+		return nil, err
+	}
 	if cfg.Tables {
-		t.tables = NewMemory(MemoryOptions{MaxEntries: maxTables, Now: now})
+		if t.tables, err = NewMemory(MemoryOptions{MaxEntries: maxTables, Now: now}); err != nil {
+			t.local.Close()
+			return nil, err
+		}
 	}
 	return t, nil
 }
