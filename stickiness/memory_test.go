@@ -1,8 +1,8 @@
 package stickiness
 
 import (
-	"errors"
 	"context"
+	"errors"
 	"hash/maphash"
 	"runtime"
 	"strconv"
