@@ -1,0 +1,25 @@
+package rwsplit_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestRootDependencies: a program that imports only the root package does
+// not compile go-redis; the Redis store lives in stickiness/redisstore.
+func TestRootDependencies(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool on PATH")
+	}
+	out, err := exec.Command(goTool, "list", "-deps", "github.com/rwsplit/rwsplit").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		if strings.Contains(pkg, "redis") {
+			t.Errorf("the root package depends on %s", pkg)
+		}
+	}
+}
