@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -84,6 +85,10 @@ func TestUsageSafety(t *testing.T) {
 					return tx2.Create(&rtPet{OwnerID: u.ID, Name: "batch"}).Error
 				})
 			}).Error)
+		}},
+		{name: "Transaction inside an AfterFind hook", marker: "rt_pets", want: onPrimary, run: func(t *testing.T, db *gorm.DB) {
+			var x rtHookUser
+			noErr(t, db.First(&x, u.ID).Error)
 		}},
 		{name: "SERIALIZABLE READ ONLY transaction", marker: "rt_users", want: onPrimary, run: func(t *testing.T, db *gorm.DB) {
 			noErr(t, db.Transaction(func(tx *gorm.DB) error {
@@ -279,5 +284,81 @@ func TestUsageSafetyMariaDB(t *testing.T) {
 				t.Errorf("statements with %q ran on %v, want all on %v", tc.marker, nodes, tc.want)
 			}
 		})
+	}
+}
+
+// rtHookUser is rtUser with an AfterFind hook that writes in a transaction.
+type rtHookUser struct {
+	ID   uint
+	Name string
+}
+
+func (rtHookUser) TableName() string { return "rt_users" }
+
+func (u *rtHookUser) AfterFind(tx *gorm.DB) error {
+	return tx.Transaction(func(tx2 *gorm.DB) error {
+		return tx2.Create(&rtPet{OwnerID: u.ID, Name: "hook"}).Error
+	})
+}
+
+// TestStickyReadOnlyTx: a sticky user's read-only transaction sees their
+// last write while no replica has replayed it.
+func TestStickyReadOnlyTx(t *testing.T) {
+	c, pg := pgCluster(t, clusterOpts{})
+	setupPosts(t, c, pg.WaitCaughtUp)
+	for _, r := range pg.Replicas {
+		noErr(t, r.PauseReplay(t.Context()))
+	}
+	ctx := rwsplit.WithUser(context.Background(), "ro-writer")
+	for i := range 20 {
+		p := rtPost{Author: "ro", Body: strconv.Itoa(i)}
+		noErr(t, c.DB.WithContext(ctx).Create(&p).Error)
+		var got rtPost
+		nodes := c.served("rt_posts", func() {
+			noErr(t, c.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+				return tx.First(&got, p.ID).Error
+			}, &sql.TxOptions{ReadOnly: true}))
+		})
+		if got.ID != p.ID || !allOn(nodes, func(n string) bool { return n == "primary" }) {
+			t.Fatalf("round %d: read-only transaction read %d on %v, want %d on the primary", i, got.ID, nodes, p.ID)
+		}
+	}
+	// Another user's read-only transaction still runs on a replica.
+	nodes := c.served("rt_posts", func() {
+		noErr(t, c.DB.Transaction(func(tx *gorm.DB) error {
+			var x rtPost
+			return tx.First(&x, 1).Error
+		}, &sql.TxOptions{ReadOnly: true}))
+	})
+	if !allOn(nodes, isReplica) {
+		t.Errorf("a read-only transaction with no user ran on %v, want a replica", nodes)
+	}
+}
+
+// TestRowScanNoReplica: with FallbackFail and every replica out of
+// service, Row().Scan returns ErrNoReplica.
+func TestRowScanNoReplica(t *testing.T) {
+	c, pg := pgCluster(t, clusterOpts{config: rwsplit.Config{Fallback: rwsplit.FallbackFail}})
+	setupPosts(t, c, pg.WaitCaughtUp)
+	for _, r := range pg.Replicas {
+		noErr(t, r.PauseReplay(t.Context()))
+	}
+	// The primary must move for a paused replica to fall behind.
+	deadline := time.Now().Add(20 * time.Second)
+	for evicted := false; !evicted; {
+		if time.Now().After(deadline) {
+			t.Fatalf("replicas not evicted within 20s: %+v", c.Plugin.Stats().Replicas)
+		}
+		noErr(t, c.DB.Create(&rtPost{Author: "tick"}).Error)
+		evicted = true
+		for _, r := range c.Plugin.Stats().Replicas {
+			evicted = evicted && !r.Eligible
+		}
+		time.Sleep(20 * time.Millisecond) // the primary's write rate while waiting
+	}
+	var n int64
+	err := c.DB.Model(&rtPost{}).Select("count(*)").Row().Scan(&n)
+	if !errors.Is(err, rwsplit.ErrNoReplica) {
+		t.Errorf("Row().Scan = %v, want ErrNoReplica", err)
 	}
 }
