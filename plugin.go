@@ -277,7 +277,7 @@ func (p *Plugin) Initialize(db *gorm.DB) (err error) {
 	if err := p.startChecker(db); err != nil {
 		return err
 	}
-	if p.sticky, err = stickiness.New(p.cfg.Stickiness); err != nil {
+	if p.sticky, err = stickiness.NewForPrimary(p.cfg.Stickiness, p.tablesPrimary(db)); err != nil {
 		return fmt.Errorf("%w: Stickiness: %w", ErrConfig, err)
 	}
 	p.rebuild()

@@ -66,7 +66,7 @@ func (c *primaryConn) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.Co
 	if opts != nil && opts.ReadOnly {
 		// A sticky user's transaction must see their last write.
 		q := txRequest{}
-		q.pos, q.sticky = c.p.stickyLookup(ctx, "")
+		q.pos, q.sticky = c.p.stickyLookup(ctx, nil) // its tables are unknown
 		return c.p.beginReadOnly(ctx, opts, false, q)
 	}
 	pool, err := beginPrimary(ctx, c.inner, opts)

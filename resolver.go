@@ -152,6 +152,7 @@ func (p *Plugin) registerCallbacks(db *gorm.DB) error {
 		cb.Update().After("gorm:commit_or_rollback_transaction").Register("rwsplit:sticky", p.afterWrite),
 		cb.Delete().After("gorm:commit_or_rollback_transaction").Register("rwsplit:sticky", p.afterWrite),
 		cb.Raw().After("gorm:raw").Register("rwsplit:sticky", p.afterWrite),
+		cb.Row().After("gorm:row").Register("rwsplit:sticky", p.afterRawRow),
 		cb.Row().After("gorm:row").Register("rwsplit:error_row", errorRow),
 	} {
 		if err != nil {

@@ -146,7 +146,6 @@ type statement struct {
 	dir      directive
 	replica  *node         // dirNamedReplica: the replica, nil for an unknown name
 	maxStale time.Duration // dirMaxStaleness
-	table    string
 
 	// The stickiness verdict, looked up when needsSticky says so.
 	sticky bool
@@ -220,7 +219,7 @@ func (p *Plugin) routeRaw(db *gorm.DB)   { p.route(db, kindRaw) }
 func (p *Plugin) route(db *gorm.DB, k kind) {
 	st := p.readStatement(db, k)
 	if st.needsSticky() {
-		st.pos, st.sticky = p.stickyLookup(st.ctx, st.table)
+		st.pos, st.sticky = p.stickyLookup(st.ctx, db.Statement)
 	}
 	p.apply(db, &st, p.decide(&st))
 }
@@ -228,7 +227,7 @@ func (p *Plugin) route(db *gorm.DB, k kind) {
 // readStatement reads what routing needs from db. It allocates nothing.
 func (p *Plugin) readStatement(db *gorm.DB, k kind) statement {
 	stmt := db.Statement
-	st := statement{ctx: stmt.Context, closed: p.closed.Load(), kind: k, table: stmt.Table}
+	st := statement{ctx: stmt.Context, closed: p.closed.Load(), kind: k}
 	switch c := stmt.ConnPool.(type) {
 	case *nodeTx:
 		st.pin, st.tx = pinReplicaTx, c

@@ -24,13 +24,17 @@ func WithUser(ctx context.Context, key string) context.Context {
 // write.
 const positionTimeout = time.Second
 
-// stickyLookup returns the stickiness verdict for a read (see
-// stickiness.Tracker.Lookup); nil tracker: not sticky.
-func (p *Plugin) stickyLookup(ctx context.Context, table string) (pos lagcheck.Position, sticky bool) {
-	if p.sticky == nil {
+// stickyLookup returns the stickiness verdict for a read of stmt, nil for
+// a read-only transaction (see stickiness.Tracker.Lookup); nil tracker:
+// not sticky.
+func (p *Plugin) stickyLookup(ctx context.Context, stmt *gorm.Statement) (pos lagcheck.Position, sticky bool) {
+	switch {
+	case p.sticky == nil:
 		return lagcheck.Position{}, false
+	case p.sticky.TableMode():
+		return p.tableLookup(ctx, stmt)
 	}
-	return p.sticky.Lookup(ctx, table)
+	return p.sticky.Lookup(ctx, stickiness.Tables{})
 }
 
 // afterWrite marks the writer sticky after a successful write: at once for
@@ -41,7 +45,8 @@ func (p *Plugin) afterWrite(db *gorm.DB) {
 		return
 	}
 	stmt := db.Statement
-	w, ok := p.sticky.Pending(stmt.Context, stmt.Table)
+	var buf [maxTables]string
+	w, ok := p.sticky.Pending(stmt.Context, p.pendingTables(stmt, buf[:0]))
 	if !ok {
 		return
 	}

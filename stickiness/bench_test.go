@@ -126,7 +126,7 @@ func BenchmarkFromContext(b *testing.B) {
 type lookupBench struct {
 	name   string
 	ctx    context.Context
-	table  string
+	tables Tables
 	sticky bool
 }
 
@@ -137,18 +137,18 @@ func lookupBenches(tr *Tracker) []lookupBench {
 	user := WithUser(context.Background(), "user-123456")
 	carried := WithCarrier(context.Background())
 	for _, ctx := range []context.Context{user, carried} {
-		w, _ := tr.Pending(ctx, "")
+		w, _ := tr.Pending(ctx, Tables{})
 		tr.Mark(pos, w)
 	}
-	w, _ := tr.Pending(context.Background(), "orders")
+	w, _ := tr.Pending(context.Background(), tbl("orders"))
 	tr.Mark(pos, w)
 	return []lookupBench{
 		{name: "no-user", ctx: context.Background()},
 		{name: "user-not-sticky", ctx: WithUser(context.Background(), "user-654321")},
 		{name: "user-sticky", ctx: user, sticky: true},
 		{name: "carrier-sticky", ctx: carried, sticky: true},
-		{name: "table-not-sticky", ctx: context.Background(), table: "users"},
-		{name: "table-sticky", ctx: context.Background(), table: "orders", sticky: true},
+		{name: "table-not-sticky", ctx: context.Background(), tables: tbl("users")},
+		{name: "table-sticky", ctx: context.Background(), tables: tbl("orders"), sticky: true},
 	}
 }
 
@@ -165,7 +165,7 @@ func BenchmarkLookup(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if _, sticky := tr.Lookup(bb.ctx, bb.table); sticky != bb.sticky {
+					if _, sticky := tr.Lookup(bb.ctx, bb.tables); sticky != bb.sticky {
 						b.Errorf("Lookup sticky = %v, want %v", sticky, bb.sticky)
 						return
 					}

@@ -67,7 +67,8 @@ type Config struct {
 	StoreTimeout time.Duration
 
 	// Tables turns on table mode: a write to a table also makes every
-	// read of that table sticky, in this process, whoever runs it.
+	// read of that table sticky, in this process, whoever runs it. The
+	// Trackers of one primary share these marks (NewForPrimary).
 	Tables bool
 }
 

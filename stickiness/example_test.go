@@ -28,14 +28,14 @@ func Example_cookieMiddleware() {
 		mux.HandleFunc("POST /orders", func(w http.ResponseWriter, r *http.Request) {
 			// db.WithContext(r.Context()).Create(&order): after the
 			// commit, rwsplit marks the write with the primary's position.
-			if write, ok := tracker.Pending(r.Context(), "orders"); ok {
+			if write, ok := tracker.Pending(r.Context(), orders); ok {
 				tracker.Mark(lagcheck.LSNPosition(0x16B374D848), write)
 			}
 			w.WriteHeader(http.StatusCreated)
 		})
 		mux.HandleFunc("GET /orders", func(w http.ResponseWriter, r *http.Request) {
 			// rwsplit routes the request's reads with the lookup.
-			pos, sticky := tracker.Lookup(r.Context(), "orders")
+			pos, sticky := tracker.Lookup(r.Context(), orders)
 			fmt.Fprintf(w, "sticky=%v position=%q", sticky, pos)
 		})
 		return httptest.NewServer(mw.Handler(mux))
@@ -91,7 +91,7 @@ func ExampleWithToken() {
 	tracker := newTracker() // rwsplit's
 	defer tracker.Close()
 	reqCtx := stickiness.WithCarrier(context.Background())
-	if write, ok := tracker.Pending(reqCtx, "orders"); ok { // done by rwsplit after the write
+	if write, ok := tracker.Pending(reqCtx, orders); ok { // done by rwsplit after the write
 		tracker.Mark(lagcheck.LSNPosition(0x3000060), write)
 	}
 	job := struct {
@@ -134,3 +134,6 @@ func newTracker() *stickiness.Tracker {
 	}
 	return t
 }
+
+// orders is what rwsplit passes for a statement on the orders table.
+var orders = stickiness.Tables{Names: []string{"orders"}}

@@ -214,25 +214,35 @@ func (m *Memory) shard(h uint64) *shard {
 // Get returns the key's record, and false when it has none or it has
 // expired. It never fails and does not allocate.
 func (m *Memory) Get(ctx context.Context, key string) (Record, bool, error) {
-	h := maphash.String(m.seed, key)
+	r, ok := m.getHash(maphash.String(m.seed, key))
+	return r, ok, nil
+}
+
+// getHash is Get of the key whose hash is h.
+func (m *Memory) getHash(h uint64) (Record, bool) {
 	s := m.shard(h)
 	s.mu.RLock()
 	e, ok := s.m[h]
 	s.mu.RUnlock()
 	if !ok || e.until <= m.clock() {
-		return Record{}, false, nil
+		return Record{}, false
 	}
-	return m.record(&e), true, nil
+	return m.record(&e), true
 }
 
 // Set merges rec into the key's active record (Record.Merge) and keeps the
 // result until its Until. It never fails.
 func (m *Memory) Set(ctx context.Context, key string, rec Record) error {
+	m.setHash(maphash.String(m.seed, key), rec)
+	return nil
+}
+
+// setHash is Set of the key whose hash is h.
+func (m *Memory) setHash(h uint64, rec Record) {
 	now := m.clock()
 	if m.since(rec.Until) <= now {
-		return nil
+		return
 	}
-	h := maphash.String(m.seed, key)
 	s := m.shard(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -246,7 +256,6 @@ func (m *Memory) Set(ctx context.Context, key string, rec Record) error {
 		m.evict(s, now)
 	}
 	s.m[h] = m.encode(s, rec, reuse)
-	return nil
 }
 
 // evictSamples is how many records evict looks at.

@@ -21,7 +21,7 @@ const maxTables = 1 << 16
 type Tracker struct {
 	cfg    Config
 	local  *Memory // this process's marks
-	tables *Memory // table mode: table name -> last write; nil otherwise
+	tables *tables // table mode: the primary's table marks; nil otherwise
 	now    func() time.Time
 
 	// storeDownUntil (unix nanoseconds) is set after a Store error.
@@ -49,17 +49,19 @@ type Write struct {
 	ctx     context.Context
 	key     string // "" for none
 	carrier *carrier
-	table   string // "" unless table mode
+	tables  []string // table mode: the tables written
+	all     bool     // table mode: every table (a schema change)
 }
 
 // New validates cfg, applies its defaults and returns a Tracker. Errors
 // wrap ErrConfig.
 func New(cfg Config) (*Tracker, error) {
-	return newTracker(cfg, nil)
+	return newTracker(cfg, nil, "")
 }
 
-// newTracker is New with a clock for tests (nil: time.Now).
-func newTracker(cfg Config, now func() time.Time) (*Tracker, error) {
+// newTracker is New with a clock for tests (nil: time.Now), and the
+// primary whose table marks it shares (NewForPrimary).
+func newTracker(cfg Config, now func() time.Time, primary string) (*Tracker, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
@@ -72,22 +74,19 @@ func newTracker(cfg Config, now func() time.Time) (*Tracker, error) {
 		return nil, err
 	}
 	if cfg.Tables {
-		if t.tables, err = NewMemory(MemoryOptions{MaxEntries: maxTables, Now: now}); err != nil {
-			t.local.Close()
-			return nil, err
-		}
+		t.tables = &tables{tableMarks: acquireTables(primary, now)}
 	}
 	return t, nil
 }
 
-// Lookup returns the stickiness of a read of table run with ctx: sticky is
+// Lookup returns the stickiness of a read of tables run with ctx: sticky is
 // false when the read is not sticky. A sticky read with the zero pos must
 // go to the primary (ModeWindow, an unknown position, or a Store that
 // failed); with a non-zero pos, a replica that covers pos may serve it.
 // It neither allocates nor takes a lock of its own unless it asks the
 // Store, and reads the clock only for a read that may be sticky.
-func (t *Tracker) Lookup(ctx context.Context, table string) (pos lagcheck.Position, sticky bool) {
-	rec, sticky, failed := t.record(ctx, table)
+func (t *Tracker) Lookup(ctx context.Context, tables Tables) (pos lagcheck.Position, sticky bool) {
+	rec, sticky, failed := t.record(ctx, tables)
 	if !sticky || failed || t.cfg.Mode == ModeWindow {
 		return lagcheck.Position{}, sticky
 	}
@@ -96,7 +95,7 @@ func (t *Tracker) Lookup(ctx context.Context, table string) (pos lagcheck.Positi
 
 // record returns the merged record of a read, and whether it is sticky.
 // failed reports that the Store could not tell: the read is then sticky.
-func (t *Tracker) record(ctx context.Context, table string) (rec Record, sticky, failed bool) {
+func (t *Tracker) record(ctx context.Context, tables Tables) (rec Record, sticky, failed bool) {
 	var now time.Time // read at most once, when needed
 	if p := carrierFrom(ctx).load(); p != nil {
 		now = t.now()
@@ -125,9 +124,9 @@ func (t *Tracker) record(ctx context.Context, table string) (rec Record, sticky,
 			}
 		}
 	}
-	if t.tables != nil && table != "" {
-		if r, found, _ := t.tables.Get(ctx, table); found {
-			rec, sticky = rec.Merge(r), true
+	if t.tables != nil {
+		if r, found := t.tables.lookup(ctx, tables, rec); found {
+			rec, sticky = r, true
 		}
 	}
 	return rec, sticky, false
@@ -154,18 +153,21 @@ func (t *Tracker) fromStore(ctx context.Context, key string, now time.Time) (rec
 	return rec, found && rec.Active(now), false
 }
 
-// Pending reports whether a write run with ctx on table marks anything (a
-// user key, a carrier, or the table in table mode), and returns what to
-// pass to Mark once the write has committed.
-func (t *Tracker) Pending(ctx context.Context, table string) (Write, bool) {
+// Pending reports whether a write run with ctx on tables marks anything (a
+// user key, a carrier, or tables in table mode), and returns what to pass
+// to Mark once the write has committed. It copies tables.Names.
+func (t *Tracker) Pending(ctx context.Context, tables Tables) (Write, bool) {
 	w := Write{ctx: ctx, carrier: carrierFrom(ctx)}
 	if key, ok := t.cfg.Key(ctx); ok {
 		w.key = key
 	}
 	if t.tables != nil {
-		w.table = table
+		w.all = tables.All
+		if !w.all && len(tables.Names) > 0 {
+			w.tables = append([]string(nil), tables.Names...)
+		}
 	}
-	return w, w.key != "" || w.carrier != nil || w.table != ""
+	return w, w.key != "" || w.carrier != nil || w.all || len(w.tables) > 0
 }
 
 // Causal reports whether Mark needs the primary's position (ModeCausal).
@@ -196,8 +198,8 @@ func (t *Tracker) Mark(pos lagcheck.Position, ws ...Write) {
 				cancel()
 			}
 		}
-		if w.table != "" {
-			_ = t.tables.Set(w.ctx, w.table, rec)
+		if t.tables != nil {
+			t.tables.mark(&w, rec)
 		}
 	}
 }
@@ -218,7 +220,7 @@ func (t *Tracker) Stats() Stats {
 func (t *Tracker) Close() error {
 	t.local.Close()
 	if t.tables != nil {
-		t.tables.Close()
+		t.tables.close()
 	}
 	return nil
 }

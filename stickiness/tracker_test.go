@@ -16,7 +16,7 @@ var trackerBase = time.Unix(1_700_000_000, 0)
 func newTestTracker(t *testing.T, cfg Config) (*Tracker, *clock) {
 	t.Helper()
 	clk := newClock(trackerBase)
-	tr, err := newTracker(cfg, clk.Now)
+	tr, err := newTracker(cfg, clk.Now, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +27,7 @@ func newTestTracker(t *testing.T, cfg Config) (*Tracker, *clock) {
 // mark runs Pending and Mark as rwsplit does after a committed write.
 func mark(t *testing.T, tr *Tracker, ctx context.Context, table string, pos lagcheck.Position) {
 	t.Helper()
-	w, ok := tr.Pending(ctx, table)
+	w, ok := tr.Pending(ctx, tbl(table))
 	if !ok {
 		t.Fatalf("Pending(%q) = false, want a write to mark", table)
 	}
@@ -78,7 +78,7 @@ func TestTrackerLookup(t *testing.T) {
 				mark(t, tr, w.ctx, w.table, w.pos)
 			}
 			clk.Advance(tt.advance)
-			pos, sticky := tr.Lookup(tt.give, tt.giveTable)
+			pos, sticky := tr.Lookup(tt.give, tbl(tt.giveTable))
 			if sticky != tt.wantSticky || !pos.Equal(tt.wantPos) {
 				t.Errorf("Lookup = %q, %v; want %q, %v", pos, sticky, tt.wantPos, tt.wantSticky)
 			}
@@ -104,7 +104,7 @@ func TestTrackerPending(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tr, _ := newTestTracker(t, tt.cfg)
-			if _, ok := tr.Pending(tt.give, tt.table); ok != tt.wantOK {
+			if _, ok := tr.Pending(tt.give, tbl(tt.table)); ok != tt.wantOK {
 				t.Errorf("Pending = %v, want %v", ok, tt.wantOK)
 			}
 		})
@@ -121,11 +121,11 @@ func TestTrackerCarrier(t *testing.T) {
 	if s := writer.Stats(); s.Notes != 1 || s.Marks != 0 {
 		t.Errorf("Stats = %+v, want 1 note and no mark", s)
 	}
-	pos, sticky := reader.Lookup(ctx, "")
+	pos, sticky := reader.Lookup(ctx, Tables{})
 	if !sticky || !pos.Equal(lagcheck.LSNPosition(7)) {
 		t.Errorf("Lookup = %q, %v; want 0/7, true", pos, sticky)
 	}
-	if _, sticky := reader.Lookup(context.Background(), ""); sticky {
+	if _, sticky := reader.Lookup(context.Background(), Tables{}); sticky {
 		t.Error("a lookup without the carrier is sticky")
 	}
 }
@@ -152,11 +152,11 @@ func TestTrackerTokenClamp(t *testing.T) {
 			clk.Advance(tt.advance)
 			tok := Record{Until: trackerBase.Add(tt.give), Position: lagcheck.LSNPosition(9)}.Token()
 			ctx := WithToken(context.Background(), tok)
-			rec, sticky, _ := tr.record(ctx, "")
+			rec, sticky, _ := tr.record(ctx, Tables{})
 			if sticky != tt.wantSticky || (sticky && !rec.Until.Equal(trackerBase.Add(tt.wantUntil))) {
 				t.Errorf("record = %v, %v; want Until base+%v, %v", rec.Until.Sub(trackerBase), sticky, tt.wantUntil, tt.wantSticky)
 			}
-			if pos, _ := tr.Lookup(ctx, ""); sticky && !pos.Equal(lagcheck.LSNPosition(9)) {
+			if pos, _ := tr.Lookup(ctx, Tables{}); sticky && !pos.Equal(lagcheck.LSNPosition(9)) {
 				t.Errorf("Lookup position = %q, want 0/9", pos)
 			}
 		})
@@ -221,7 +221,7 @@ func TestTrackerStoreBackoff(t *testing.T) {
 	for _, st := range steps {
 		clk.Advance(st.advance)
 		store.fail(st.storeErr)
-		pos, sticky := tr.Lookup(alice, "")
+		pos, sticky := tr.Lookup(alice, Tables{})
 		if sticky != st.wantSticky || !pos.IsZero() {
 			t.Fatalf("%s: Lookup = %q, %v; want the zero position, %v", st.name, pos, sticky, st.wantSticky)
 		}
@@ -232,7 +232,7 @@ func TestTrackerStoreBackoff(t *testing.T) {
 		}
 	}
 	// Reads without a user never need the store, even during a backoff.
-	if _, sticky := tr.Lookup(context.Background(), ""); sticky {
+	if _, sticky := tr.Lookup(context.Background(), Tables{}); sticky {
 		t.Error("a read without a user is sticky during the backoff")
 	}
 }
@@ -242,12 +242,12 @@ func TestTrackerStore(t *testing.T) {
 	t.Run("record from another server", func(t *testing.T) {
 		store := &fakeStore{rec: Record{Until: trackerBase.Add(time.Second), Position: lagcheck.LSNPosition(5)}}
 		tr, clk := newTestTracker(t, Config{Store: store})
-		pos, sticky := tr.Lookup(alice, "")
+		pos, sticky := tr.Lookup(alice, Tables{})
 		if !sticky || !pos.Equal(lagcheck.LSNPosition(5)) {
 			t.Errorf("Lookup = %q, %v; want 0/5, true", pos, sticky)
 		}
 		clk.Advance(time.Second) // a Store that returns an expired record
-		if _, sticky := tr.Lookup(alice, ""); sticky {
+		if _, sticky := tr.Lookup(alice, Tables{}); sticky {
 			t.Error("an expired record from the store is sticky")
 		}
 	})
@@ -255,7 +255,7 @@ func TestTrackerStore(t *testing.T) {
 		store := new(fakeStore)
 		tr, _ := newTestTracker(t, Config{Store: store})
 		mark(t, tr, alice, "", lagcheck.LSNPosition(3))
-		if _, sticky := tr.Lookup(alice, ""); !sticky {
+		if _, sticky := tr.Lookup(alice, Tables{}); !sticky {
 			t.Error("a user marked here is not sticky")
 		}
 		if n := store.gets.Load(); n != 0 {
@@ -273,14 +273,14 @@ func TestTrackerStore(t *testing.T) {
 		if s := tr.Stats(); s.StoreErrors != 1 || s.Marks != 1 {
 			t.Errorf("Stats = %+v, want 1 mark and 1 store error", s)
 		}
-		if pos, sticky := tr.Lookup(alice, ""); !sticky || !pos.Equal(lagcheck.LSNPosition(3)) {
+		if pos, sticky := tr.Lookup(alice, Tables{}); !sticky || !pos.Equal(lagcheck.LSNPosition(3)) {
 			t.Errorf("Lookup = %q, %v; want 0/3 from memory", pos, sticky)
 		}
 	})
 	t.Run("timeout", func(t *testing.T) {
 		store := &fakeStore{block: true}
 		tr, _ := newTestTracker(t, Config{Store: store, StoreTimeout: time.Millisecond})
-		if pos, sticky := tr.Lookup(alice, ""); !sticky || !pos.IsZero() {
+		if pos, sticky := tr.Lookup(alice, Tables{}); !sticky || !pos.IsZero() {
 			t.Errorf("Lookup = %q, %v; want the primary", pos, sticky)
 		}
 		if s := tr.Stats(); s.StoreErrors != 1 {
@@ -292,14 +292,14 @@ func TestTrackerStore(t *testing.T) {
 		tr, _ := newTestTracker(t, Config{Store: store})
 		ctx, cancel := context.WithCancel(alice)
 		cancel()
-		if pos, sticky := tr.Lookup(ctx, ""); !sticky || !pos.IsZero() {
+		if pos, sticky := tr.Lookup(ctx, Tables{}); !sticky || !pos.IsZero() {
 			t.Errorf("Lookup = %q, %v; want the primary", pos, sticky)
 		}
 		if s := tr.Stats(); s.StoreErrors != 0 {
 			t.Errorf("StoreErrors = %d, want 0: not the store's fault", s.StoreErrors)
 		}
 		store.block = false
-		if _, sticky := tr.Lookup(alice, ""); sticky {
+		if _, sticky := tr.Lookup(alice, Tables{}); sticky {
 			t.Error("the store is backing off after a cancelled lookup")
 		}
 	})
@@ -340,7 +340,7 @@ func TestTrackerLookupAllocs(t *testing.T) {
 	}
 	defer tr.Close()
 	for _, bb := range lookupBenches(tr) {
-		if n := testing.AllocsPerRun(100, func() { tr.Lookup(bb.ctx, bb.table) }); n != 0 {
+		if n := testing.AllocsPerRun(100, func() { tr.Lookup(bb.ctx, bb.tables) }); n != 0 {
 			t.Errorf("%s: %v allocs per Lookup, want 0", bb.name, n)
 		}
 	}

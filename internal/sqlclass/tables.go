@@ -100,21 +100,47 @@ func scanTables(sql string, dst []string, writes bool) ([]string, bool) {
 	if strings.IndexByte(sql, 0) >= 0 {
 		return dst, false
 	}
-	s := tscan{l: lexer{s: sql}, writes: writes, out: dst, base: len(dst)}
+	base := len(dst)
+	s := tscan{l: lexer{s: sql}, writes: writes}
 	s.run()
 	if s.bad {
 		return dst, false
 	}
+	out := s.appendTo(dst, base)
 	if s.l.diverged {
-		out := s.out
-		s = tscan{l: lexer{s: sql, mysql: true}, writes: writes, out: out, base: len(dst)}
+		s = tscan{l: lexer{s: sql, mysql: true}, writes: writes}
 		s.run()
 		if s.bad {
 			return dst, false
 		}
+		out = s.appendTo(out, base)
 	}
-	return s.out, true
+	return out, true
 }
+
+// appendTo appends what s found to dst, but the names in dst[base:].
+// dst never enters s: a caller's buffer on the stack stays there.
+func (s *tscan) appendTo(dst []string, base int) []string {
+	for _, n := range s.found[:s.nfound] {
+		dst = appendNew(dst, base, n)
+	}
+	for _, n := range s.more {
+		dst = appendNew(dst, base, n)
+	}
+	return dst
+}
+
+func appendNew(dst []string, base int, n string) []string {
+	for _, have := range dst[base:] {
+		if have == n {
+			return dst
+		}
+	}
+	return append(dst, n)
+}
+
+// maxFound is how many names a tscan holds before it allocates.
+const maxFound = 16
 
 const (
 	maxTableDepth = 32 // nested parentheses
@@ -154,9 +180,11 @@ type tcte struct {
 type tscan struct {
 	l      lexer
 	writes bool // collect written tables (else read tables)
-	out    []string
-	base   int // len(dst): out[base:] holds what was found
 	bad    bool
+
+	found  [maxFound]string // the names found, in order
+	nfound int
+	more   []string // the names found past maxFound
 
 	peeked  token
 	hasPeek bool
@@ -401,12 +429,22 @@ func (s *tscan) record(t token, qualified, write bool) {
 			}
 		}
 	}
-	for _, have := range s.out[s.base:] {
+	for _, have := range s.found[:s.nfound] {
 		if have == n {
 			return
 		}
 	}
-	s.out = append(s.out, n)
+	for _, have := range s.more {
+		if have == n {
+			return
+		}
+	}
+	if s.nfound < maxFound {
+		s.found[s.nfound] = n
+		s.nfound++
+		return
+	}
+	s.more = append(s.more, n)
 }
 
 func (s *tscan) shift(t token, k tk) {
