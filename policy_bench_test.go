@@ -180,7 +180,7 @@ func openSlowGorm(b *testing.B, primary *sql.DB) *gorm.DB {
 
 // openViaProxy opens node through proxy, with the driver settings
 // PGNode.OpenDB uses, recorded by rec under the node's name.
-func openViaProxy(b *testing.B, node *testdb.PGNode, proxy *testdb.Proxy, rec *testdb.Recorder) *sql.DB {
+func openViaProxy(b testing.TB, node *testdb.PGNode, proxy *testdb.Proxy, rec *testdb.Recorder) *sql.DB {
 	b.Helper()
 	dsn := strings.Replace(node.DSN(), fmt.Sprintf("port=%d", node.Port), fmt.Sprintf("port=%d", proxy.Port()), 1)
 	cfg, err := pgx.ParseConfig(dsn)

@@ -9,12 +9,15 @@ import (
 	"testing"
 	"time"
 
+	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 	"gorm.io/plugin/dbresolver"
 
 	"github.com/rwsplit/rwsplit"
+	"github.com/rwsplit/rwsplit/internal/testdb"
 	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
+	"github.com/rwsplit/rwsplit/lagcheck"
 	"github.com/rwsplit/rwsplit/policy"
 )
 
@@ -360,5 +363,57 @@ func TestRowScanNoReplica(t *testing.T) {
 	err := c.DB.Model(&rtPost{}).Select("count(*)").Row().Scan(&n)
 	if !errors.Is(err, rwsplit.ErrNoReplica) {
 		t.Errorf("Row().Scan = %v, want ErrNoReplica", err)
+	}
+}
+
+// proxied is a replica reached through a testdb proxy.
+type proxied struct {
+	node  *testdb.PGNode
+	proxy *testdb.Proxy
+	t     testing.TB
+}
+
+func (p proxied) OpenDB(rec *testdb.Recorder) *sql.DB { return openViaProxy(p.t, p.node, p.proxy, rec) }
+
+// TestRetryKeepsTheBound: a causal read whose replica fails to connect runs
+// again only where its bound holds (the primary), not on a replica that
+// lacks the user's write.
+func TestRetryKeepsTheBound(t *testing.T) {
+	pg := dbtest.Postgres(t, 2)
+	proxy := dbtest.Proxy(t, pg.Replicas[1].Addr())
+	newDialector := func(db *sql.DB) gorm.Dialector { return postgres.New(postgres.Config{Conn: db}) }
+	// Probes every 2s: the read below runs right after the probe that saw
+	// replica2 cover the write, long before the next one. MaxLag 1h keeps
+	// the paused replica1 eligible for plain reads.
+	c := openOn(t, newDialector, pg.Primary, []node{pg.Replicas[0], proxied{pg.Replicas[1], proxy, t}},
+		clusterOpts{config: rwsplit.Config{Lag: lagcheck.Config{Interval: 2 * time.Second, MaxLag: time.Hour}}})
+	setupPosts(t, c, pg.WaitCaughtUp)
+	noErr(t, pg.Replicas[0].PauseReplay(t.Context()))
+
+	ctx := rwsplit.WithUser(context.Background(), "retry-user")
+	p := rtPost{Author: "retry", Body: "x"}
+	noErr(t, c.DB.WithContext(ctx).Create(&p).Error)
+	// Wait until a causal read of the user is served by replica2.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var got rtPost
+		nodes := c.served("rt_posts", func() { noErr(t, c.DB.WithContext(ctx).First(&got, p.ID).Error) })
+		if slices.Equal(nodes, []string{"replica2"}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica2 never served the user's causal read (last on %v)", nodes)
+		}
+		time.Sleep(10 * time.Millisecond) // poll the next probe's result
+	}
+	before := c.Plugin.Stats().Routes[rwsplit.ReasonRetry]
+	noErr(t, proxy.Close()) // replica2's connections break; new ones are refused
+	var got rtPost
+	nodes := c.served("rt_posts", func() { noErr(t, c.DB.WithContext(ctx).First(&got, p.ID).Error) })
+	retries := c.Plugin.Stats().Routes[rwsplit.ReasonRetry] - before
+	// The driver records the attempt on replica2, which failed, then the
+	// retry.
+	if got.ID != p.ID || !slices.Equal(nodes, []string{"replica2", "primary"}) || retries != 1 {
+		t.Errorf("after replica2 failed: read %d on %v with %d retries; want %d on [replica2 primary] after 1 retry", got.ID, nodes, retries, p.ID)
 	}
 }
