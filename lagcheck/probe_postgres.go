@@ -10,6 +10,7 @@ import (
 // PostgreSQL probe queries.
 const (
 	pgPrimarySQL = `SELECT pg_current_wal_lsn()::text`
+	pgCommitSQL  = `SELECT pg_current_wal_insert_lsn()::text`
 	pgReplicaSQL = `SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text,` +
 		` (extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000000)::bigint`
 )
@@ -25,8 +26,19 @@ func PostgresProbe() Probe { return postgresProbe{} }
 type postgresProbe struct{}
 
 func (postgresProbe) Primary(ctx context.Context, db *sql.DB) (Position, error) {
+	return pgPosition(ctx, db, pgPrimarySQL)
+}
+
+// commitPosition reads the WAL insert position: a commit's record is
+// inserted before the commit returns, but with synchronous_commit=off it
+// may not be written yet, and pg_current_wal_lsn() is the write position.
+func (postgresProbe) commitPosition(ctx context.Context, q Querier) (Position, error) {
+	return pgPosition(ctx, q, pgCommitSQL)
+}
+
+func pgPosition(ctx context.Context, q Querier, query string) (Position, error) {
 	var lsn string
-	if err := db.QueryRowContext(ctx, pgPrimarySQL).Scan(&lsn); err != nil {
+	if err := q.QueryRowContext(ctx, query).Scan(&lsn); err != nil {
 		return Position{}, err
 	}
 	return ParseLSN(lsn)
