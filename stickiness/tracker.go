@@ -271,9 +271,11 @@ func (t *Tracker) retryLoop() {
 func (t *Tracker) retrySets() {
 	t.retryMu.Lock()
 	pending := t.retry
-	if len(pending) > 0 {
-		t.retry = map[string]Record{}
+	if len(pending) == 0 {
+		t.retryMu.Unlock()
+		return
 	}
+	t.retry = map[string]Record{}
 	t.retryMu.Unlock()
 	failed := false
 	for key, rec := range pending {
