@@ -384,8 +384,11 @@ func TestCommitPosition(t *testing.T) {
 		pinned  bool
 		want    string
 	}{
-		{name: "postgres, pool", dialect: "postgres", query: pgCommitSQL, row: []driver.Value{"0/3000150"}, want: "0/3000150"},
-		{name: "postgres, pinned connection", dialect: "postgres", query: pgCommitSQL, row: []driver.Value{"0/3000150"}, pinned: true, want: "0/3000150"},
+		{name: "postgres, pool", dialect: "postgres", query: pgCommitSQL, row: []driver.Value{"0/3000150", int64(8192), int64(16 << 20)}, want: "0/3000150"},
+		{name: "postgres, pinned connection", dialect: "postgres", query: pgCommitSQL, row: []driver.Value{"0/3000150", int64(8192), int64(16 << 20)}, pinned: true, want: "0/3000150"},
+		{name: "postgres, past a page header", dialect: "postgres", query: pgCommitSQL, row: []driver.Value{"0/3002018", int64(8192), int64(16 << 20)}, want: "0/3002000"},
+		{name: "postgres, past a segment header", dialect: "postgres", query: pgCommitSQL, row: []driver.Value{"0/4000028", int64(8192), int64(16 << 20)}, want: "0/4000000"},
+		{name: "postgres, a record ending 40 bytes into a page", dialect: "postgres", query: pgCommitSQL, row: []driver.Value{"0/3002028", int64(8192), int64(16 << 20)}, want: "0/3002028"},
 		{name: "mariadb", dialect: "mariadb", query: mariaPrimarySQL, row: []driver.Value{"0-1-7", int64(1)}, want: "0-1-7"},
 	}
 	for _, tt := range tests {
@@ -395,7 +398,7 @@ func TestCommitPosition(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer db.Close()
-			cols := []string{"pos", "log_bin"}[:len(tt.row)]
+			cols := []string{"pos", "a", "b"}[:len(tt.row)]
 			mock.ExpectQuery(tt.query).WillReturnRows(sqlmock.NewRows(cols).AddRow(tt.row...))
 			c, err := New(Config{Probe: newFakeProbe()}, tt.dialect, db, nil)
 			if err != nil {
