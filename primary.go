@@ -90,15 +90,22 @@ type primaryTx struct {
 
 var _ gorm.Tx = (*primaryTx)(nil)
 
-func primaryTxOf(pool gorm.ConnPool) *primaryTx {
-	switch c := pool.(type) {
-	case *primaryTx:
-		return c
-	case *gorm.PreparedStmtTX:
-		t, _ := c.Tx.(*primaryTx)
-		return t
+// primaryTxOf returns the transaction rwsplit began that pool runs in,
+// through any number of prepared-statement wrappers (a prepared session of
+// a prepared DB nests two), and whether pool is a transaction at all.
+func primaryTxOf(pool gorm.ConnPool) (owned *primaryTx, inTx bool) {
+	for {
+		switch c := pool.(type) {
+		case *primaryTx:
+			return c, true
+		case *gorm.PreparedStmtTX:
+			pool = c.Tx
+		case gorm.TxCommitter:
+			return nil, true
+		default:
+			return nil, false
+		}
 	}
-	return nil
 }
 
 func (t *primaryTx) noteWrite(ctx context.Context, w stickiness.Write) {
@@ -120,7 +127,7 @@ func (t *primaryTx) Commit() error {
 	t.ctx, t.writes = nil, nil
 	t.mu.Unlock()
 	if len(ws) > 0 {
-		t.p.markWrites(ctx, ws...)
+		t.p.markWrites(ctx, nil, ws...)
 	}
 	return nil
 }

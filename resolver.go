@@ -146,13 +146,14 @@ func (p *Plugin) registerCallbacks(db *gorm.DB) error {
 	}
 	// Stickiness marks a writer after the write commits: after GORM's
 	// own transaction (if any) in the write chains, after the statement
-	// in the raw chain.
+	// in the others, where raw SQL can write (Raw("INSERT ... RETURNING")).
 	for _, err := range []error{
 		cb.Create().After("gorm:commit_or_rollback_transaction").Register("rwsplit:sticky", p.afterWrite),
 		cb.Update().After("gorm:commit_or_rollback_transaction").Register("rwsplit:sticky", p.afterWrite),
 		cb.Delete().After("gorm:commit_or_rollback_transaction").Register("rwsplit:sticky", p.afterWrite),
-		cb.Raw().After("gorm:raw").Register("rwsplit:sticky", p.afterWrite),
-		cb.Row().After("gorm:row").Register("rwsplit:sticky", p.afterRawRow),
+		cb.Raw().After("gorm:raw").Register("rwsplit:sticky", p.afterExec),
+		cb.Query().After("gorm:query").Register("rwsplit:sticky", p.afterQuery),
+		cb.Row().After("gorm:row").Register("rwsplit:sticky", p.afterRow),
 		cb.Row().After("gorm:row").Register("rwsplit:error_row", errorRow),
 	} {
 		if err != nil {

@@ -222,6 +222,22 @@ func (p *Plugin) route(db *gorm.DB, k kind) {
 		st.pos, st.sticky = p.stickyLookup(st.ctx, db.Statement)
 	}
 	p.apply(db, &st, p.decide(&st))
+	if st.pin == pinConn && k == kindWrite {
+		p.notePinnedConn(db.Statement)
+	}
+}
+
+// notePinnedConn keeps the pinned connection of a keyed write for its
+// mark (see pinnedConn): the position is read on it, since its pool may
+// have no other connection to give.
+func (p *Plugin) notePinnedConn(stmt *gorm.Statement) {
+	if p.sticky == nil || !p.sticky.Causal() {
+		return
+	}
+	var buf [maxTables]string
+	if _, ok := p.sticky.Pending(stmt.Context, p.pendingTables(stmt, buf[:0])); ok {
+		stmt.Settings.Store(pinnedConnKey{}, stmt.ConnPool)
+	}
 }
 
 // readStatement reads what routing needs from db. It allocates nothing.
@@ -232,7 +248,7 @@ func (p *Plugin) readStatement(db *gorm.DB, k kind) statement {
 	case *nodeTx:
 		st.pin, st.tx = pinReplicaTx, c
 	case *gorm.PreparedStmtTX:
-		if t, ok := c.Tx.(*nodeTx); ok {
+		if t, ok := innermostTx(c).(*nodeTx); ok {
 			st.pin, st.tx = pinReplicaTx, t
 		} else {
 			st.pin = pinPrimaryTx
@@ -280,6 +296,19 @@ func (p *Plugin) readStatement(db *gorm.DB, k kind) statement {
 		}
 	}
 	return st
+}
+
+// innermostTx returns the transaction under prepared-statement wrappers:
+// a prepared session of a prepared DB nests two.
+func innermostTx(c *gorm.PreparedStmtTX) gorm.Tx {
+	tx := c.Tx
+	for {
+		ptx, ok := tx.(*gorm.PreparedStmtTX)
+		if !ok {
+			return tx
+		}
+		tx = ptx.Tx
+	}
 }
 
 // classify records what the classifier says of the statement's SQL text.

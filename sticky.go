@@ -2,6 +2,7 @@ package rwsplit
 
 import (
 	"context"
+	"database/sql"
 	"time"
 
 	"gorm.io/gorm"
@@ -37,39 +38,98 @@ func (p *Plugin) stickyLookup(ctx context.Context, stmt *gorm.Statement) (pos la
 	return p.sticky.Lookup(ctx, stickiness.Tables{})
 }
 
-// afterWrite marks the writer sticky after a successful write: at once for
-// a statement that committed on its own, at commit for one inside a
-// transaction.
-func (p *Plugin) afterWrite(db *gorm.DB) {
-	if p.sticky == nil || db.Error != nil || db.Statement == nil {
+// chain is the GORM callback chain a mark callback runs in.
+type chain uint8
+
+const (
+	chainWrite chain = iota // Create, Update, Delete: after GORM's own transaction
+	chainRaw                // Exec
+	chainQuery              // Find, Scan into a model...: the rows are read and closed
+	chainRow                // Row, Rows, Scan: the caller reads the rows later
+)
+
+// Mark callbacks, one per chain (see resolver.go).
+func (p *Plugin) afterWrite(db *gorm.DB) { p.afterStatement(db, chainWrite) }
+func (p *Plugin) afterExec(db *gorm.DB)  { p.afterStatement(db, chainRaw) }
+func (p *Plugin) afterQuery(db *gorm.DB) { p.afterStatement(db, chainQuery) }
+func (p *Plugin) afterRow(db *gorm.DB)   { p.afterStatement(db, chainRow) }
+
+// afterStatement marks the writer sticky after a write: with the primary's
+// position once the write has committed, at commit for one in a
+// transaction rwsplit began, and for the whole Window (the zero position)
+// when rwsplit cannot see the commit: a transaction begun elsewhere
+// (db.Connection, nested prepared sessions), or rows the caller has yet to
+// read. SQL text marks whenever it may write, even when it failed: several
+// statements may have committed in part. Marking too often is safe;
+// marking too little is not.
+func (p *Plugin) afterStatement(db *gorm.DB, c chain) {
+	if p.sticky == nil || db.Statement == nil {
 		return
 	}
 	stmt := db.Statement
+	owned, inTx := primaryTxOf(stmt.ConnPool)
+	if c == chainWrite && db.Error != nil && !inTx {
+		return // GORM's transaction rolled the write back
+	}
+	if !p.mayWrite(stmt, c) {
+		return
+	}
 	var buf [maxTables]string
 	w, ok := p.sticky.Pending(stmt.Context, p.pendingTables(stmt, buf[:0]))
 	if !ok {
 		return
 	}
-	if stmt.SQL.Len() > 0 && stmt.Schema == nil && stmt.Table == "" {
-		// Raw SQL: a read run through Exec marks nothing.
-		if c, _ := sqlclass.Classify(stmt.SQL.String(), p.funcs); c == sqlclass.Read {
-			return
-		}
+	switch {
+	case owned != nil:
+		owned.noteWrite(stmt.Context, w)
+	case inTx || c == chainRow:
+		p.sticky.Mark(lagcheck.Position{}, w)
+	default:
+		p.markWrites(stmt.Context, pinnedConn(stmt), w)
 	}
-	if tx := primaryTxOf(stmt.ConnPool); tx != nil {
-		tx.noteWrite(stmt.Context, w)
-		return
+}
+
+// mayWrite reports whether the statement may have written: every statement
+// of the write chains, and SQL text the classifier cannot prove read-only
+// in the others.
+func (p *Plugin) mayWrite(stmt *gorm.Statement, c chain) bool {
+	switch {
+	case c == chainWrite:
+		return true
+	case c == chainRaw && (stmt.Schema != nil || stmt.Table != ""):
+		return true // Exec on a model: not raw SQL
+	case c != chainRaw && !suspect(stmt.SQL.String()):
+		return false
 	}
-	p.markWrites(stmt.Context, w)
+	cl, _ := sqlclass.Classify(stmt.SQL.String(), p.funcs)
+	return cl != sqlclass.Read
+}
+
+// pinnedConnKey holds, in Statement.Settings, the connection a write pinned
+// with db.Connection ran on: GORM's own transaction puts the pool back in
+// Statement.ConnPool when it commits.
+type pinnedConnKey struct{}
+
+// pinnedConn returns the pinned connection stmt ran on, or nil.
+func pinnedConn(stmt *gorm.Statement) lagcheck.Querier {
+	if c, ok := stmt.ConnPool.(*sql.Conn); ok {
+		return c
+	}
+	if v, ok := stmt.Settings.Load(pinnedConnKey{}); ok {
+		return v.(*sql.Conn)
+	}
+	return nil
 }
 
 // markWrites records committed writes: the primary's replication position
-// is taken once, after the commit, so it covers them.
-func (p *Plugin) markWrites(ctx context.Context, ws ...stickiness.Write) {
+// is taken once, after the commit, so it covers them. q is the connection
+// to take it on (a pinned one, whose pool may have no other), nil for the
+// primary's pool.
+func (p *Plugin) markWrites(ctx context.Context, q lagcheck.Querier, ws ...stickiness.Write) {
 	var pos lagcheck.Position
 	if p.sticky.Causal() && p.checker != nil {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), positionTimeout)
-		if got, err := p.checker.PrimaryPosition(pctx); err == nil {
+		if got, err := p.checker.CommitPosition(pctx, q); err == nil {
 			pos = got
 		}
 		cancel()

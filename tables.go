@@ -173,31 +173,6 @@ func wordByte(c byte) bool {
 	return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80
 }
 
-// afterRawRow marks the tables a raw write run through the Row chain
-// (Raw(...).Scan, Rows, Row) wrote. Its rows are not read yet when this
-// runs, so outside a transaction the write may not have committed: its
-// position is unknown, and reads of its tables go to the primary for the
-// Window.
-func (p *Plugin) afterRawRow(db *gorm.DB) {
-	stmt := db.Statement
-	if p.sticky == nil || db.Error != nil || stmt == nil || stmt.SQL.Len() == 0 || stmt.Schema != nil || stmt.Table != "" {
-		return
-	}
-	if c, _ := sqlclass.Classify(stmt.SQL.String(), p.funcs); c == sqlclass.Read {
-		return
-	}
-	var buf [maxTables]string
-	w, ok := p.sticky.Pending(stmt.Context, p.pendingTables(stmt, buf[:0]))
-	if !ok {
-		return
-	}
-	if tx := primaryTxOf(stmt.ConnPool); tx != nil {
-		tx.noteWrite(stmt.Context, w)
-		return
-	}
-	p.sticky.Mark(lagcheck.Position{}, w)
-}
-
 // pendingTables is writeTables in table mode, and no tables otherwise.
 func (p *Plugin) pendingTables(stmt *gorm.Statement, dst []string) stickiness.Tables {
 	if !p.sticky.TableMode() {

@@ -444,6 +444,28 @@ func (c *Checker) PrimaryPosition(ctx context.Context) (Position, error) {
 	return c.positions.Primary(ctx, c.primary)
 }
 
+// CommitPosition reads, through q, a position of the primary that covers
+// every transaction committed on it before the call, whatever its
+// durability: on PostgreSQL pg_current_wal_insert_lsn(), which an
+// asynchronous commit (synchronous_commit=off) has passed when it returns
+// while pg_current_wal_lsn() may not have; on MariaDB and MySQL what
+// PrimaryPosition reads. q must be a connection to the primary, such as a
+// *sql.Conn the caller holds; nil means the Checker's primary pool. It
+// fails with ErrNoPosition for a dialect without positions.
+func (c *Checker) CommitPosition(ctx context.Context, q Querier) (Position, error) {
+	if c.positions == nil {
+		return Position{}, ErrNoPosition
+	}
+	cp, ok := c.positions.(commitPositioner)
+	switch {
+	case !ok:
+		return c.positions.Primary(ctx, c.primary)
+	case q == nil:
+		q = c.primary
+	}
+	return cp.commitPosition(ctx, q)
+}
+
 // Config returns the Config the Checker runs with: the one given to New,
 // with every default applied (MaxLag is never zero, for instance).
 func (c *Checker) Config() Config {

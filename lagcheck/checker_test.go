@@ -2,6 +2,7 @@ package lagcheck
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
@@ -369,6 +370,57 @@ func TestPrimaryPosition(t *testing.T) {
 	defer c2.Close()
 	if _, err := c2.PrimaryPosition(context.Background()); !errors.Is(err, ErrNoPosition) {
 		t.Errorf("PrimaryPosition without positions = %v", err)
+	}
+}
+
+// TestCommitPosition: marks read the WAL insert position, on the
+// connection given (nil: the primary pool), and the MariaDB GTID position.
+func TestCommitPosition(t *testing.T) {
+	tests := []struct {
+		name    string
+		dialect string
+		query   string
+		row     []driver.Value
+		pinned  bool
+		want    string
+	}{
+		{name: "postgres, pool", dialect: "postgres", query: pgCommitSQL, row: []driver.Value{"0/3000150", int64(8192), int64(16 << 20)}, want: "0/3000150"},
+		{name: "postgres, pinned connection", dialect: "postgres", query: pgCommitSQL, row: []driver.Value{"0/3000150", int64(8192), int64(16 << 20)}, pinned: true, want: "0/3000150"},
+		{name: "postgres, past a page header", dialect: "postgres", query: pgCommitSQL, row: []driver.Value{"0/3002018", int64(8192), int64(16 << 20)}, want: "0/3002000"},
+		{name: "postgres, past a segment header", dialect: "postgres", query: pgCommitSQL, row: []driver.Value{"0/4000028", int64(8192), int64(16 << 20)}, want: "0/4000000"},
+		{name: "postgres, a record ending 40 bytes into a page", dialect: "postgres", query: pgCommitSQL, row: []driver.Value{"0/3002028", int64(8192), int64(16 << 20)}, want: "0/3002028"},
+		{name: "mariadb", dialect: "mariadb", query: mariaPrimarySQL, row: []driver.Value{"0-1-7", int64(1)}, want: "0-1-7"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db, mock, err := sqlmock.New(sqlmock.QueryMatcherOption(sqlmock.QueryMatcherEqual))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			cols := []string{"pos", "a", "b"}[:len(tt.row)]
+			mock.ExpectQuery(tt.query).WillReturnRows(sqlmock.NewRows(cols).AddRow(tt.row...))
+			c, err := New(Config{Probe: newFakeProbe()}, tt.dialect, db, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			var q Querier
+			if tt.pinned {
+				conn, err := db.Conn(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				q = conn
+			}
+			if pos, err := c.CommitPosition(context.Background(), q); err != nil || pos.String() != tt.want {
+				t.Errorf("CommitPosition = %v, %v; want %s", pos, err, tt.want)
+			}
+			if err := mock.ExpectationsWereMet(); err != nil {
+				t.Error(err)
+			}
+		})
 	}
 }
 

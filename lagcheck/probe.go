@@ -46,6 +46,19 @@ type Replay struct {
 	LagAtLeast time.Duration
 }
 
+// Querier runs a query that returns one row: *sql.DB, *sql.Conn and
+// *sql.Tx are Queriers.
+type Querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// commitPositioner is implemented by every position probe probeFor
+// returns: it reads, through q, a position that covers every commit made
+// on the primary before the call (Checker.CommitPosition).
+type commitPositioner interface {
+	commitPosition(ctx context.Context, q Querier) (Position, error)
+}
+
 // probeFor returns the probe Config.Probe, Config.Heartbeat and the
 // dialect call for, and the probe that reads primary positions for
 // Checker.PrimaryPosition (nil if the dialect has none).
@@ -118,7 +131,7 @@ type mysqlAuto struct {
 	probe Probe
 }
 
-func (a *mysqlAuto) get(ctx context.Context, db *sql.DB) (Probe, error) {
+func (a *mysqlAuto) get(ctx context.Context, db Querier) (Probe, error) {
 	a.mu.Lock()
 	p := a.probe
 	a.mu.Unlock()
@@ -148,6 +161,14 @@ func (a *mysqlAuto) Primary(ctx context.Context, db *sql.DB) (Position, error) {
 		return Position{}, err
 	}
 	return p.Primary(ctx, db)
+}
+
+func (a *mysqlAuto) commitPosition(ctx context.Context, q Querier) (Position, error) {
+	p, err := a.get(ctx, q)
+	if err != nil {
+		return Position{}, err
+	}
+	return p.(commitPositioner).commitPosition(ctx, q)
 }
 
 func (a *mysqlAuto) Replica(ctx context.Context, db *sql.DB, primary Position) (Replay, error) {

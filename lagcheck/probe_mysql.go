@@ -34,10 +34,16 @@ func MariaDBProbe() Probe { return mariaProbe{} }
 
 type mariaProbe struct{}
 
-func (mariaProbe) Primary(ctx context.Context, db *sql.DB) (Position, error) {
+func (p mariaProbe) Primary(ctx context.Context, db *sql.DB) (Position, error) {
+	return p.commitPosition(ctx, db)
+}
+
+// commitPosition reads @@gtid_binlog_pos, which a commit has passed when
+// it returns.
+func (mariaProbe) commitPosition(ctx context.Context, q Querier) (Position, error) {
 	var pos string
 	var logBin sql.NullInt64
-	if err := db.QueryRowContext(ctx, mariaPrimarySQL).Scan(&pos, &logBin); err != nil {
+	if err := q.QueryRowContext(ctx, mariaPrimarySQL).Scan(&pos, &logBin); err != nil {
 		return Position{}, err
 	}
 	if logBin.Valid && logBin.Int64 == 0 {
@@ -73,10 +79,16 @@ type mysqlProbe struct {
 	oldSyntax atomic.Bool // the server rejected SHOW REPLICA STATUS
 }
 
-func (*mysqlProbe) Primary(ctx context.Context, db *sql.DB) (Position, error) {
+func (m *mysqlProbe) Primary(ctx context.Context, db *sql.DB) (Position, error) {
+	return m.commitPosition(ctx, db)
+}
+
+// commitPosition reads @@gtid_executed, which a commit has passed when it
+// returns.
+func (*mysqlProbe) commitPosition(ctx context.Context, q Querier) (Position, error) {
 	var set string
 	var mode sql.NullString
-	if err := db.QueryRowContext(ctx, mysqlPrimarySQL).Scan(&set, &mode); err != nil {
+	if err := q.QueryRowContext(ctx, mysqlPrimarySQL).Scan(&set, &mode); err != nil {
 		return Position{}, err
 	}
 	if mode.Valid && !strings.EqualFold(mode.String, "ON") {

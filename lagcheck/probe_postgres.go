@@ -10,6 +10,8 @@ import (
 // PostgreSQL probe queries.
 const (
 	pgPrimarySQL = `SELECT pg_current_wal_lsn()::text`
+	pgCommitSQL  = `SELECT pg_current_wal_insert_lsn()::text, current_setting('wal_block_size')::bigint,` +
+		` pg_size_bytes(current_setting('wal_segment_size'))`
 	pgReplicaSQL = `SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text,` +
 		` (extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000000)::bigint`
 )
@@ -25,8 +27,48 @@ func PostgresProbe() Probe { return postgresProbe{} }
 type postgresProbe struct{}
 
 func (postgresProbe) Primary(ctx context.Context, db *sql.DB) (Position, error) {
+	return pgPosition(ctx, db, pgPrimarySQL)
+}
+
+// commitPosition reads the WAL insert position: a commit's record is
+// inserted before the commit returns, but with synchronous_commit=off it
+// may not be written yet, and pg_current_wal_lsn() is the write position.
+func (postgresProbe) commitPosition(ctx context.Context, q Querier) (Position, error) {
+	var (
+		lsn        string
+		block, seg int64
+	)
+	if err := q.QueryRowContext(ctx, pgCommitSQL).Scan(&lsn, &block, &seg); err != nil {
+		return Position{}, err
+	}
+	p, err := ParseLSN(lsn)
+	if err != nil {
+		return Position{}, err
+	}
+	return LSNPosition(pageStart(p.lsn, uint64(block), uint64(seg))), nil
+}
+
+// WAL page header sizes (64-bit builds): the first page of a segment has
+// the long one.
+const pgShortPageHeader, pgLongPageHeader = 24, 40
+
+// pageStart returns the start of the page when an insert position lies
+// just past a page header: nothing is inserted on that page yet, and a
+// replica that replayed every record before it reports the page's start,
+// which the insert position would exceed until the next record.
+func pageStart(lsn, block, seg uint64) uint64 {
+	switch {
+	case seg > 0 && lsn%seg == pgLongPageHeader:
+		return lsn - pgLongPageHeader
+	case block > 0 && lsn%block == pgShortPageHeader:
+		return lsn - pgShortPageHeader
+	}
+	return lsn
+}
+
+func pgPosition(ctx context.Context, q Querier, query string) (Position, error) {
 	var lsn string
-	if err := db.QueryRowContext(ctx, pgPrimarySQL).Scan(&lsn); err != nil {
+	if err := q.QueryRowContext(ctx, query).Scan(&lsn); err != nil {
 		return Position{}, err
 	}
 	return ParseLSN(lsn)

@@ -2,6 +2,7 @@ package stickiness
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -11,13 +12,21 @@ import (
 // storeBackoff is how long a Tracker leaves its Store alone after an error.
 const storeBackoff = time.Second
 
+// storeRetryInterval is how often a Tracker retries the Sets that failed.
+const storeRetryInterval = 250 * time.Millisecond
+
+// maxRetries bounds the keys a Tracker holds for a retried Set.
+const maxRetries = 1 << 16
+
 // maxTables bounds the tables a Tracker remembers in table mode.
 const maxTables = 1 << 16
 
 // Tracker decides which reads are sticky and records the writes that make
 // them so. It merges the context's carrier, this process's memory, the
-// configured Store and, in table mode, the table's last write. It is safe
-// for concurrent use; Close it to stop the memory stores it created.
+// configured Store and, in table mode, the table's last write. A Set the
+// Store failed is retried in the background until the record's Until. It
+// is safe for concurrent use; Close it to stop the memory stores it
+// created and its retries.
 type Tracker struct {
 	cfg    Config
 	local  *Memory // this process's marks
@@ -27,7 +36,14 @@ type Tracker struct {
 	// storeDownUntil (unix nanoseconds) is set after a Store error.
 	storeDownUntil atomic.Int64
 
-	marks, notes, storeErrs, storeSkips atomic.Uint64
+	// Sets to retry, by key (Store only): the retry loop owns them.
+	retryMu   sync.Mutex
+	retry     map[string]Record
+	done      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+
+	marks, notes, storeErrs, storeSkips, storeRetries atomic.Uint64
 }
 
 // Stats counts a Tracker's activity.
@@ -41,6 +57,10 @@ type Stats struct {
 	// keyed reads sent to the primary without asking the Store during the
 	// backoff after an error.
 	StoreErrors, StoreSkipped uint64
+	// StoreRetries counts Sets retried after the Store failed one: a
+	// keyed write made while the Store was down is stored once it is back,
+	// unless the record's Until comes first.
+	StoreRetries uint64
 }
 
 // Write is a write that makes its user, carrier or table sticky once it
@@ -75,6 +95,12 @@ func newTracker(cfg Config, now func() time.Time, primary string) (*Tracker, err
 	}
 	if cfg.Tables {
 		t.tables = &tables{tableMarks: acquireTables(primary, now)}
+	}
+	t.done = make(chan struct{})
+	if cfg.Store != nil {
+		t.retry = map[string]Record{}
+		t.wg.Add(1)
+		go t.retryLoop()
 	}
 	return t, nil
 }
@@ -111,7 +137,10 @@ func (t *Tracker) record(ctx context.Context, tables Tables) (rec Record, sticky
 	if key, ok := t.cfg.Key(ctx); ok && key != "" {
 		if r, found, _ := t.local.Get(ctx, key); found {
 			rec, sticky = rec.Merge(r), true
-		} else if t.cfg.Store != nil {
+		}
+		// The Store may hold a newer write, made through another
+		// process: this process's record never stands in for it.
+		if t.cfg.Store != nil {
 			if now.IsZero() {
 				now = t.now()
 			}
@@ -194,6 +223,7 @@ func (t *Tracker) Mark(pos lagcheck.Position, ws ...Write) {
 				sctx, cancel := context.WithTimeout(context.WithoutCancel(w.ctx), t.cfg.StoreTimeout)
 				if err := t.cfg.Store.Set(sctx, w.key, rec); err != nil {
 					t.storeErrs.Add(1)
+					t.retryLater(w.key, rec)
 				}
 				cancel()
 			}
@@ -212,12 +242,73 @@ func (t *Tracker) Stats() Stats {
 		Notes:        t.notes.Load(),
 		StoreErrors:  t.storeErrs.Load(),
 		StoreSkipped: t.storeSkips.Load(),
+		StoreRetries: t.storeRetries.Load(),
 	}
 }
 
-// Close stops the memory stores the Tracker created; it never closes
-// Config.Store. It is safe to call more than once and returns nil.
+// retryLater queues a Set the Store failed, for retryLoop.
+func (t *Tracker) retryLater(key string, rec Record) {
+	t.retryMu.Lock()
+	if old, ok := t.retry[key]; ok {
+		t.retry[key] = old.Merge(rec)
+	} else if len(t.retry) < maxRetries {
+		t.retry[key] = rec
+	}
+	t.retryMu.Unlock()
+}
+
+// retryLoop retries the failed Sets every storeRetryInterval until Close.
+func (t *Tracker) retryLoop() {
+	defer t.wg.Done()
+	tick := time.NewTicker(storeRetryInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.done:
+			return
+		case <-tick.C:
+			t.retrySets()
+		}
+	}
+}
+
+// retrySets retries each queued Set whose record is still active, and
+// queues again those that fail. After a failure it leaves the rest for
+// the next round: the Store is likely still down.
+func (t *Tracker) retrySets() {
+	t.retryMu.Lock()
+	pending := t.retry
+	if len(pending) == 0 {
+		t.retryMu.Unlock()
+		return
+	}
+	t.retry = map[string]Record{}
+	t.retryMu.Unlock()
+	failed := false
+	for key, rec := range pending {
+		if !rec.Active(t.now()) {
+			continue
+		}
+		if !failed {
+			t.storeRetries.Add(1)
+			ctx, cancel := context.WithTimeout(context.Background(), t.cfg.StoreTimeout)
+			err := t.cfg.Store.Set(ctx, key, rec)
+			cancel()
+			if err == nil {
+				continue
+			}
+			failed = true
+		}
+		t.retryLater(key, rec)
+	}
+}
+
+// Close stops the retries of failed Sets and the memory stores the
+// Tracker created; it never closes Config.Store. It is safe to call more
+// than once and returns nil.
 func (t *Tracker) Close() error {
+	t.closeOnce.Do(func() { close(t.done) })
+	t.wg.Wait()
 	t.local.Close()
 	if t.tables != nil {
 		t.tables.close()

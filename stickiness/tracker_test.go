@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/rwsplit/rwsplit/lagcheck"
@@ -251,15 +252,17 @@ func TestTrackerStore(t *testing.T) {
 			t.Error("an expired record from the store is sticky")
 		}
 	})
-	t.Run("memory first", func(t *testing.T) {
-		store := new(fakeStore)
+	t.Run("newer write in the store", func(t *testing.T) {
+		// Marked here at 0/3, then written through another server at 0/9:
+		// this process's record does not hide the store's.
+		store := &fakeStore{rec: Record{Until: trackerBase.Add(time.Second), Position: lagcheck.LSNPosition(9)}}
 		tr, _ := newTestTracker(t, Config{Store: store})
 		mark(t, tr, alice, "", lagcheck.LSNPosition(3))
-		if _, sticky := tr.Lookup(alice, Tables{}); !sticky {
-			t.Error("a user marked here is not sticky")
+		if pos, sticky := tr.Lookup(alice, Tables{}); !sticky || !pos.Equal(lagcheck.LSNPosition(9)) {
+			t.Errorf("Lookup = %q, %v; want 0/9 from the store", pos, sticky)
 		}
-		if n := store.gets.Load(); n != 0 {
-			t.Errorf("the store was asked %d times for a user in memory", n)
+		if n := store.gets.Load(); n != 1 {
+			t.Errorf("the store was asked %d times, want 1", n)
 		}
 		if n := store.sets.Load(); n != 1 {
 			t.Errorf("Mark set the store %d times, want 1", n)
@@ -273,8 +276,8 @@ func TestTrackerStore(t *testing.T) {
 		if s := tr.Stats(); s.StoreErrors != 1 || s.Marks != 1 {
 			t.Errorf("Stats = %+v, want 1 mark and 1 store error", s)
 		}
-		if pos, sticky := tr.Lookup(alice, Tables{}); !sticky || !pos.Equal(lagcheck.LSNPosition(3)) {
-			t.Errorf("Lookup = %q, %v; want 0/3 from memory", pos, sticky)
+		if pos, sticky := tr.Lookup(alice, Tables{}); !sticky || !pos.IsZero() {
+			t.Errorf("Lookup = %q, %v; want the primary: the store cannot tell", pos, sticky)
 		}
 	})
 	t.Run("timeout", func(t *testing.T) {
@@ -302,6 +305,60 @@ func TestTrackerStore(t *testing.T) {
 		if _, sticky := tr.Lookup(alice, Tables{}); sticky {
 			t.Error("the store is backing off after a cancelled lookup")
 		}
+	})
+}
+
+// TestTrackerStoreRetry: a Set the store failed is retried every
+// storeRetryInterval until it succeeds or the record's Window ends.
+func TestTrackerStoreRetry(t *testing.T) {
+	alice := WithUser(context.Background(), "alice")
+	steps := []struct {
+		name        string
+		up          bool
+		wantSets    int64 // the Mark's own Set included
+		wantRetries uint64
+	}{
+		{name: "still down", wantSets: 2, wantRetries: 1},
+		{name: "down again", wantSets: 3, wantRetries: 2},
+		{name: "back up", up: true, wantSets: 4, wantRetries: 3},
+		{name: "nothing left", up: true, wantSets: 4, wantRetries: 3},
+	}
+	synctest.Test(t, func(t *testing.T) {
+		store := new(fakeStore)
+		store.fail(errors.New("down"))
+		tr, err := New(Config{Store: store})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tr.Close()
+		mark(t, tr, alice, "", lagcheck.LSNPosition(3))
+		for _, st := range steps {
+			if st.up {
+				store.fail(nil)
+			}
+			time.Sleep(storeRetryInterval)
+			synctest.Wait()
+			if sets, retries := store.sets.Load(), tr.Stats().StoreRetries; sets != st.wantSets || retries != st.wantRetries {
+				t.Fatalf("%s: %d Sets, StoreRetries %d; want %d, %d", st.name, sets, retries, st.wantSets, st.wantRetries)
+			}
+		}
+	})
+	t.Run("window ends first", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			store := new(fakeStore)
+			store.fail(errors.New("down"))
+			tr, err := New(Config{Store: store, Window: storeRetryInterval + storeRetryInterval/2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			mark(t, tr, alice, "", lagcheck.LSNPosition(3))
+			time.Sleep(5 * storeRetryInterval)
+			synctest.Wait()
+			if r := tr.Stats().StoreRetries; r != 1 {
+				t.Errorf("StoreRetries = %d, want 1: the record expired before the second", r)
+			}
+		})
 	})
 }
 
