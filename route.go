@@ -240,7 +240,8 @@ func (p *Plugin) notePinnedConn(stmt *gorm.Statement) {
 	}
 }
 
-// readStatement reads what routing needs from db. It allocates nothing.
+// readStatement reads what routing needs from db. It allocates only to pass
+// a routing clause on to derived queries (withDirective).
 func (p *Plugin) readStatement(db *gorm.DB, k kind) statement {
 	stmt := db.Statement
 	st := statement{ctx: stmt.Context, closed: p.closed.Load(), kind: k}
