@@ -338,20 +338,28 @@ func (r *router) guard(query string) (Reason, bool) {
 	return ReasonRawWrite, true
 }
 
-// suspect reports whether query has a parenthesis, a semicolon, or one of
-// the words INTO, FOR, LOCK, in any case.
+// suspect reports whether q may write or lock as far as a quick look can
+// tell: it does not start with SELECT, or it has a parenthesis, a
+// semicolon, or one of the words INTO, FOR, LOCK in any case.
 func suspect(q string) bool {
-	for i := 0; i < len(q); i++ {
-		switch q[i] {
-		case '(', ';':
+	if len(q) < 7 || q[:7] != "SELECT " && q[:7] != "select " {
+		return true
+	}
+	if strings.IndexByte(q, '(') >= 0 || strings.IndexByte(q, ';') >= 0 {
+		return true
+	}
+	for i := 7; i < len(q); i++ {
+		if c := q[i] | 0x20; c != 'i' && c != 'f' && c != 'l' {
+			continue
+		}
+		if p := q[i-1]; p != ' ' && p != '"' && p != '`' && p != '\n' && p != '\t' {
+			continue
+		}
+		if wordAt(q, i) {
 			return true
-		case 'i', 'I', 'f', 'F', 'l', 'L':
-			if i > 0 && wordAt(q, i) {
-				return true
-			}
 		}
 	}
-	return !strings.HasPrefix(q, "SELECT ") && !strings.HasPrefix(q, "select ")
+	return false
 }
 
 // wordAt reports whether INTO, FOR or LOCK starts at q[i] as a word.

@@ -67,6 +67,13 @@ func (p *Plugin) afterStatement(db *gorm.DB, c chain) {
 		return
 	}
 	stmt := db.Statement
+	if _, ok := stmt.ConnPool.(*nodeConn); ok {
+		// Routing sent it to a replica, so it is GORM-built SQL (raw SQL
+		// that may write goes to the primary at once). If the replica's
+		// pool moved it to the primary (a side-effect function), it
+		// marks nothing: not worth a scan of every read. A known limit.
+		return
+	}
 	owned, inTx := primaryTxOf(stmt.ConnPool)
 	if c == chainWrite && db.Error != nil && !inTx {
 		return // GORM's transaction rolled the write back
