@@ -33,12 +33,7 @@ func TestUsageSafety(t *testing.T) {
 	dbtest.Within(t, 10*time.Second, pg.WaitCaughtUp)
 	ctx := context.Background()
 
-	cases := []struct {
-		name   string
-		marker string
-		want   want
-		run    func(t *testing.T, db *gorm.DB)
-	}{
+	runRouting(t, c, []routeCase{
 		{name: "Exec of a SELECT calling a function", marker: "rtu_exec", want: onPrimary, run: func(t *testing.T, db *gorm.DB) {
 			noErr(t, db.Exec("SELECT rtu_exec(?)", 1).Error)
 		}},
@@ -124,15 +119,7 @@ func TestUsageSafety(t *testing.T) {
 			var x rtUser
 			noErr(t, db.Clauses(rwsplit.Replica{Name: "replica2"}).Preload("Pets").First(&x, u.ID).Error)
 		}},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			nodes := c.served(tc.marker, func() { tc.run(t, c.DB) })
-			if !allOn(nodes, tc.want.ok) {
-				t.Errorf("statements with %q ran on %v, want all on %v", tc.marker, nodes, tc.want)
-			}
-		})
-	}
+	})
 }
 
 // TestReplicaTxRefusesBeforeTheServer: in a transaction on a replica, SQL
@@ -246,12 +233,7 @@ func TestAfterClose(t *testing.T) {
 func TestUsageSafetyMariaDB(t *testing.T) {
 	c, my := mariaCluster(t, clusterOpts{})
 	u := setupRouting(t, c, my.WaitCaughtUp)
-	cases := []struct {
-		name   string
-		marker string
-		want   want
-		run    func(t *testing.T, db *gorm.DB)
-	}{
+	runRouting(t, c, []routeCase{
 		{name: "Find with GET_LOCK in Where", marker: "GET_LOCK", want: onPrimary, run: func(t *testing.T, db *gorm.DB) {
 			var x []rtUser
 			noErr(t, db.Where("GET_LOCK(CONCAT('rtu', id), 0) = 1").Find(&x).Error)
@@ -279,15 +261,7 @@ func TestUsageSafetyMariaDB(t *testing.T) {
 			var x rtUser
 			noErr(t, db.Clauses(dbresolver.Write).First(&x, u.ID).Error)
 		}},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			nodes := c.served(tc.marker, func() { tc.run(t, c.DB) })
-			if !allOn(nodes, tc.want.ok) {
-				t.Errorf("statements with %q ran on %v, want all on %v", tc.marker, nodes, tc.want)
-			}
-		})
-	}
+	})
 }
 
 // rtHookUser is rtUser with an AfterFind hook that writes in a transaction.
