@@ -608,8 +608,15 @@ func TestHeartbeat(t *testing.T) {
 				c.Close()
 				sorted := slices.Clone(lags)
 				slices.Sort(sorted)
-				if median := sorted[len(sorted)/2]; median > 50*time.Millisecond {
-					t.Errorf("%s: median lag %v, want a few milliseconds", cfg.name, median)
+				// A replica that has replayed the newest heartbeat reads a
+				// few milliseconds; one that has not, an Interval more. Which
+				// of the two a reading is depends on where it falls in the
+				// round, so about half of them can be an Interval: the
+				// median is bounded by one Interval plus scheduling slack on
+				// a loaded 2-core machine, far under the second a heartbeat
+				// must stay below.
+				if median := sorted[len(sorted)/2]; median > itInterval+50*time.Millisecond {
+					t.Errorf("%s: median lag %v, want at most Interval + 50ms = %v", cfg.name, median, itInterval+50*time.Millisecond)
 				}
 				t.Logf("%s, %s: lags %v", db, cfg.name, lags)
 			}
