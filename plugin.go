@@ -235,7 +235,10 @@ func (p *Plugin) initRouter() error {
 // Initialize implements gorm.Plugin. It opens the replicas through
 // dbresolver, installs rwsplit's routing callbacks and checks each
 // replica once. A replica that is down does not make it fail: it starts out
-// of service. Configuration errors are returned, never panicked.
+// of service. Configuration errors, a replica's included (failed
+// authentication, unknown database, a server that is not a replica, a
+// dialect other than the primary's), are returned wrapping ErrConfig,
+// never panicked.
 func (p *Plugin) Initialize(db *gorm.DB) (err error) {
 	if p.initErr != nil {
 		return p.initErr
@@ -289,7 +292,9 @@ func (p *Plugin) Initialize(db *gorm.DB) (err error) {
 
 // startChecker creates the lag checker over the replica pools and runs its
 // first round, bounded by StartupTimeout, so that a replica that is down or
-// lagging starts out of service.
+// lagging starts out of service. A replica whose first check shows a
+// misconfiguration (authentication, unknown database, not a replica)
+// fails it.
 func (p *Plugin) startChecker(db *gorm.DB) error {
 	cfg := p.cfg.Lag
 	user := cfg.OnStateChange
@@ -324,6 +329,11 @@ func (p *Plugin) startChecker(db *gorm.DB) error {
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.StartupTimeout)
 	defer cancel()
 	c.Start(ctx)
+	for _, s := range c.Status() {
+		if err := startupError(s.Name, s.LastErr); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

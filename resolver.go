@@ -3,6 +3,7 @@ package rwsplit
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 
 	"gorm.io/gorm"
@@ -24,6 +25,9 @@ func (p *Plugin) openReplicas(db *gorm.DB) error {
 	p.byName = make(map[string]*node, len(p.cfg.Replicas))
 	dialectors := make([]gorm.Dialector, len(p.cfg.Replicas))
 	for i, r := range p.cfg.Replicas {
+		if got, want := r.Dialector.Name(), db.Dialector.Name(); got != want {
+			return fmt.Errorf("%w: replica %q: its dialect %q differs from the primary's %q; open it with the primary's driver", ErrConfig, r.Name, got, want)
+		}
 		n := newNode(&p.router, i, r)
 		p.nodes[i] = n
 		p.byName[r.Name] = n
@@ -42,6 +46,9 @@ func (p *Plugin) openReplicas(db *gorm.DB) error {
 		Policy:   dbresolver.PolicyFunc(func(pools []gorm.ConnPool) gorm.ConnPool { return pools[pick] }),
 	})
 	if err := p.resolver.Initialize(db); err != nil {
+		if errors.Is(err, ErrConfig) {
+			return err // from replicaDialector, naming the replica
+		}
 		return fmt.Errorf("rwsplit: open replicas: %w", err)
 	}
 	resolve := db.Callback().Query().Get("gorm:db_resolver")
@@ -91,6 +98,9 @@ func (d *replicaDialector) Initialize(db *gorm.DB) error {
 	err := d.Dialector.Initialize(db)
 	pool := sqlDBOf(db.ConnPool)
 	if err != nil {
+		if serr := startupError(d.node.name, err); serr != nil {
+			return serr
+		}
 		// The MySQL driver asks the server for its version while it
 		// initializes; a replica that cannot be reached fails there.
 		if pool == nil || !connerr.Is(err) {
