@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -89,12 +90,16 @@ type replicaDialector struct {
 }
 
 func (d *replicaDialector) Initialize(db *gorm.DB) error {
-	// db is dbresolver's private copy of the primary's gorm.Config. Do not
-	// ping (a replica may be down), and build no prepared-statement store
-	// here: gorm.Open would publish it in the cache this copy shares with
-	// the primary's Config. dbresolver keeps its own store per replica.
+	// db is dbresolver's copy of the primary's gorm.Config, which shares
+	// its maps with the primary's. Do not ping (a replica may be down),
+	// and build no prepared-statement store here: gorm.Open would publish
+	// it in the cache this copy shares with the primary's Config.
+	// dbresolver keeps its own store per replica. Clause builders the
+	// driver registers go to a map of the replica's own, never into the
+	// primary's, where they would change the primary's SQL.
 	db.Config.DisableAutomaticPing = true
 	db.Config.PrepareStmt = false
+	db.Config.ClauseBuilders = maps.Clone(db.Config.ClauseBuilders)
 	err := d.Dialector.Initialize(db)
 	pool := sqlDBOf(db.ConnPool)
 	if err != nil {

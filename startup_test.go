@@ -8,6 +8,7 @@ import (
 	"gorm.io/driver/mysql"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 	"gorm.io/gorm/logger"
 
 	"github.com/rwsplit/rwsplit"
@@ -95,5 +96,70 @@ func TestStartupMisconfiguration(t *testing.T) {
 				noErr(t, db.Raw("SELECT 1").Scan(&n).Error)
 			})
 		}
+	}
+}
+
+// clauseDialector is a replica dialector that, like gorm.io/driver/mysql,
+// registers clause builders as it initializes: its ON CONFLICT becomes
+// MySQL's ON DUPLICATE KEY UPDATE.
+type clauseDialector struct{ gorm.Dialector }
+
+func (d clauseDialector) Initialize(db *gorm.DB) error {
+	if err := d.Dialector.Initialize(db); err != nil {
+		return err
+	}
+	db.ClauseBuilders["ON CONFLICT"] = func(c clause.Clause, b clause.Builder) {
+		b.WriteString("ON DUPLICATE KEY UPDATE ")
+	}
+	return nil
+}
+
+// TestReplicaCannotChangePrimarySQL: opening the replicas (dbresolver
+// shares the primary's gorm.Config with them) never changes the SQL GORM
+// builds for the primary.
+func TestReplicaCannotChangePrimarySQL(t *testing.T) {
+	pg := dbtest.Postgres(t, 2)
+	type rtUpsert struct {
+		ID   int
+		Name string
+	}
+	upsertSQL := func(db *gorm.DB) string {
+		stmt := db.Session(&gorm.Session{DryRun: true}).Clauses(clause.OnConflict{UpdateAll: true}).Create(&rtUpsert{ID: 1, Name: "a"}).Statement
+		return stmt.SQL.String()
+	}
+	open := func(t *testing.T) *gorm.DB {
+		db, err := gorm.Open(postgres.Open(pg.Primary.DSN()), &gorm.Config{Logger: logger.Discard})
+		noErr(t, err)
+		t.Cleanup(func() {
+			if sqlDB, err := db.DB(); err == nil {
+				sqlDB.Close()
+			}
+		})
+		return db
+	}
+	want := upsertSQL(open(t))
+	if !strings.Contains(want, "ON CONFLICT") {
+		t.Fatalf("upsert without the plugin: %s", want)
+	}
+	tests := []struct {
+		name    string
+		replica func(dsn string) gorm.Dialector
+	}{
+		{"postgres replicas", postgres.Open},
+		{"replicas that register clause builders", func(dsn string) gorm.Dialector { return clauseDialector{postgres.Open(dsn)} }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := open(t)
+			p := rwsplit.New(rwsplit.Config{Replicas: []rwsplit.Replica{
+				{Name: "replica1", Dialector: tt.replica(pg.Replicas[0].DSN())},
+				{Name: "replica2", Dialector: tt.replica(pg.Replicas[1].DSN())},
+			}})
+			t.Cleanup(func() { p.Close() })
+			noErr(t, db.Use(p))
+			if got := upsertSQL(db); got != want {
+				t.Fatalf("upsert with the plugin:\n%s\nwant, as without it:\n%s", got, want)
+			}
+		})
 	}
 }
