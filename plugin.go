@@ -359,8 +359,17 @@ func (p *Plugin) closeLocked() error {
 	if p.sticky != nil {
 		errs = append(errs, p.sticky.Close())
 	}
+	// dbresolver's stores: the replicas' (which rwsplit uses) and the
+	// primary's pool's (which it does not), never the user's own.
+	for _, s := range resolverStores(p.resolver) {
+		stopStore(s)
+	}
 	for _, n := range p.nodes {
-		if n != nil && n.sqlDB != nil {
+		if n == nil {
+			continue
+		}
+		stopStore(n.store) // dbresolver's (stopped above) or rwsplit's own
+		if n.sqlDB != nil {
 			errs = append(errs, n.sqlDB.Close())
 		}
 	}
