@@ -2,7 +2,9 @@ package rwsplit_test
 
 import (
 	"fmt"
+	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 	"gorm.io/driver/postgres"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/rwsplit/rwsplit"
 	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
+	"github.com/rwsplit/rwsplit/lagcheck"
 )
 
 // TestCloseLeavesNoGoroutine: Use and Close, again and again, leave no
@@ -47,5 +50,65 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestCloseInOnStateChange: a Lag.OnStateChange callback may call
+// Plugin.Close: Close returns, the callback returns, and nothing the plugin
+// started is left running.
+func TestCloseInOnStateChange(t *testing.T) {
+	pg := dbtest.Postgres(t, 2)
+	before := goleak.IgnoreCurrent()
+	db, err := gorm.Open(postgres.Open(pg.Primary.DSN()), &gorm.Config{Logger: logger.Discard})
+	noErr(t, err)
+	t.Cleanup(func() {
+		if sqlDB, err := db.DB(); err == nil {
+			sqlDB.Close()
+		}
+	})
+	var (
+		p        *rwsplit.Plugin
+		once     sync.Once
+		closeErr = make(chan error, 1)
+		returned = make(chan struct{})
+	)
+	p = rwsplit.New(rwsplit.Config{
+		Replicas: []rwsplit.Replica{
+			{Name: "replica1", Dialector: postgres.Open(pg.Replicas[0].DSN())},
+			{Name: "replica2", Dialector: postgres.Open(pg.Replicas[1].DSN())},
+		},
+		Lag: lagcheck.Config{Interval: 20 * time.Millisecond, MaxLag: 100 * time.Millisecond, OnStateChange: func(ch lagcheck.Change) {
+			if ch.Replica != "replica1" || ch.To != lagcheck.Evicted {
+				return
+			}
+			once.Do(func() {
+				defer close(returned)
+				closeErr <- p.Close()
+			})
+		}},
+	})
+	noErr(t, db.Use(p))
+	t.Cleanup(func() { p.Close() })
+
+	noErr(t, pg.Replicas[0].PauseReplay(t.Context()))
+	noErr(t, db.Exec("CREATE TABLE IF NOT EXISTS rt_close_cb (id int)").Error)
+	noErr(t, db.Exec("INSERT INTO rt_close_cb VALUES (1)").Error)
+	select {
+	case err := <-closeErr:
+		noErr(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("no eviction, or Close called from OnStateChange did not return")
+	}
+	select {
+	case <-returned:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the callback that called Close did not return")
+	}
+	noErr(t, p.Close()) // and from here: returns once everything stopped
+	sqlDB, err := db.DB()
+	noErr(t, err)
+	noErr(t, sqlDB.Close())
+	if err := goleak.Find(before); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gorm.io/gorm"
@@ -151,6 +152,11 @@ type Plugin struct {
 
 	mu          sync.Mutex // serializes Initialize and Close
 	initialized bool
+	stopped     bool // closeLocked has run (closed may be set before it)
+
+	// notifying is the goroutine id (goid) of the checker's notifier
+	// while it runs the user's Lag.OnStateChange; 0 otherwise.
+	notifying atomic.Uint64
 
 	db         *gorm.DB
 	resolver   *dbresolver.DBResolver
@@ -304,6 +310,8 @@ func (p *Plugin) startChecker(db *gorm.DB) error {
 		}
 		p.rebuild()
 		if user != nil {
+			p.notifying.Store(goid())
+			defer p.notifying.Store(0)
 			user(ch)
 		}
 	}
@@ -338,18 +346,31 @@ func (p *Plugin) startChecker(db *gorm.DB) error {
 }
 
 // Close stops everything the plugin started and closes the replica pools it
-// opened. The primary pool belongs to the caller and stays open. Close is
-// idempotent.
+// opened, and returns once they are stopped. The primary pool belongs to
+// the caller and stays open. Close is idempotent.
+//
+// Called from Lag.OnStateChange, Close cannot wait for that callback to
+// return: it stops routing reads to the replicas at once, returns nil, and
+// the rest of the work is done when the callback returns. A Close from
+// another goroutine still waits for all of it.
 func (p *Plugin) Close() error {
+	if id := p.notifying.Load(); id != 0 && id == goid() {
+		if !p.closed.Swap(true) {
+			go p.Close() // waits for the checker, which waits for this callback
+		}
+		return nil
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.closeLocked()
 }
 
 func (p *Plugin) closeLocked() error {
-	if p.closed.Swap(true) {
+	p.closed.Store(true)
+	if p.stopped {
 		return nil
 	}
+	p.stopped = true
 	var errs []error
 	if p.checker != nil {
 		// The checker's callback takes pickMu, never mu: waiting for it
