@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gorm.io/gorm"
@@ -151,6 +152,11 @@ type Plugin struct {
 
 	mu          sync.Mutex // serializes Initialize and Close
 	initialized bool
+	stopped     bool // closeLocked has run (closed may be set before it)
+
+	// notifying is the goroutine id (goid) of the checker's notifier
+	// while it runs the user's Lag.OnStateChange; 0 otherwise.
+	notifying atomic.Uint64
 
 	db         *gorm.DB
 	resolver   *dbresolver.DBResolver
@@ -235,7 +241,10 @@ func (p *Plugin) initRouter() error {
 // Initialize implements gorm.Plugin. It opens the replicas through
 // dbresolver, installs rwsplit's routing callbacks and checks each
 // replica once. A replica that is down does not make it fail: it starts out
-// of service. Configuration errors are returned, never panicked.
+// of service. Configuration errors, a replica's included (failed
+// authentication, unknown database, a server that is not a replica, a
+// dialect other than the primary's), are returned wrapping ErrConfig,
+// never panicked.
 func (p *Plugin) Initialize(db *gorm.DB) (err error) {
 	if p.initErr != nil {
 		return p.initErr
@@ -289,7 +298,9 @@ func (p *Plugin) Initialize(db *gorm.DB) (err error) {
 
 // startChecker creates the lag checker over the replica pools and runs its
 // first round, bounded by StartupTimeout, so that a replica that is down or
-// lagging starts out of service.
+// lagging starts out of service. A replica whose first check shows a
+// misconfiguration (authentication, unknown database, not a replica)
+// fails it.
 func (p *Plugin) startChecker(db *gorm.DB) error {
 	cfg := p.cfg.Lag
 	user := cfg.OnStateChange
@@ -299,6 +310,8 @@ func (p *Plugin) startChecker(db *gorm.DB) error {
 		}
 		p.rebuild()
 		if user != nil {
+			p.notifying.Store(goid())
+			defer p.notifying.Store(0)
 			user(ch)
 		}
 	}
@@ -324,22 +337,40 @@ func (p *Plugin) startChecker(db *gorm.DB) error {
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.StartupTimeout)
 	defer cancel()
 	c.Start(ctx)
+	for _, s := range c.Status() {
+		if err := startupError(s.Name, s.LastErr); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
 // Close stops everything the plugin started and closes the replica pools it
-// opened. The primary pool belongs to the caller and stays open. Close is
-// idempotent.
+// opened, and returns once they are stopped. The primary pool belongs to
+// the caller and stays open. Close is idempotent.
+//
+// Called from Lag.OnStateChange, Close cannot wait for that callback to
+// return: it stops routing reads to the replicas at once, returns nil, and
+// the rest of the work is done when the callback returns. A Close from
+// another goroutine still waits for all of it.
 func (p *Plugin) Close() error {
+	if id := p.notifying.Load(); id != 0 && id == goid() {
+		if !p.closed.Swap(true) {
+			go p.Close() // waits for the checker, which waits for this callback
+		}
+		return nil
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.closeLocked()
 }
 
 func (p *Plugin) closeLocked() error {
-	if p.closed.Swap(true) {
+	p.closed.Store(true)
+	if p.stopped {
 		return nil
 	}
+	p.stopped = true
 	var errs []error
 	if p.checker != nil {
 		// The checker's callback takes pickMu, never mu: waiting for it
@@ -349,8 +380,17 @@ func (p *Plugin) closeLocked() error {
 	if p.sticky != nil {
 		errs = append(errs, p.sticky.Close())
 	}
+	// dbresolver's stores: the replicas' (which rwsplit uses) and the
+	// primary's pool's (which it does not), never the user's own.
+	for _, s := range resolverStores(p.resolver) {
+		stopStore(s)
+	}
 	for _, n := range p.nodes {
-		if n != nil && n.sqlDB != nil {
+		if n == nil {
+			continue
+		}
+		stopStore(n.store) // dbresolver's (stopped above) or rwsplit's own
+		if n.sqlDB != nil {
 			errs = append(errs, n.sqlDB.Close())
 		}
 	}

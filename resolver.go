@@ -3,7 +3,9 @@ package rwsplit
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"maps"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -24,6 +26,9 @@ func (p *Plugin) openReplicas(db *gorm.DB) error {
 	p.byName = make(map[string]*node, len(p.cfg.Replicas))
 	dialectors := make([]gorm.Dialector, len(p.cfg.Replicas))
 	for i, r := range p.cfg.Replicas {
+		if got, want := r.Dialector.Name(), db.Dialector.Name(); got != want {
+			return fmt.Errorf("%w: replica %q: its dialect %q differs from the primary's %q; open it with the primary's driver", ErrConfig, r.Name, got, want)
+		}
 		n := newNode(&p.router, i, r)
 		p.nodes[i] = n
 		p.byName[r.Name] = n
@@ -42,6 +47,9 @@ func (p *Plugin) openReplicas(db *gorm.DB) error {
 		Policy:   dbresolver.PolicyFunc(func(pools []gorm.ConnPool) gorm.ConnPool { return pools[pick] }),
 	})
 	if err := p.resolver.Initialize(db); err != nil {
+		if errors.Is(err, ErrConfig) {
+			return err // from replicaDialector, naming the replica
+		}
 		return fmt.Errorf("rwsplit: open replicas: %w", err)
 	}
 	resolve := db.Callback().Query().Get("gorm:db_resolver")
@@ -82,15 +90,22 @@ type replicaDialector struct {
 }
 
 func (d *replicaDialector) Initialize(db *gorm.DB) error {
-	// db is dbresolver's private copy of the primary's gorm.Config. Do not
-	// ping (a replica may be down), and build no prepared-statement store
-	// here: gorm.Open would publish it in the cache this copy shares with
-	// the primary's Config. dbresolver keeps its own store per replica.
+	// db is dbresolver's copy of the primary's gorm.Config, which shares
+	// its maps with the primary's. Do not ping (a replica may be down),
+	// and build no prepared-statement store here: gorm.Open would publish
+	// it in the cache this copy shares with the primary's Config.
+	// dbresolver keeps its own store per replica. Clause builders the
+	// driver registers go to a map of the replica's own, never into the
+	// primary's, where they would change the primary's SQL.
 	db.Config.DisableAutomaticPing = true
 	db.Config.PrepareStmt = false
+	db.Config.ClauseBuilders = maps.Clone(db.Config.ClauseBuilders)
 	err := d.Dialector.Initialize(db)
 	pool := sqlDBOf(db.ConnPool)
 	if err != nil {
+		if serr := startupError(d.node.name, err); serr != nil {
+			return serr
+		}
 		// The MySQL driver asks the server for its version while it
 		// initializes; a replica that cannot be reached fails there.
 		if pool == nil || !connerr.Is(err) {

@@ -1,0 +1,12 @@
+package rwsplit
+
+import "gorm.io/gorm"
+
+// StopUserStore stops the prepared-statement store GORM keeps for db's
+// PrepareStmt sessions (made by gorm.Open with PrepareStmt, or by the first
+// such Session; made here if there is none), so that a test leaves no
+// goroutine behind. That store is the user's: rwsplit never stops it.
+func StopUserStore(db *gorm.DB) bool {
+	s, ok := db.Session(&gorm.Session{PrepareStmt: true}).Statement.ConnPool.(*gorm.PreparedStmtDB)
+	return ok && stopStore(s)
+}
