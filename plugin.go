@@ -154,9 +154,8 @@ type Plugin struct {
 	initialized bool
 	stopped     bool // closeLocked has run (closed may be set before it)
 
-	// notifying is the goroutine id (goid) of the checker's notifier
-	// while it runs the user's Lag.OnStateChange; 0 otherwise.
-	notifying atomic.Uint64
+	// notifying is set while the user's Lag.OnStateChange runs.
+	notifying atomic.Bool
 
 	db         *gorm.DB
 	resolver   *dbresolver.DBResolver
@@ -310,8 +309,8 @@ func (p *Plugin) startChecker(db *gorm.DB) error {
 		}
 		p.rebuild()
 		if user != nil {
-			p.notifying.Store(goid())
-			defer p.notifying.Store(0)
+			p.notifying.Store(true)
+			defer p.notifying.Store(false)
 			user(ch)
 		}
 	}
@@ -349,14 +348,19 @@ func (p *Plugin) startChecker(db *gorm.DB) error {
 // opened, and returns once they are stopped. The primary pool belongs to
 // the caller and stays open. Close is idempotent.
 //
-// Called from Lag.OnStateChange, Close cannot wait for that callback to
-// return: it stops routing reads to the replicas at once, returns nil, and
-// the rest of the work is done when the callback returns. A Close from
-// another goroutine still waits for all of it.
+// While Lag.OnStateChange runs, Close cannot wait for the checker (which
+// waits for the callback): it stops routing reads to the replicas at once,
+// returns nil, and the rest of the work is done when the callback returns.
+// This holds for a Close called from the callback, and for one called
+// elsewhere during it.
 func (p *Plugin) Close() error {
-	if id := p.notifying.Load(); id != 0 && id == goid() {
+	if p.notifying.Load() {
 		if !p.closed.Swap(true) {
-			go p.Close() // waits for the checker, which waits for this callback
+			go func() { // waits for the checker, which waits for the callback
+				p.mu.Lock()
+				defer p.mu.Unlock()
+				_ = p.closeLocked()
+			}()
 		}
 		return nil
 	}
