@@ -11,9 +11,10 @@
 //	if err := db.Use(p); err != nil { ... } // configuration errors; never panics
 //	defer p.Close()                          // stops what the plugin started
 //
-// rwsplit is built on gorm.io/plugin/dbresolver: dbresolver opens and owns
-// the replica connection pools and their prepared-statement stores, and
-// rwsplit makes the routing decision for every statement.
+// rwsplit is built on gorm.io/plugin/dbresolver: dbresolver opens the
+// replica connection pools and their prepared-statement stores, rwsplit
+// makes the routing decision for every statement, and Plugin.Close closes
+// what dbresolver opened.
 package rwsplit
 
 import (
