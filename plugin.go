@@ -22,6 +22,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,6 +92,12 @@ type Config struct {
 	// out of service instead of failing db.Use, and joins when the
 	// checker sees it healthy. Zero means 2s.
 	StartupTimeout time.Duration
+
+	// Logger, if set, gets a record when the plugin starts (its
+	// configuration), when a replica is evicted or readmitted, and when
+	// the stickiness store starts failing or answers again: never one per
+	// statement. Nil means no logging.
+	Logger *slog.Logger
 }
 
 // Replica is one read replica in Config.Replicas.
@@ -286,14 +293,64 @@ func (p *Plugin) Initialize(db *gorm.DB) (err error) {
 	if err := p.startChecker(db); err != nil {
 		return err
 	}
-	if p.sticky, err = stickiness.NewForPrimary(p.cfg.Stickiness, p.tablesPrimary(db)); err != nil {
+	sc := p.cfg.Stickiness
+	if sc.Logger == nil {
+		sc.Logger = p.cfg.Logger
+	}
+	if p.sticky, err = stickiness.NewForPrimary(sc, p.tablesPrimary(db)); err != nil {
 		return fmt.Errorf("%w: Stickiness: %w", ErrConfig, err)
 	}
 	p.rebuild()
 	if err := p.registerCallbacks(db); err != nil {
 		return fmt.Errorf("rwsplit: register callbacks: %w", err)
 	}
+	p.logStart()
 	return nil
+}
+
+// logStart logs the configuration in force and the replicas' first states.
+func (p *Plugin) logStart() {
+	l := p.cfg.Logger
+	if l == nil {
+		return
+	}
+	lag := p.checker.Config()
+	names := make([]string, len(p.nodes))
+	var eligible []string
+	for i, n := range p.nodes {
+		names[i] = n.name
+		if p.eligible(n) {
+			eligible = append(eligible, n.name)
+		}
+	}
+	l.Info("rwsplit: started", "replicas", names, "eligible", eligible, "policy", p.pol.Name(),
+		"fallback", p.fallback.String(), "max_lag", lag.MaxLag, "interval", lag.Interval,
+		"stickiness", p.cfg.Stickiness.Mode.String(), "tables", p.cfg.Stickiness.Tables)
+}
+
+// logChange logs a replica's eviction (warn) and its readmission (info);
+// the steps in between at debug level.
+func (p *Plugin) logChange(ch lagcheck.Change) {
+	l := p.cfg.Logger
+	if l == nil {
+		return
+	}
+	rd := ch.Reading
+	attrs := []any{"replica", ch.Replica, "from", ch.From.String(), "to", ch.To.String()}
+	if rd.LagKnown {
+		attrs = append(attrs, "lag", rd.Lag)
+	}
+	if rd.Err != nil {
+		attrs = append(attrs, "err", rd.Err.Error())
+	}
+	switch {
+	case ch.To == lagcheck.Evicted && ch.From == lagcheck.Healthy:
+		l.Warn("rwsplit: replica evicted", attrs...)
+	case ch.To == lagcheck.Healthy:
+		l.Info("rwsplit: replica readmitted", attrs...)
+	default:
+		l.Debug("rwsplit: replica state", attrs...)
+	}
 }
 
 // startChecker creates the lag checker over the replica pools and runs its
@@ -309,6 +366,7 @@ func (p *Plugin) startChecker(db *gorm.DB) error {
 			p.nodes[ch.Index].stats.ResetLatency()
 		}
 		p.rebuild()
+		p.logChange(ch)
 		if user != nil {
 			p.notifying.Store(true)
 			defer p.notifying.Store(false)

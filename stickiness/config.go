@@ -1,6 +1,7 @@
 package stickiness
 
 import (
+	"log/slog"
 	"context"
 	"errors"
 	"fmt"
@@ -70,6 +71,11 @@ type Config struct {
 	// read of that table sticky, in this process, whoever runs it. The
 	// Trackers of one primary share these marks (NewForPrimary).
 	Tables bool
+
+	// Logger, if set, gets one record when the Store starts failing and
+	// one when it answers again. Nil means no logging; rwsplit passes its
+	// Config.Logger.
+	Logger *slog.Logger
 }
 
 // Validate reports the first problem with c; New reports the same. It lets

@@ -35,6 +35,7 @@ type Tracker struct {
 
 	// storeDownUntil (unix nanoseconds) is set after a Store error.
 	storeDownUntil atomic.Int64
+	storeFailing   atomic.Bool // for the log: failing since the last success
 
 	// Sets to retry, by key (Store only): the retry loop owns them.
 	retryMu   sync.Mutex
@@ -173,13 +174,29 @@ func (t *Tracker) fromStore(ctx context.Context, key string, now time.Time) (rec
 	cancel()
 	switch {
 	case err != nil && ctx.Err() == nil:
-		t.storeErrs.Add(1)
+		t.storeFailed(err)
 		t.storeDownUntil.Store(t.now().Add(storeBackoff).UnixNano())
 		return Record{}, false, true
 	case err != nil: // the caller gave up: not the Store's fault
 		return Record{}, false, true
 	}
+	t.storeAnswered()
 	return rec, found && rec.Active(now), false
+}
+
+// storeFailed counts a Store error, and logs the first after a success.
+func (t *Tracker) storeFailed(err error) {
+	t.storeErrs.Add(1)
+	if !t.storeFailing.Swap(true) && t.cfg.Logger != nil {
+		t.cfg.Logger.Warn("rwsplit: sticky store failing; keyed reads go to the primary", "err", err)
+	}
+}
+
+// storeAnswered logs the first success after a Store error.
+func (t *Tracker) storeAnswered() {
+	if t.storeFailing.Load() && t.storeFailing.Swap(false) && t.cfg.Logger != nil {
+		t.cfg.Logger.Info("rwsplit: sticky store recovered", "errors", t.storeErrs.Load())
+	}
 }
 
 // Pending reports whether a write run with ctx on tables marks anything (a
@@ -222,8 +239,10 @@ func (t *Tracker) Mark(pos lagcheck.Position, ws ...Write) {
 			if t.cfg.Store != nil {
 				sctx, cancel := context.WithTimeout(context.WithoutCancel(w.ctx), t.cfg.StoreTimeout)
 				if err := t.cfg.Store.Set(sctx, w.key, rec); err != nil {
-					t.storeErrs.Add(1)
+					t.storeFailed(err)
 					t.retryLater(w.key, rec)
+				} else {
+					t.storeAnswered()
 				}
 				cancel()
 			}
@@ -295,6 +314,7 @@ func (t *Tracker) retrySets() {
 			err := t.cfg.Store.Set(ctx, key, rec)
 			cancel()
 			if err == nil {
+				t.storeAnswered()
 				continue
 			}
 			failed = true
