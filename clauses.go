@@ -62,8 +62,10 @@ func (r Replica) ModifyStatement(stmt *gorm.Statement) {
 			stmt.ConnPool = failPool{err} // nothing may begin or run
 			return
 		}
-		stmt.ConnPool = n.conn(prepared, viewExplicit)
-		return
+		if !n.drained.Load() {
+			stmt.ConnPool = n.conn(prepared, viewExplicit)
+			return
+		}
 	}
 	stmt.ConnPool = p.anyReplica[b2i(prepared)]
 }

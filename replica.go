@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	"gorm.io/gorm"
 
@@ -25,7 +26,8 @@ type node struct {
 	sqlDB   *sql.DB              // the replica pool
 	store   *gorm.PreparedStmtDB // its prepared-statement store
 	views   [2][numViews]*nodeConn
-	openErr error // why the driver could not reach it at start-up
+	openErr error       // why the driver could not reach it at start-up
+	drained atomic.Bool // Plugin.Drain: no new reads
 }
 
 // view is how a statement came to a replica.

@@ -62,25 +62,29 @@ const (
 	// ReasonCausal: a read by a sticky user served by a replica that had
 	// replayed the user's last write.
 	ReasonCausal
+	// ReasonReadsToPrimary: a read sent to the primary because the
+	// operator switch Plugin.SetReadsToPrimary is on.
+	ReasonReadsToPrimary
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
-	ReasonTransaction:   "transaction",
-	ReasonWrite:         "write",
-	ReasonExec:          "exec",
-	ReasonRawWrite:      "raw-write",
-	ReasonLocking:       "locking",
-	ReasonForcedPrimary: "forced-primary",
-	ReasonMigrator:      "migrator",
-	ReasonForcedReplica: "forced-replica",
-	ReasonRead:          "read",
-	ReasonReadOnlyTx:    "read-only-tx",
-	ReasonNoReplica:     "no-replica",
-	ReasonRetry:         "retry",
-	ReasonStale:         "stale",
-	ReasonSticky:        "sticky",
-	ReasonCausal:        "causal",
+	ReasonTransaction:    "transaction",
+	ReasonWrite:          "write",
+	ReasonExec:           "exec",
+	ReasonRawWrite:       "raw-write",
+	ReasonLocking:        "locking",
+	ReasonForcedPrimary:  "forced-primary",
+	ReasonMigrator:       "migrator",
+	ReasonForcedReplica:  "forced-replica",
+	ReasonRead:           "read",
+	ReasonReadOnlyTx:     "read-only-tx",
+	ReasonNoReplica:      "no-replica",
+	ReasonRetry:          "retry",
+	ReasonStale:          "stale",
+	ReasonSticky:         "sticky",
+	ReasonCausal:         "causal",
+	ReasonReadsToPrimary: "reads-to-primary",
 }
 
 func (r Reason) String() string {
@@ -133,19 +137,20 @@ const (
 // statement is what routing needs to know about one statement, read once
 // from its *gorm.DB by readStatement.
 type statement struct {
-	ctx      context.Context
-	closed   bool // Plugin.Close has run
-	kind     kind
-	pin      pin
-	tx       *nodeTx // pinReplicaTx: the replica transaction
-	migrator bool    // run by a Migrator
-	write    bool    // SQL text the classifier could not prove read-only
-	lockSQL  bool    // ... because it locks rows
-	txCtl    bool    // ... but it is transaction control (SAVEPOINT, SET LOCAL)
-	locking  bool    // a clause.Locking
-	dir      directive
-	replica  *node         // dirNamedReplica: the replica, nil for an unknown name
-	maxStale time.Duration // dirMaxStaleness
+	ctx       context.Context
+	closed    bool // Plugin.Close has run
+	toPrimary bool // Plugin.SetReadsToPrimary(true)
+	kind      kind
+	pin       pin
+	tx        *nodeTx // pinReplicaTx: the replica transaction
+	migrator  bool    // run by a Migrator
+	write     bool    // SQL text the classifier could not prove read-only
+	lockSQL   bool    // ... because it locks rows
+	txCtl     bool    // ... but it is transaction control (SAVEPOINT, SET LOCAL)
+	locking   bool    // a clause.Locking
+	dir       directive
+	replica   *node         // dirNamedReplica: the replica, nil for an unknown name
+	maxStale  time.Duration // dirMaxStaleness
 
 	// The stickiness verdict, looked up when needsSticky says so.
 	sticky bool
@@ -200,6 +205,8 @@ type router struct {
 	counts      [numReasons]atomic.Uint64
 	closed      atomic.Bool
 	serialRO    bool // a replica cannot run SERIALIZABLE READ ONLY (PostgreSQL)
+
+	readsToPrimary atomic.Bool // the operator switch (SetReadsToPrimary)
 }
 
 // pickerSnapshot is an immutable pairing of a Picker with the nodes it
@@ -244,7 +251,7 @@ func (p *Plugin) notePinnedConn(stmt *gorm.Statement) {
 // a routing clause on to derived queries (withDirective).
 func (p *Plugin) readStatement(db *gorm.DB, k kind) statement {
 	stmt := db.Statement
-	st := statement{ctx: stmt.Context, closed: p.closed.Load(), kind: k}
+	st := statement{ctx: stmt.Context, closed: p.closed.Load(), toPrimary: p.readsToPrimary.Load(), kind: k}
 	switch c := stmt.ConnPool.(type) {
 	case *nodeTx:
 		st.pin, st.tx = pinReplicaTx, c
@@ -379,7 +386,7 @@ func wordAt(q string, i int) bool {
 // needsSticky reports whether the decision depends on the statement's
 // stickiness: a read that routing may send to a replica of its choosing.
 func (st *statement) needsSticky() bool {
-	return st.kind == kindQuery && st.pin == pinNone && !st.closed && !st.migrator && !st.write && !st.locking &&
+	return st.kind == kindQuery && st.pin == pinNone && !st.closed && !st.toPrimary && !st.migrator && !st.write && !st.locking &&
 		(st.dir == dirNone || st.dir == dirMaxStaleness)
 }
 
@@ -438,12 +445,18 @@ func (r *router) decide(st *statement) target {
 	case st.locking:
 		return target{where: toPrimary, reason: ReasonLocking}
 	}
+	if st.toPrimary {
+		return target{where: toPrimary, reason: ReasonReadsToPrimary}
+	}
 	switch st.dir {
 	case dirPrimary:
 		return target{where: toPrimary, reason: ReasonForcedPrimary}
 	case dirNamedReplica:
-		if st.replica == nil {
+		switch {
+		case st.replica == nil:
 			return target{where: keep} // the clause has failed the statement
+		case st.replica.drained.Load():
+			return r.anyReplica(st.ctx, ReasonForcedReplica) // drained: no new reads
 		}
 		return target{where: toReplica, node: st.replica, view: viewExplicit, reason: ReasonForcedReplica}
 	case dirReplica:
@@ -523,8 +536,11 @@ type txRequest struct {
 // eligible replica other than skip that has the user's last write if
 // they are sticky, else as Config.Fallback says.
 func (r *router) readOnlyTarget(ctx context.Context, q *txRequest) target {
-	if r.closed.Load() || q.iso == sql.LevelSerializable && r.serialRO {
+	switch {
+	case r.closed.Load() || q.iso == sql.LevelSerializable && r.serialRO:
 		return target{where: toPrimary, reason: ReasonReadOnlyTx}
+	case r.readsToPrimary.Load():
+		return target{where: toPrimary, reason: ReasonReadsToPrimary}
 	}
 	if q.sticky {
 		f := r.fresh
@@ -649,7 +665,7 @@ func (r *router) leastLagged(skip *node) *node {
 	var best *node
 	var bestLag time.Duration
 	for _, n := range r.nodes {
-		if lag, known := r.state.Lag(n.idx); n != skip && known && (best == nil || lag < bestLag) {
+		if lag, known := r.state.Lag(n.idx); n != skip && !n.drained.Load() && known && (best == nil || lag < bestLag) {
 			best, bestLag = n, lag
 		}
 	}
@@ -665,7 +681,7 @@ func (r *router) rebuild() {
 		views    []policy.Replica
 	)
 	for _, n := range r.nodes {
-		if r.eligible(n) {
+		if r.eligible(n) && !n.drained.Load() {
 			eligible = append(eligible, n)
 			views = append(views, policy.Replica{Name: n.name, Weight: n.weight, Stats: &n.stats})
 		}

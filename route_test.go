@@ -304,6 +304,32 @@ func TestDecide(t *testing.T) {
 			return r.readOnlyTarget(ctx, &txRequest{iso: sql.LevelRepeatableRead})
 		}, want: "r1", why: ReasonReadOnlyTx},
 
+		// Operator controls.
+		{name: "reads to the primary", give: func(*router) statement { return with(func(s *statement) { s.toPrimary = true }) },
+			want: "primary", why: ReasonReadsToPrimary},
+		{name: "reads to the primary beats a Replica{Name} clause", give: func(r *router) statement {
+			return with(func(s *statement) { s.toPrimary = true; s.dir, s.replica = dirNamedReplica, r.nodes[1] })
+		}, want: "primary", why: ReasonReadsToPrimary},
+		{name: "reads to the primary: a write is still a write", give: func(*router) statement {
+			return with(func(s *statement) { s.toPrimary = true; s.kind = kindWrite })
+		}, want: "primary", why: ReasonWrite},
+		{name: "reads to the primary: read-only transactions", other: func(r *router) target {
+			r.readsToPrimary.Store(true)
+			return r.readOnlyTarget(ctx, &txRequest{})
+		}, want: "primary", why: ReasonReadsToPrimary},
+		{name: "a drained replica gets no reads", other: func(r *router) target {
+			r.nodes[0].drained.Store(true)
+			r.rebuild()
+			st := read
+			return r.decide(&st)
+		}, want: "r2", why: ReasonRead},
+		{name: "a Replica{Name} clause naming a drained replica reads elsewhere", other: func(r *router) target {
+			r.nodes[1].drained.Store(true)
+			r.rebuild()
+			st := with(func(s *statement) { s.dir, s.replica = dirNamedReplica, r.nodes[1] })
+			return r.decide(&st)
+		}, want: "r1", why: ReasonForcedReplica},
+
 		// Decisions taken outside decide: where a read that failed to
 		// connect runs again, and where a read-only transaction begins.
 		{name: "retry on the other replica", other: func(r *router) target { return r.retryTarget(ctx, r.nodes[0], viewRouted) },

@@ -19,13 +19,18 @@ type Stats struct {
 	Routes map[Reason]uint64
 	// Sticky counts read-your-own-writes activity.
 	Sticky stickiness.Stats
+	// ReadsToPrimary reports Plugin.SetReadsToPrimary.
+	ReadsToPrimary bool
 }
 
 // ReplicaStats describes one replica.
 type ReplicaStats struct {
 	Name string
-	// Eligible reports whether reads may go to the replica now.
+	// Eligible reports whether reads may go to the replica now: healthy
+	// and not drained.
 	Eligible bool
+	// Drained reports Plugin.Drain.
+	Drained bool
 	// Health is the lag checker's view: state, last lag (time and
 	// position), last probe error, evictions and readmissions.
 	Health lagcheck.Status
@@ -36,7 +41,7 @@ type ReplicaStats struct {
 
 // Stats returns a snapshot of the plugin's counters.
 func (p *Plugin) Stats() Stats {
-	s := Stats{Routes: make(map[Reason]uint64, numReasons)}
+	s := Stats{Routes: make(map[Reason]uint64, numReasons), ReadsToPrimary: p.readsToPrimary.Load()}
 	if p.pol != nil {
 		s.Policy = p.pol.Name()
 	}
@@ -56,7 +61,7 @@ func (p *Plugin) Stats() Stats {
 		if n == nil {
 			continue
 		}
-		s.Replicas = append(s.Replicas, ReplicaStats{Name: n.name, Eligible: p.eligible(n), Snapshot: n.stats.Snapshot()})
+		s.Replicas = append(s.Replicas, ReplicaStats{Name: n.name, Eligible: p.eligible(n) && !n.drained.Load(), Drained: n.drained.Load(), Snapshot: n.stats.Snapshot()})
 		if i < len(health) {
 			s.Replicas[len(s.Replicas)-1].Health = health[i]
 		}

@@ -1,0 +1,117 @@
+package rwsplit_test
+
+import (
+	"errors"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"gorm.io/gorm"
+
+	"github.com/rwsplit/rwsplit"
+	"github.com/rwsplit/rwsplit/policy"
+)
+
+// TestOperatorControls: Drain, Undrain and SetReadsToPrimary, called while
+// 8 goroutines read, take effect for the next statement, asserted at the
+// driver, and no caller sees an error.
+func TestOperatorControls(t *testing.T) {
+	c, pg := pgCluster(t, clusterOpts{config: rwsplit.Config{Policy: policy.RoundRobin()}})
+	setupPosts(t, c, pg.WaitCaughtUp)
+
+	// Background readers, so that the controls change routing under load
+	// (and -race sees them).
+	var (
+		stop   = make(chan struct{})
+		wg     sync.WaitGroup
+		errCnt atomic.Int64
+	)
+	for range 8 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var p rtPost
+				if err := c.DB.First(&p, 1).Error; err != nil {
+					errCnt.Add(1)
+				}
+			}
+		})
+	}
+	defer func() {
+		close(stop)
+		wg.Wait()
+		if n := errCnt.Load(); n > 0 {
+			t.Errorf("%d background reads failed", n)
+		}
+	}()
+
+	// reads runs 40 reads after the control returned and returns the
+	// nodes that served them.
+	// The table alias fgq tells them from the background readers'.
+	reads := func(t *testing.T, db *gorm.DB) []string {
+		t.Helper()
+		return c.served("fgq", func() {
+			for range 40 {
+				var p rtPost
+				noErr(t, db.Table("rt_posts AS fgq").Where("fgq.id = ?", 1).Take(&p).Error)
+			}
+		})
+	}
+	isNot := func(name string) func(string) bool { return func(n string) bool { return n != name } }
+
+	t.Run("drain", func(t *testing.T) {
+		noErr(t, c.Plugin.Drain("replica1"))
+		nodes := reads(t, c.DB)
+		if !allOn(nodes, isNot("replica1")) || !slices.Contains(nodes, "replica2") {
+			t.Errorf("with replica1 drained, reads ran on %v", nodes)
+		}
+		named := c.served("fgq", func() {
+			var p rtPost
+			noErr(t, c.DB.Clauses(rwsplit.Replica{Name: "replica1"}).Table("rt_posts AS fgq").Take(&p).Error)
+		})
+		if !allOn(named, isNot("replica1")) {
+			t.Errorf("a Replica{Name: replica1} read of a drained replica ran on %v", named)
+		}
+		if s := c.Plugin.Stats(); !s.Replicas[0].Drained || s.Replicas[0].Eligible {
+			t.Errorf("Stats of replica1: drained %v, eligible %v", s.Replicas[0].Drained, s.Replicas[0].Eligible)
+		}
+	})
+	t.Run("undrain", func(t *testing.T) {
+		noErr(t, c.Plugin.Undrain("replica1"))
+		if nodes := reads(t, c.DB); !slices.Contains(nodes, "replica1") {
+			t.Errorf("after Undrain, reads ran on %v, want replica1 among them", nodes)
+		}
+	})
+	t.Run("reads to the primary", func(t *testing.T) {
+		c.Plugin.SetReadsToPrimary(true)
+		nodes := reads(t, c.DB)
+		ro := c.served("fgq", func() {
+			noErr(t, c.DB.Clauses(rwsplit.Replica{}).Transaction(func(tx *gorm.DB) error {
+				var p rtPost
+				return tx.Table("rt_posts AS fgq").Take(&p).Error
+			}))
+		})
+		if !allOn(nodes, func(n string) bool { return n == "primary" }) || !allOn(ro, func(n string) bool { return n == "primary" }) {
+			t.Errorf("with the switch on, reads ran on %v and a read-only transaction on %v", nodes, ro)
+		}
+		if !c.Plugin.Stats().ReadsToPrimary {
+			t.Error("Stats.ReadsToPrimary is false")
+		}
+		c.Plugin.SetReadsToPrimary(false)
+		if nodes := reads(t, c.DB); !allOn(nodes, isReplica) {
+			t.Errorf("with the switch off again, reads ran on %v", nodes)
+		}
+	})
+	t.Run("unknown names", func(t *testing.T) {
+		for _, err := range []error{c.Plugin.Drain("nope"), c.Plugin.Undrain("")} {
+			if !errors.Is(err, rwsplit.ErrUnknownReplica) {
+				t.Errorf("got %v, want ErrUnknownReplica", err)
+			}
+		}
+	})
+}
