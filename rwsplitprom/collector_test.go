@@ -1,0 +1,129 @@
+package rwsplitprom_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"github.com/rwsplit/rwsplit"
+	"github.com/rwsplit/rwsplit/internal/testdb"
+	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
+	"github.com/rwsplit/rwsplit/rwsplitprom"
+)
+
+func TestMain(m *testing.M) { os.Exit(dbtest.Main(m)) }
+
+type promRow struct {
+	ID   uint
+	Name string
+}
+
+// TestScrape: a real registry scraped through promhttp has every metric,
+// with the values the plugin's traffic on a real PostgreSQL cluster gave.
+func TestScrape(t *testing.T) {
+	pg := dbtest.Postgres(t, 2)
+	rec := &testdb.Recorder{}
+	primary := pg.Primary.OpenDB(rec)
+	t.Cleanup(func() { primary.Close() })
+	db, err := gorm.Open(postgres.New(postgres.Config{Conn: primary}), &gorm.Config{Logger: logger.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := rwsplit.New(rwsplit.Config{Replicas: []rwsplit.Replica{
+		{Name: "replica1", Dialector: postgres.New(postgres.Config{Conn: pg.Replicas[0].OpenDB(rec)})},
+		{Name: "replica2", Dialector: postgres.New(postgres.Config{Conn: pg.Replicas[1].OpenDB(rec)})},
+	}})
+	if err := db.Use(p); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+
+	dbtest.Must(t, db.Migrator().DropTable(&promRow{}))
+	dbtest.Must(t, db.AutoMigrate(&promRow{}))
+	ctx := rwsplit.WithUser(context.Background(), "prom-user")
+	dbtest.Must(t, db.WithContext(ctx).Create(&promRow{Name: "a"}).Error)
+	dbtest.Within(t, 10*time.Second, pg.WaitCaughtUp)
+	for range 20 {
+		var r []promRow
+		dbtest.Must(t, db.Find(&r).Error)
+	}
+	dbtest.Must(t, p.Drain("replica2"))
+	p.SetReadsToPrimary(true)
+
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(rwsplitprom.NewCollector(p))
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Errorf("lint: %v %v", problems, err)
+	}
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+
+	value := func(series string) (float64, bool) {
+		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindSubmatch(body)
+		if m == nil {
+			return 0, false
+		}
+		v, err := strconv.ParseFloat(string(m[1]), 64)
+		return v, err == nil
+	}
+	for _, tc := range []struct {
+		series string
+		ok     func(float64) bool
+	}{
+		{`rwsplit_routes_total{reason="write"}`, func(v float64) bool { return v >= 1 }},
+		{`rwsplit_routes_total{reason="read"}`, func(v float64) bool { return v >= 20 }},
+		{`rwsplit_routes_total{reason="migrator"}`, func(v float64) bool { return v >= 1 }},
+		{`rwsplit_reads_to_primary`, func(v float64) bool { return v == 1 }},
+		{`rwsplit_replica_drained{replica="replica2"}`, func(v float64) bool { return v == 1 }},
+		{`rwsplit_replica_drained{replica="replica1"}`, func(v float64) bool { return v == 0 }},
+		{`rwsplit_replica_eligible{replica="replica1"}`, func(v float64) bool { return v == 1 }},
+		{`rwsplit_replica_state{replica="replica1",state="healthy"}`, func(v float64) bool { return v == 1 }},
+		{`rwsplit_replica_state{replica="replica1",state="evicted"}`, func(v float64) bool { return v == 0 }},
+		{`rwsplit_replica_lag_known{replica="replica1"}`, func(v float64) bool { return v == 1 }},
+		{`rwsplit_replica_lag_seconds{replica="replica1"}`, func(v float64) bool { return v >= 0 && v < 1 }},
+		{`rwsplit_replica_evictions_total{replica="replica1"}`, func(v float64) bool { return v == 0 }},
+		{`rwsplit_replica_readmissions_total{replica="replica1"}`, func(v float64) bool { return v == 0 }},
+		{`rwsplit_replica_statements_total{replica="replica1"}`, func(v float64) bool { return v >= 1 }},
+		{`rwsplit_replica_failures_total{replica="replica1"}`, func(v float64) bool { return v == 0 }},
+		{`rwsplit_replica_in_flight{replica="replica1"}`, func(v float64) bool { return v == 0 }},
+		{`rwsplit_replica_latency_ewma_seconds{replica="replica1"}`, func(v float64) bool { return v > 0 && v < 1 }},
+		{`rwsplit_replica_pool_open_connections{replica="replica1"}`, func(v float64) bool { return v >= 1 }},
+		{`rwsplit_replica_pool_in_use_connections{replica="replica1"}`, func(v float64) bool { return v == 0 }},
+		{`rwsplit_replica_pool_idle_connections{replica="replica1"}`, func(v float64) bool { return v >= 1 }},
+		{`rwsplit_replica_pool_max_open_connections{replica="replica1"}`, func(v float64) bool { return v == 0 }},
+		{`rwsplit_replica_pool_waits_total{replica="replica1"}`, func(v float64) bool { return v == 0 }},
+		{`rwsplit_replica_pool_wait_seconds_total{replica="replica1"}`, func(v float64) bool { return v == 0 }},
+		{`rwsplit_sticky_marks_total`, func(v float64) bool { return v >= 1 }},
+		{`rwsplit_sticky_notes_total`, func(v float64) bool { return v == 0 }},
+		{`rwsplit_sticky_store_errors_total`, func(v float64) bool { return v == 0 }},
+		{`rwsplit_sticky_store_skipped_total`, func(v float64) bool { return v == 0 }},
+		{`rwsplit_sticky_store_retries_total`, func(v float64) bool { return v == 0 }},
+	} {
+		v, ok := value(tc.series)
+		if !ok || !tc.ok(v) {
+			t.Errorf("%s = %v (found %v)", tc.series, v, ok)
+		}
+	}
+	if t.Failed() {
+		t.Logf("scrape:\n%s", body)
+	}
+}
