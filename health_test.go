@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 
 	"github.com/rwsplit/rwsplit"
@@ -554,5 +555,83 @@ func TestMariaDBSQLThread(t *testing.T) {
 	}
 	if s := c.Plugin.Stats().Replicas[0].Health; s.Evictions == 0 {
 		t.Errorf("Stats shows no eviction: %+v", s)
+	}
+}
+
+// TestCallerDeadlineEvictsNothing: reads whose own 1ms deadline runs out
+// while pgx dials a new connection (no idle connection is kept) fail with
+// the caller's deadline, mostly inside a *pgconn.ConnectError. That is the
+// caller's doing, not the replica's: no replica is evicted, and no read is
+// retried elsewhere or sent to the primary for want of a replica.
+func TestCallerDeadlineEvictsNothing(t *testing.T) {
+	log := newStateLog()
+	// The checker's probes share the replica pools, so they dial too, and
+	// every read cut short at 1ms leaves PostgreSQL starting a backend
+	// that exits at once: on 2 shared cores a probe's connection took
+	// 250-640ms here under these reads, which timed out a 250ms probe and
+	// stretched rounds past a 500ms MaxLag. That is a slow server, not a
+	// caller's deadline: generous bounds keep it out of this test.
+	lag := lagcheck.Config{Interval: 100 * time.Millisecond, Timeout: 2 * time.Second, MaxLag: 5 * time.Second}
+	c, _ := pgCluster(t, clusterOpts{config: withNodeHook(healthConfig(log, lag))})
+	for _, name := range []string{"replica1", "replica2"} {
+		c.Plugin.ReplicaDB(name).SetMaxIdleConns(0) // every read dials
+	}
+	var x rtCounter
+	noErr(t, c.DB.Migrator().DropTable(&rtCounter{}))
+	noErr(t, c.DB.AutoMigrate(&rtCounter{}))
+	evictions := func() (n uint64) {
+		for _, r := range c.Plugin.Stats().Replicas {
+			n += r.Health.Evictions
+		}
+		return n
+	}
+	before := evictions()
+	routesBefore := c.Plugin.Stats().Routes
+	start := time.Now()
+	// One reader, 5ms between reads, as an application would read: a
+	// tight loop of aborted dials keeps PostgreSQL forking backends that
+	// exit at once, and on 2 shared cores that starved the checker's own
+	// probes (which dial too) past their Timeout, a different fault.
+	const reads = 200
+	var errs, connectErrs, ok int
+	nodes := map[string]int{}
+	for range reads {
+		var node atomic.Value
+		ctx, cancel := context.WithTimeout(context.WithValue(t.Context(), nodeKey{}, &node), time.Millisecond)
+		err := c.DB.WithContext(ctx).Limit(1).Find(&x).Error
+		cancel()
+		var ce *pgconn.ConnectError
+		switch {
+		case errors.As(err, &ce):
+			connectErrs++
+			errs++
+		case err != nil:
+			errs++
+		default:
+			ok++
+		}
+		if s, _ := node.Load().(string); s != "" {
+			nodes[s]++
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	routes := c.Plugin.Stats().Routes
+	t.Logf("%d reads with a 1ms deadline in %v: %d ok, %d failed (%d as a *pgconn.ConnectError); routed to %v; routes %v (before %v); evictions %d -> %d",
+		reads, time.Since(start).Round(time.Millisecond), ok, errs, connectErrs, nodes, routes, routesBefore, before, evictions())
+	if connectErrs == 0 {
+		t.Fatalf("no read ran out of its 1ms deadline while connecting: the test did not exercise it")
+	}
+	if got := evictions(); got != before {
+		t.Errorf("evictions %d -> %d: a caller's deadline evicted a replica", before, got)
+	}
+	for _, ch := range log.snapshot() {
+		if ch.to == lagcheck.Evicted && ch.at.After(start) {
+			t.Errorf("%s was evicted %v into the reads", ch.replica, ch.at.Sub(start).Round(time.Millisecond))
+		}
+	}
+	for _, why := range []rwsplit.Reason{rwsplit.ReasonRetry, rwsplit.ReasonNoReplica} {
+		if d := routes[why] - routesBefore[why]; d > 0 {
+			t.Errorf("%d reads routed with %v, want 0: the replicas are healthy", d, why)
+		}
 	}
 }
