@@ -2,6 +2,7 @@ package rwsplit_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -632,6 +633,113 @@ func TestCallerDeadlineEvictsNothing(t *testing.T) {
 	for _, why := range []rwsplit.Reason{rwsplit.ReasonRetry, rwsplit.ReasonNoReplica} {
 		if d := routes[why] - routesBefore[why]; d > 0 {
 			t.Errorf("%d reads routed with %v, want 0: the replicas are healthy", d, why)
+		}
+	}
+}
+
+// gatedProbe is the PostgreSQL probe whose primary side hangs, as a frozen
+// primary's does, while blocked: the checker cannot sample the primary,
+// yet the primary serves the application.
+type gatedProbe struct {
+	lagcheck.Probe
+	blocked atomic.Bool
+	hit     chan struct{} // a sample hung (capacity 1)
+}
+
+func (g *gatedProbe) Primary(ctx context.Context, db *sql.DB) (lagcheck.Position, error) {
+	if !g.blocked.Load() {
+		return g.Probe.Primary(ctx, db)
+	}
+	select {
+	case g.hit <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	return lagcheck.Position{}, ctx.Err()
+}
+
+// TestPrimaryUnsampledReplicasPaused: the checker cannot sample the
+// primary, so no reading can measure a lag, while both replicas stop
+// replaying. Their staleness bound keeps growing from the last sample they
+// covered: no read that starts more than MaxLag after a row was committed
+// is served by a replica that lacks it.
+func TestPrimaryUnsampledReplicasPaused(t *testing.T) {
+	probe := &gatedProbe{Probe: lagcheck.PostgresProbe(), hit: make(chan struct{}, 1)}
+	lag := healthLag
+	lag.Probe = probe
+	log := newStateLog()
+	c, pg := pgCluster(t, clusterOpts{config: withNodeHook(healthConfig(log, lag))})
+	noErr(t, c.DB.Migrator().DropTable(&rtCounter{}))
+	noErr(t, c.DB.AutoMigrate(&rtCounter{}))
+	noErr(t, c.DB.Create(&rtCounter{ID: 1}).Error)
+	dbtest.Within(t, 10*time.Second, pg.WaitCaughtUp)
+
+	probe.blocked.Store(true)
+	select {
+	case <-probe.hit:
+	case <-time.After(5 * time.Second): // rounds start every Interval (100ms)
+		t.Fatal("the checker did not sample the primary within 5s")
+	}
+	for _, r := range pg.Replicas {
+		noErr(t, r.PauseReplay(t.Context()))
+		t.Cleanup(func() { _ = r.ResumeReplay(context.Background()) })
+	}
+	noErr(t, c.DB.Create(&rtCounter{ID: 2}).Error)
+	committed := time.Now()
+	bound := committed.Add(lag.MaxLag)
+
+	type result struct {
+		start time.Time
+		node  string
+		found bool
+	}
+	var results []result
+	// A measurement window, not a wait: reads before and after the bound.
+	for time.Since(committed) < lag.MaxLag+500*time.Millisecond {
+		var node atomic.Value
+		ctx := context.WithValue(t.Context(), nodeKey{}, &node)
+		r := result{start: time.Now()}
+		var x rtCounter
+		err := c.DB.WithContext(ctx).Where("id = ?", 2).Limit(1).Find(&x).Error
+		noErr(t, err)
+		r.found = x.ID == 2
+		r.node, _ = node.Load().(string)
+		results = append(results, r)
+		time.Sleep(2 * time.Millisecond)
+	}
+	var before, after, staleBefore, staleAfter int
+	nodesAfter := map[string]int{}
+	for _, r := range results {
+		if r.start.After(bound) {
+			after++
+			nodesAfter[r.node]++
+			if !r.found {
+				staleAfter++
+			}
+			continue
+		}
+		before++
+		if !r.found {
+			staleBefore++
+		}
+	}
+	st := c.Plugin.Stats()
+	t.Logf("within MaxLag of the commit: %d reads, %d without the row; after: %d reads, %d without the row, by node %v", before, staleBefore, after, staleAfter, nodesAfter)
+	for _, r := range st.Replicas {
+		t.Logf("%s: %v, primary error %v, evictions %d", r.Name, r.Health.State, r.Health.PrimaryErr, r.Health.Evictions)
+		if r.Health.PrimaryErr == nil {
+			t.Errorf("%s: the last reading sampled the primary; the test meant it not to", r.Name)
+		}
+	}
+	if after < 20 {
+		t.Fatalf("only %d reads after MaxLag: nothing measured", after)
+	}
+	if staleAfter > 0 {
+		t.Errorf("%d reads that started more than MaxLag %v after the commit lacked the row", staleAfter, lag.MaxLag)
+	}
+	for node, n := range nodesAfter {
+		if isReplica(node) {
+			t.Errorf("%s served %d reads after its bound passed MaxLag", node, n)
 		}
 	}
 }

@@ -36,6 +36,13 @@ type Reading struct {
 	// At is when the probe finished; Took how long it ran.
 	At   time.Time
 	Took time.Duration
+
+	// fresh, when not zero, is an instant before which the replica had
+	// every commit, known even when Lag is not (the primary could not be
+	// sampled, or the probe failed after reading the position): the
+	// start of the newest sample its position covers, or its probe's
+	// own bound.
+	fresh time.Time
 }
 
 // sample is one reading of the primary's position. pos was current at
@@ -128,6 +135,9 @@ func (h *history) estimate(rep Replay, probeErr error, start, end time.Time) Rea
 	}
 	if rep.LagAtMostKnown && (!upperOK || rep.LagAtMost < upper) {
 		upper, upperOK = max(0, rep.LagAtMost), true
+	}
+	if upperOK {
+		r.fresh = end.Add(-max(upper, lower))
 	}
 	if probeErr != nil || h.lastErr != nil || !upperOK {
 		r.Lag = lower
