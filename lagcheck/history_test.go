@@ -130,7 +130,7 @@ func TestHistoryCap(t *testing.T) {
 	}{
 		{name: "defaults: 30s at 250ms", give: Config{}, want: 122},
 		{name: "long max lag", give: Config{MaxLag: 20 * time.Second, Interval: time.Second}, want: 82},
-		{name: "slow interval floor", give: Config{Interval: 10 * time.Second}, want: 16},
+		{name: "slow interval floor", give: Config{Interval: 10 * time.Second, MaxLag: 20 * time.Second}, want: 16},
 		{name: "fast interval cap", give: Config{Interval: time.Millisecond}, want: 1024},
 	}
 	for _, tt := range tests {
