@@ -50,6 +50,12 @@ type Status struct {
 	Behind int64
 	// ReplayPosition is the last position the replica reported.
 	ReplayPosition Position
+	// Fallback, when not empty, says that the last probe had no position
+	// for the replica, why, and how it bounded the lag instead (e.g.
+	// MariaDB or MySQL without GTIDs: Seconds_Behind_*, in whole seconds).
+	// Covers is then never true for a position newer than ReplayPosition,
+	// so causal reads go to the primary.
+	Fallback string
 	// LastProbe is when the last probe finished (zero before the first).
 	LastProbe time.Time
 	// LastErr is the last reading's error (nil if it succeeded).
@@ -513,6 +519,7 @@ func (c *Checker) Status() []Status {
 			LagKnown:       r.last.LagKnown,
 			Behind:         r.last.Behind,
 			ReplayPosition: r.last.Position,
+			Fallback:       r.last.Fallback,
 			LastProbe:      r.last.At,
 			LastErr:        r.last.Err,
 			PrimaryErr:     r.last.PrimaryErr,

@@ -33,6 +33,10 @@ type Reading struct {
 	// lag proven above MaxLag.
 	PrimaryErr error
 
+	// Fallback is the probe's Replay.Fallback: why the replica has no
+	// position, and how the lag was bounded instead; "" normally.
+	Fallback string
+
 	// At is when the probe finished; Took how long it ran.
 	At   time.Time
 	Took time.Duration
@@ -111,6 +115,7 @@ func (h *history) estimate(rep Replay, probeErr error, start, end time.Time) Rea
 	r := Reading{
 		Behind:     -1,
 		Position:   rep.Position,
+		Fallback:   rep.Fallback,
 		Err:        probeErr,
 		PrimaryErr: h.lastErr,
 		At:         end,
