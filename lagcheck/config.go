@@ -49,7 +49,8 @@ type Config struct {
 	// Probe measures the replicas. Nil means the probe for the dialect
 	// given to New: PostgresProbe for "postgres", and for "mysql"
 	// MariaDBProbe or MySQLProbe, chosen at the first probe from SELECT
-	// VERSION(). With Heartbeat set, the heartbeat is added to it.
+	// VERSION(). With Heartbeat set, the heartbeat is added to it. For
+	// Aurora, set AuroraPostgresProbe or AuroraMySQLProbe.
 	Probe Probe
 
 	// Heartbeat, when set, adds a heartbeat probe (see HeartbeatProbe).
