@@ -88,7 +88,9 @@ func isPinned(pool gorm.ConnPool) bool {
 //
 // The bound is the checker's last measurement of the replica's lag plus
 // the time since it was taken (see lagcheck.Checker.LagNow), so it holds
-// even if the replica stopped replaying right after its last probe. A
+// even if the replica stopped replaying right after its last probe, or
+// the primary cannot be sampled; a replica whose lag was never bounded
+// never meets it. A
 // healthy replica meets a d of about Lag.Interval plus its lag; a smaller d
 // is met only right after a probe, and otherwise sends the read to the
 // primary.

@@ -2,6 +2,7 @@ package rwsplit_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 
 	"github.com/rwsplit/rwsplit"
@@ -554,5 +556,190 @@ func TestMariaDBSQLThread(t *testing.T) {
 	}
 	if s := c.Plugin.Stats().Replicas[0].Health; s.Evictions == 0 {
 		t.Errorf("Stats shows no eviction: %+v", s)
+	}
+}
+
+// TestCallerDeadlineEvictsNothing: reads whose own 1ms deadline runs out
+// while pgx dials a new connection (no idle connection is kept) fail with
+// the caller's deadline, mostly inside a *pgconn.ConnectError. That is the
+// caller's doing, not the replica's: no replica is evicted, and no read is
+// retried elsewhere or sent to the primary for want of a replica.
+func TestCallerDeadlineEvictsNothing(t *testing.T) {
+	log := newStateLog()
+	// The checker's probes share the replica pools, so they dial too, and
+	// every read cut short at 1ms leaves PostgreSQL starting a backend
+	// that exits at once: on 2 shared cores a probe's connection took
+	// 250-640ms here under these reads, which timed out a 250ms probe and
+	// stretched rounds past a 500ms MaxLag. That is a slow server, not a
+	// caller's deadline: generous bounds keep it out of this test.
+	lag := lagcheck.Config{Interval: 100 * time.Millisecond, Timeout: 2 * time.Second, MaxLag: 5 * time.Second}
+	c, _ := pgCluster(t, clusterOpts{config: withNodeHook(healthConfig(log, lag))})
+	for _, name := range []string{"replica1", "replica2"} {
+		c.Plugin.ReplicaDB(name).SetMaxIdleConns(0) // every read dials
+	}
+	var x rtCounter
+	noErr(t, c.DB.Migrator().DropTable(&rtCounter{}))
+	noErr(t, c.DB.AutoMigrate(&rtCounter{}))
+	evictions := func() (n uint64) {
+		for _, r := range c.Plugin.Stats().Replicas {
+			n += r.Health.Evictions
+		}
+		return n
+	}
+	before := evictions()
+	routesBefore := c.Plugin.Stats().Routes
+	start := time.Now()
+	// One reader, 5ms between reads, as an application would read: a
+	// tight loop of aborted dials keeps PostgreSQL forking backends that
+	// exit at once, and on 2 shared cores that starved the checker's own
+	// probes (which dial too) past their Timeout, a different fault.
+	const reads = 200
+	var errs, connectErrs, ok int
+	nodes := map[string]int{}
+	for range reads {
+		var node atomic.Value
+		ctx, cancel := context.WithTimeout(context.WithValue(t.Context(), nodeKey{}, &node), time.Millisecond)
+		err := c.DB.WithContext(ctx).Limit(1).Find(&x).Error
+		cancel()
+		var ce *pgconn.ConnectError
+		switch {
+		case errors.As(err, &ce):
+			connectErrs++
+			errs++
+		case err != nil:
+			errs++
+		default:
+			ok++
+		}
+		if s, _ := node.Load().(string); s != "" {
+			nodes[s]++
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	routes := c.Plugin.Stats().Routes
+	t.Logf("%d reads with a 1ms deadline in %v: %d ok, %d failed (%d as a *pgconn.ConnectError); routed to %v; routes %v (before %v); evictions %d -> %d",
+		reads, time.Since(start).Round(time.Millisecond), ok, errs, connectErrs, nodes, routes, routesBefore, before, evictions())
+	if connectErrs == 0 {
+		t.Fatalf("no read ran out of its 1ms deadline while connecting: the test did not exercise it")
+	}
+	if got := evictions(); got != before {
+		t.Errorf("evictions %d -> %d: a caller's deadline evicted a replica", before, got)
+	}
+	for _, ch := range log.snapshot() {
+		if ch.to == lagcheck.Evicted && ch.at.After(start) {
+			t.Errorf("%s was evicted %v into the reads", ch.replica, ch.at.Sub(start).Round(time.Millisecond))
+		}
+	}
+	for _, why := range []rwsplit.Reason{rwsplit.ReasonRetry, rwsplit.ReasonNoReplica} {
+		if d := routes[why] - routesBefore[why]; d > 0 {
+			t.Errorf("%d reads routed with %v, want 0: the replicas are healthy", d, why)
+		}
+	}
+}
+
+// gatedProbe is the PostgreSQL probe whose primary side hangs, as a frozen
+// primary's does, while blocked: the checker cannot sample the primary,
+// yet the primary serves the application.
+type gatedProbe struct {
+	lagcheck.Probe
+	blocked atomic.Bool
+	hit     chan struct{} // a sample hung (capacity 1)
+}
+
+func (g *gatedProbe) Primary(ctx context.Context, db *sql.DB) (lagcheck.Position, error) {
+	if !g.blocked.Load() {
+		return g.Probe.Primary(ctx, db)
+	}
+	select {
+	case g.hit <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	return lagcheck.Position{}, ctx.Err()
+}
+
+// TestPrimaryUnsampledReplicasPaused: the checker cannot sample the
+// primary, so no reading can measure a lag, while both replicas stop
+// replaying. Their staleness bound keeps growing from the last sample they
+// covered: no read that starts more than MaxLag after a row was committed
+// is served by a replica that lacks it.
+func TestPrimaryUnsampledReplicasPaused(t *testing.T) {
+	probe := &gatedProbe{Probe: lagcheck.PostgresProbe(), hit: make(chan struct{}, 1)}
+	lag := healthLag
+	lag.Probe = probe
+	log := newStateLog()
+	c, pg := pgCluster(t, clusterOpts{config: withNodeHook(healthConfig(log, lag))})
+	noErr(t, c.DB.Migrator().DropTable(&rtCounter{}))
+	noErr(t, c.DB.AutoMigrate(&rtCounter{}))
+	noErr(t, c.DB.Create(&rtCounter{ID: 1}).Error)
+	dbtest.Within(t, 10*time.Second, pg.WaitCaughtUp)
+
+	probe.blocked.Store(true)
+	select {
+	case <-probe.hit:
+	case <-time.After(5 * time.Second): // rounds start every Interval (100ms)
+		t.Fatal("the checker did not sample the primary within 5s")
+	}
+	for _, r := range pg.Replicas {
+		noErr(t, r.PauseReplay(t.Context()))
+		t.Cleanup(func() { _ = r.ResumeReplay(context.Background()) })
+	}
+	noErr(t, c.DB.Create(&rtCounter{ID: 2}).Error)
+	committed := time.Now()
+	bound := committed.Add(lag.MaxLag)
+
+	type result struct {
+		start time.Time
+		node  string
+		found bool
+	}
+	var results []result
+	// A measurement window, not a wait: reads before and after the bound.
+	for time.Since(committed) < lag.MaxLag+500*time.Millisecond {
+		var node atomic.Value
+		ctx := context.WithValue(t.Context(), nodeKey{}, &node)
+		r := result{start: time.Now()}
+		var x rtCounter
+		err := c.DB.WithContext(ctx).Where("id = ?", 2).Limit(1).Find(&x).Error
+		noErr(t, err)
+		r.found = x.ID == 2
+		r.node, _ = node.Load().(string)
+		results = append(results, r)
+		time.Sleep(2 * time.Millisecond)
+	}
+	var before, after, staleBefore, staleAfter int
+	nodesAfter := map[string]int{}
+	for _, r := range results {
+		if r.start.After(bound) {
+			after++
+			nodesAfter[r.node]++
+			if !r.found {
+				staleAfter++
+			}
+			continue
+		}
+		before++
+		if !r.found {
+			staleBefore++
+		}
+	}
+	st := c.Plugin.Stats()
+	t.Logf("within MaxLag of the commit: %d reads, %d without the row; after: %d reads, %d without the row, by node %v", before, staleBefore, after, staleAfter, nodesAfter)
+	for _, r := range st.Replicas {
+		t.Logf("%s: %v, primary error %v, evictions %d", r.Name, r.Health.State, r.Health.PrimaryErr, r.Health.Evictions)
+		if r.Health.PrimaryErr == nil {
+			t.Errorf("%s: the last reading sampled the primary; the test meant it not to", r.Name)
+		}
+	}
+	if after < 20 {
+		t.Fatalf("only %d reads after MaxLag: nothing measured", after)
+	}
+	if staleAfter > 0 {
+		t.Errorf("%d reads that started more than MaxLag %v after the commit lacked the row", staleAfter, lag.MaxLag)
+	}
+	for node, n := range nodesAfter {
+		if isReplica(node) {
+			t.Errorf("%s served %d reads after its bound passed MaxLag", node, n)
+		}
 	}
 }

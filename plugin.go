@@ -386,7 +386,7 @@ func (p *Plugin) startChecker(db *gorm.DB) error {
 		return fmt.Errorf("%w: Lag: %w", ErrConfig, err)
 	}
 	p.checker, p.state = c, c
-	p.fresh = filter{bounded: true, maxLag: c.Config().MaxLag, unknownOK: true}
+	p.fresh = filter{bounded: true, maxLag: c.Config().MaxLag}
 	for _, n := range p.nodes {
 		if n.openErr != nil {
 			c.ReportFailure(n.idx, n.openErr)

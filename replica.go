@@ -69,11 +69,12 @@ func b2i(b bool) int {
 	return 0
 }
 
-// done folds one statement (begun at start, Stats.Start's token) into the
-// replica's Stats and takes the replica out of service on a
-// connection-class error.
-func (n *node) done(start int64, err error) {
-	failed := err != nil && connerr.Is(err)
+// done folds one statement, run under ctx and begun at start (Stats.Start's
+// token), into the replica's Stats and takes the replica out of service on
+// a connection-class error that is the server's doing (connerr.Blames): a
+// statement whose own ctx was canceled or ran out counts as neither.
+func (n *node) done(ctx context.Context, start int64, err error) {
+	failed := connerr.Blames(ctx, err)
 	n.stats.Done(start, failed)
 	if failed {
 		n.r.markDown(n, err)
@@ -122,7 +123,7 @@ func (c *nodeConn) PrepareContext(ctx context.Context, query string) (*sql.Stmt,
 	}
 	start := c.n.stats.Start()
 	st, err := c.inner.PrepareContext(ctx, query)
-	c.n.done(start, err)
+	c.n.done(ctx, start, err)
 	return st, err
 }
 
@@ -132,7 +133,7 @@ func (c *nodeConn) ExecContext(ctx context.Context, query string, args ...any) (
 	}
 	start := c.n.stats.Start()
 	res, err := c.inner.ExecContext(ctx, query, args...)
-	c.n.done(start, err)
+	c.n.done(ctx, start, err)
 	if err != nil && c.view <= viewConstrained {
 		if next := c.again(ctx, err, query); next != nil {
 			return next.ExecContext(ctx, query, args...)
@@ -147,7 +148,7 @@ func (c *nodeConn) QueryContext(ctx context.Context, query string, args ...any) 
 	}
 	start := c.n.stats.Start()
 	rows, err := c.inner.QueryContext(ctx, query, args...)
-	c.n.done(start, err)
+	c.n.done(ctx, start, err)
 	if err != nil && c.view <= viewConstrained {
 		if next := c.again(ctx, err, query); next != nil {
 			return next.QueryContext(ctx, query, args...)
@@ -163,7 +164,7 @@ func (c *nodeConn) QueryRowContext(ctx context.Context, query string, args ...an
 	start := c.n.stats.Start()
 	row := c.inner.QueryRowContext(ctx, query, args...)
 	err := row.Err()
-	c.n.done(start, err)
+	c.n.done(ctx, start, err)
 	if err != nil && c.view <= viewConstrained {
 		if next := c.again(ctx, err, query); next != nil {
 			return next.QueryRowContext(ctx, query, args...)
@@ -189,7 +190,7 @@ func (c *nodeConn) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnP
 	if err == nil {
 		return tx.pool(c.prepared), nil
 	}
-	if !connerr.Is(err) || ctx.Err() != nil {
+	if !connerr.Blames(ctx, err) {
 		return nil, err
 	}
 	return c.n.r.beginReadOnly(ctx, opts, c.prepared, txRequest{skip: c.n})
@@ -206,7 +207,7 @@ func isolation(opts *sql.TxOptions) sql.IsolationLevel {
 // again decides whether a failed read may be served again, and where. It
 // returns nil when the error must reach the caller.
 func (c *nodeConn) again(ctx context.Context, err error, query string) gorm.ConnPool {
-	if ctx.Err() != nil {
+	if connerr.CallerDone(ctx) {
 		return nil // the caller gave up; their deadline covers any retry too
 	}
 	switch {
@@ -313,7 +314,7 @@ func readOnly(opts *sql.TxOptions) *sql.TxOptions {
 func (n *node) beginTx(ctx context.Context, opts *sql.TxOptions) (*nodeTx, error) {
 	start := n.stats.Start()
 	tx, err := n.sqlDB.BeginTx(ctx, readOnly(opts))
-	n.done(start, err)
+	n.done(ctx, start, err)
 	if err != nil {
 		return nil, err
 	}
@@ -342,7 +343,7 @@ func (r *router) beginReadOnly(ctx context.Context, opts *sql.TxOptions, prepare
 			r.report(ctx, t)
 			return tx.pool(prepared), nil
 		}
-		if !connerr.Is(err) || ctx.Err() != nil {
+		if !connerr.Blames(ctx, err) {
 			return nil, err
 		}
 		q.skip = t.node
@@ -400,7 +401,7 @@ func (t *nodeTx) PrepareContext(ctx context.Context, query string) (*sql.Stmt, e
 	}
 	start := t.n.stats.Start()
 	st, err := t.tx.PrepareContext(ctx, query)
-	t.n.done(start, err)
+	t.n.done(ctx, start, err)
 	return st, err
 }
 
@@ -410,7 +411,7 @@ func (t *nodeTx) ExecContext(ctx context.Context, query string, args ...any) (sq
 	}
 	start := t.n.stats.Start()
 	res, err := t.tx.ExecContext(ctx, query, args...)
-	t.n.done(start, err)
+	t.n.done(ctx, start, err)
 	return res, err
 }
 
@@ -420,7 +421,7 @@ func (t *nodeTx) QueryContext(ctx context.Context, query string, args ...any) (*
 	}
 	start := t.n.stats.Start()
 	rows, err := t.tx.QueryContext(ctx, query, args...)
-	t.n.done(start, err)
+	t.n.done(ctx, start, err)
 	return rows, err
 }
 
@@ -430,7 +431,7 @@ func (t *nodeTx) QueryRowContext(ctx context.Context, query string, args ...any)
 	}
 	start := t.n.stats.Start()
 	row := t.tx.QueryRowContext(ctx, query, args...)
-	t.n.done(start, row.Err())
+	t.n.done(ctx, start, row.Err())
 	return row
 }
 

@@ -614,16 +614,15 @@ func (r *router) report(ctx context.Context, t target) {
 
 // filter narrows the replicas a read may use beyond eligibility.
 type filter struct {
-	bounded   bool          // maxLag applies
-	maxLag    time.Duration // the staleness bound now (LagNow) must be at most this
-	unknownOK bool          // a replica whose lag is unknown passes maxLag
-	causal    bool          // pos applies
-	pos       lagcheck.Position
+	bounded bool          // maxLag applies
+	maxLag  time.Duration // the staleness bound now (LagNow) must be known and at most this
+	causal  bool          // pos applies
+	pos     lagcheck.Position
 }
 
 func (r *router) ok(f *filter, n *node) bool {
 	if f.bounded {
-		if lag, known := r.state.LagNow(n.idx); known && lag > f.maxLag || !known && !f.unknownOK {
+		if lag, known := r.state.LagNow(n.idx); !known || lag > f.maxLag {
 			return false
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,12 @@ type Status struct {
 	Behind int64
 	// ReplayPosition is the last position the replica reported.
 	ReplayPosition Position
+	// Fallback, when not empty, says that the last probe had no position
+	// for the replica, why, and how it bounded the lag instead (e.g.
+	// MariaDB or MySQL without GTIDs: Seconds_Behind_*, in whole seconds).
+	// Covers is then never true for a position newer than ReplayPosition,
+	// so causal reads go to the primary.
+	Fallback string
 	// LastProbe is when the last probe finished (zero before the first).
 	LastProbe time.Time
 	// LastErr is the last reading's error (nil if it succeeded).
@@ -102,8 +109,8 @@ type replica struct {
 	firstOnce sync.Once
 
 	state atomic.Int32
-	lag   atomic.Int64 // nanoseconds; -1 when unknown
-	lagAt atomic.Int64 // when lag was measured, nanoseconds since epoch
+	lag   atomic.Int64 // the last reading's, nanoseconds; -1 when unknown
+	fresh atomic.Int64 // the replica has every commit made before this, nanoseconds since epoch; noFresh until known
 	gen   atomic.Uint64
 	pos   atomic.Pointer[Position]
 
@@ -155,6 +162,7 @@ func New(cfg Config, dialect string, primary *sql.DB, replicas []Target) (*Check
 		}
 		r := &replica{idx: i, name: name, db: t.DB, wake: make(chan struct{}, 1), first: make(chan struct{})}
 		r.lag.Store(-1)
+		r.fresh.Store(noFresh)
 		r.last.Behind = -1
 		c.reps = append(c.reps, r)
 	}
@@ -326,15 +334,23 @@ func (c *Checker) apply(r *replica, gen uint64, rd Reading) {
 func (r *replica) publish(rd Reading) {
 	r.state.Store(int32(r.h.state))
 	r.gen.Store(r.h.gen)
+	fresh := rd.fresh
 	if rd.LagKnown {
+		r.lag.Store(int64(rd.Lag))
 		at := rd.At
 		if at.IsZero() {
 			at = time.Now()
 		}
-		r.lagAt.Store(int64(at.Sub(epoch)))
-		r.lag.Store(int64(rd.Lag))
+		fresh = at.Add(-rd.Lag)
 	} else {
 		r.lag.Store(-1)
+	}
+	// A reading that cannot bound the lag keeps the last bound, which
+	// LagNow lets grow: a replica never un-replays what it had.
+	if !fresh.IsZero() {
+		if f := int64(fresh.Sub(epoch)); f > r.fresh.Load() {
+			r.fresh.Store(f)
+		}
 	}
 	if !rd.Position.IsZero() {
 		p := rd.Position
@@ -401,24 +417,33 @@ func (c *Checker) Lag(i int) (time.Duration, bool) {
 }
 
 // LagNow returns an upper bound on how stale replica i's data is now: the
-// last measured lag plus the time since it was measured. It returns false
-// when the last probe could not bound the lag (see Lag). It is lock-free
-// and does not allocate.
+// time since the newest instant before which the replica is known to have
+// every commit (the start of the newest primary sample its position
+// covered, or its probe's own bound). A probe that cannot bound the lag
+// (it failed, or the primary could not be sampled) leaves that instant
+// where it was, so LagNow keeps growing. It returns false only when no
+// probe has ever bounded the lag. It is lock-free and does not allocate.
 func (c *Checker) LagNow(i int) (time.Duration, bool) {
 	if i < 0 || i >= len(c.reps) {
 		return 0, false
 	}
-	r := c.reps[i]
-	at := r.lagAt.Load()
-	v := r.lag.Load()
-	if v < 0 {
+	return c.reps[i].lagNow(int64(time.Since(epoch)))
+}
+
+// lagNow is LagNow at now, nanoseconds since epoch.
+func (r *replica) lagNow(now int64) (time.Duration, bool) {
+	f := r.fresh.Load()
+	if f == noFresh {
 		return 0, false
 	}
-	return time.Duration(v) + max(time.Duration(int64(time.Since(epoch))-at), 0), true
+	return max(time.Duration(now-f), 0), true
 }
 
 // epoch is the origin of the monotonic times the replicas publish.
 var epoch = time.Now()
+
+// noFresh is replica.fresh before any probe bounded the lag.
+const noFresh = math.MinInt64
 
 // Covers reports whether replica i's last measured replay position covers
 // p (see Position.Covers), as of its last probe. It says nothing about the
@@ -494,6 +519,7 @@ func (c *Checker) Status() []Status {
 			LagKnown:       r.last.LagKnown,
 			Behind:         r.last.Behind,
 			ReplayPosition: r.last.Position,
+			Fallback:       r.last.Fallback,
 			LastProbe:      r.last.At,
 			LastErr:        r.last.Err,
 			PrimaryErr:     r.last.PrimaryErr,

@@ -426,7 +426,8 @@ func TestCommitPosition(t *testing.T) {
 
 func TestLagNowGrowsBetweenProbes(t *testing.T) {
 	c := &Checker{reps: []*replica{{}}}
-	c.reps[0].lag.Store(-1) // as New leaves it
+	c.reps[0].lag.Store(-1) // as New leaves them
+	c.reps[0].fresh.Store(noFresh)
 	if _, ok := c.LagNow(0); ok {
 		t.Fatal("LagNow known before any reading")
 	}
@@ -438,11 +439,81 @@ func TestLagNowGrowsBetweenProbes(t *testing.T) {
 	if lag, _ := c.Lag(0); lag != 5*time.Millisecond {
 		t.Fatalf("Lag = %v, want the reading's 5ms", lag)
 	}
-	c.reps[0].publish(Reading{LagKnown: false})
-	if _, ok := c.LagNow(0); ok {
-		t.Fatal("LagNow known after a reading without a lag")
-	}
 	if _, ok := c.LagNow(7); ok {
 		t.Fatal("LagNow known for an index out of range")
+	}
+}
+
+// TestLagNowBound: the staleness bound grows from the newest instant the
+// replica is known to have every commit before, and readings that cannot
+// bound the lag (the primary cannot be sampled, the probe failed) leave it
+// growing instead of making it unknown. Time is injected: ms(d) is d after
+// epoch.
+func TestLagNowBound(t *testing.T) {
+	ms := func(d int) time.Time { return epoch.Add(time.Duration(d) * time.Millisecond) }
+	down := errors.New("primary down")
+	type query struct {
+		at    int // ms after epoch
+		want  time.Duration
+		known bool
+	}
+	tests := []struct {
+		name     string
+		give     []Reading // published in order
+		want     query
+		wantLag  time.Duration // Lag
+		lagKnown bool
+	}{
+		{name: "no reading", want: query{at: 100}},
+		{name: "known lag grows with time",
+			give:    []Reading{{Lag: 5 * time.Millisecond, LagKnown: true, At: ms(100)}},
+			want:    query{at: 120, want: 25 * time.Millisecond, known: true},
+			wantLag: 5 * time.Millisecond, lagKnown: true},
+		{name: "primary down: unknown lag keeps the bound growing",
+			give: []Reading{
+				{Lag: 5 * time.Millisecond, LagKnown: true, At: ms(100)},
+				{PrimaryErr: down, At: ms(300)},
+				{PrimaryErr: down, At: ms(500)},
+			},
+			want: query{at: 900, want: 805 * time.Millisecond, known: true}},
+		{name: "primary down: a covered sample newer than the last bound tightens it",
+			give: []Reading{
+				{Lag: 5 * time.Millisecond, LagKnown: true, At: ms(100)},
+				{PrimaryErr: down, At: ms(300), fresh: ms(250)},
+			},
+			want: query{at: 900, want: 650 * time.Millisecond, known: true}},
+		{name: "a weaker bound does not move it back",
+			give: []Reading{
+				{Lag: 5 * time.Millisecond, LagKnown: true, At: ms(100)},
+				{PrimaryErr: down, At: ms(300), fresh: ms(50)},
+			},
+			want: query{at: 900, want: 805 * time.Millisecond, known: true}},
+		{name: "probe error keeps the bound growing",
+			give: []Reading{
+				{Lag: 5 * time.Millisecond, LagKnown: true, At: ms(100)},
+				{Err: ErrReplicationStopped, At: ms(300)},
+			},
+			want: query{at: 600, want: 505 * time.Millisecond, known: true}},
+		{name: "unknown from the start: only a lower bound is no bound",
+			give: []Reading{{Lag: 700 * time.Millisecond, At: ms(800)}},
+			want: query{at: 900}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &replica{}
+			r.lag.Store(-1)
+			r.fresh.Store(noFresh)
+			for _, rd := range tt.give {
+				r.publish(rd)
+			}
+			got, known := r.lagNow(int64(ms(tt.want.at).Sub(epoch)))
+			if got != tt.want.want || known != tt.want.known {
+				t.Errorf("lagNow at %dms = %v, %v; want %v, %v", tt.want.at, got, known, tt.want.want, tt.want.known)
+			}
+			c := &Checker{reps: []*replica{r}}
+			if lag, ok := c.Lag(0); lag != tt.wantLag || ok != tt.lagKnown {
+				t.Errorf("Lag = %v, %v; want %v, %v", lag, ok, tt.wantLag, tt.lagKnown)
+			}
+		})
 	}
 }

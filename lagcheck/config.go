@@ -9,11 +9,16 @@ import (
 
 // Config says how often to probe and when a replica stops and starts
 // serving reads. The zero Config is ready to use: each zero field means
-// the default its comment names. A negative duration or count is an error.
+// the default its comment names. A negative duration or count is an error,
+// and so is an Interval that is not below MaxLag.
 type Config struct {
-	// Interval is how often every replica is probed, at least 1ms. Zero
-	// means 250ms. A lag may read up to about an Interval above the truth,
-	// so keep ReadmitLag well above it.
+	// Interval is how often every replica is probed, at least 1ms and
+	// below MaxLag: a replica's staleness bound (Checker.LagNow) grows by
+	// up to an Interval between probes, so with MaxLag at or below it
+	// reads would leave healthy replicas between probes. Zero means
+	// MaxLag/4, at most 250ms and at least 1ms (250ms at the default
+	// MaxLag). A lag may read up to about an Interval above the truth, so
+	// keep ReadmitLag well above it.
 	Interval time.Duration
 
 	// Timeout bounds each probe query (the primary's sample, and each
@@ -44,7 +49,8 @@ type Config struct {
 	// Probe measures the replicas. Nil means the probe for the dialect
 	// given to New: PostgresProbe for "postgres", and for "mysql"
 	// MariaDBProbe or MySQLProbe, chosen at the first probe from SELECT
-	// VERSION(). With Heartbeat set, the heartbeat is added to it.
+	// VERSION(). With Heartbeat set, the heartbeat is added to it. For
+	// Aurora, set AuroraPostgresProbe or AuroraMySQLProbe.
 	Probe Probe
 
 	// Heartbeat, when set, adds a heartbeat probe (see HeartbeatProbe).
@@ -81,7 +87,7 @@ type Heartbeat struct {
 
 // Defaults for the zero fields of Config and Heartbeat.
 const (
-	DefaultInterval       = 250 * time.Millisecond
+	DefaultInterval       = 250 * time.Millisecond // at the default MaxLag; see Config.Interval
 	DefaultMaxLag         = time.Second
 	DefaultEvictAfter     = 2
 	DefaultReadmitAfter   = 3
@@ -93,8 +99,8 @@ const (
 var ErrConfig = errors.New("lagcheck: invalid config")
 
 // Validate reports the first problem with c, as New would: a negative
-// duration or count, an Interval below a millisecond, ReadmitLag above
-// MaxLag (after defaults), or a heartbeat table name that is not a plain,
+// duration or count, an Interval below a millisecond or not below MaxLag,
+// ReadmitLag above MaxLag (after defaults), or a heartbeat table name that is not a plain,
 // optionally schema-qualified, identifier. Errors wrap ErrConfig. It lets
 // a caller check a Config before it has the databases New needs.
 func (c Config) Validate() error {
@@ -123,14 +129,17 @@ func (c Config) withDefaults() (Config, error) {
 	if c.ReadmitAfter < 0 {
 		return Config{}, fmt.Errorf("%w: ReadmitAfter is negative (%d)", ErrConfig, c.ReadmitAfter)
 	}
+	if c.MaxLag == 0 {
+		c.MaxLag = DefaultMaxLag
+	}
 	if c.Interval == 0 {
-		c.Interval = DefaultInterval
+		c.Interval = min(max(c.MaxLag/4, time.Millisecond), DefaultInterval)
+	}
+	if c.Interval >= c.MaxLag {
+		return Config{}, fmt.Errorf("%w: MaxLag %v is not above Interval %v: a replica's staleness bound grows by up to an Interval between probes, so reads would leave healthy replicas; set Interval to MaxLag/4 or less, or leave it zero", ErrConfig, c.MaxLag, c.Interval)
 	}
 	if c.Timeout == 0 {
 		c.Timeout = c.Interval
-	}
-	if c.MaxLag == 0 {
-		c.MaxLag = DefaultMaxLag
 	}
 	if c.ReadmitLag == 0 {
 		c.ReadmitLag = c.MaxLag / 2

@@ -82,7 +82,9 @@ func rulesOf(c Config) rules {
 // only a lower bound, so it can prove a replica bad but never good.
 func (ru rules) classify(r Reading) verdict {
 	switch {
-	case r.Err != nil && connerr.Is(r.Err):
+	case r.Err != nil && connerr.Is(r.Err) && !connerr.IsTimeout(r.Err):
+		// A lost or refused connection. A connection attempt that ran
+		// out of the probe's Timeout is a timeout: bad, like any other.
 		return fatal
 	case r.Err != nil && r.PrimaryErr != nil && errors.Is(r.Err, ErrNotReceiving):
 		// The replica cannot reach the primary, and neither can we: the

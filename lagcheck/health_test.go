@@ -4,15 +4,37 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 var testRules = rules{maxLag: 500 * time.Millisecond, readmitLag: 250 * time.Millisecond, evictAfter: 2, readmitAfter: 3}
 
 func lagReading(ms int) Reading {
 	return Reading{Lag: time.Duration(ms) * time.Millisecond, LagKnown: true}
+}
+
+// connectTimeout returns pgx's error for a connection attempt that ran out
+// of time: a *pgconn.ConnectError wrapping context.DeadlineExceeded.
+func connectTimeout(t *testing.T) error {
+	t.Helper()
+	cfg, err := pgconn.ParseConfig("host=127.0.0.1 port=1 user=x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 0)
+	defer cancel()
+	_, err = pgconn.ConnectConfig(ctx, cfg)
+	var ce *pgconn.ConnectError
+	if !errors.As(err, &ce) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("ConnectConfig past its deadline: %T %v, want a *pgconn.ConnectError wrapping DeadlineExceeded", err, err)
+	}
+	return err
 }
 
 func TestClassify(t *testing.T) {
@@ -34,6 +56,8 @@ func TestClassify(t *testing.T) {
 		{name: "primary down, proven behind", give: Reading{Lag: 900 * ms, PrimaryErr: syscall.ECONNREFUSED}, want: bad},
 		{name: "probe timeout", give: Reading{Err: context.DeadlineExceeded}, want: bad},
 		{name: "connection refused", give: Reading{Err: fmt.Errorf("dial: %w", syscall.ECONNREFUSED)}, want: fatal},
+		{name: "connect attempt timed out", give: Reading{Err: connectTimeout(t)}, want: bad},
+		{name: "dial i/o timeout", give: Reading{Err: &net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}}, want: bad},
 		{name: "replication stopped", give: Reading{Err: ErrReplicationStopped, LagKnown: true}, want: bad},
 		{name: "not a replica", give: Reading{Err: ErrNotReplica}, want: bad},
 		{name: "not receiving", give: Reading{Err: ErrNotReceiving}, want: bad},

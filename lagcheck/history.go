@@ -33,9 +33,20 @@ type Reading struct {
 	// lag proven above MaxLag.
 	PrimaryErr error
 
+	// Fallback is the probe's Replay.Fallback: why the replica has no
+	// position, and how the lag was bounded instead; "" normally.
+	Fallback string
+
 	// At is when the probe finished; Took how long it ran.
 	At   time.Time
 	Took time.Duration
+
+	// fresh, when not zero, is an instant before which the replica had
+	// every commit, known even when Lag is not (the primary could not be
+	// sampled, or the probe failed after reading the position): the
+	// start of the newest sample its position covers, or its probe's
+	// own bound.
+	fresh time.Time
 }
 
 // sample is one reading of the primary's position. pos was current at
@@ -104,6 +115,7 @@ func (h *history) estimate(rep Replay, probeErr error, start, end time.Time) Rea
 	r := Reading{
 		Behind:     -1,
 		Position:   rep.Position,
+		Fallback:   rep.Fallback,
 		Err:        probeErr,
 		PrimaryErr: h.lastErr,
 		At:         end,
@@ -128,6 +140,9 @@ func (h *history) estimate(rep Replay, probeErr error, start, end time.Time) Rea
 	}
 	if rep.LagAtMostKnown && (!upperOK || rep.LagAtMost < upper) {
 		upper, upperOK = max(0, rep.LagAtMost), true
+	}
+	if upperOK {
+		r.fresh = end.Add(-max(upper, lower))
 	}
 	if probeErr != nil || h.lastErr != nil || !upperOK {
 		r.Lag = lower

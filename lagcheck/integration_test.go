@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -637,5 +638,34 @@ func TestHeartbeat(t *testing.T) {
 			c.Close()
 			t.Logf("postgres, heartbeat alone: paused replica evicted %v after the pause (lag %v)", ev.Reading.At.Sub(before).Round(time.Millisecond), ev.Reading.Lag.Round(time.Millisecond))
 		})
+	}
+}
+
+// TestMariaDBWithoutGTID: a replica switched to MASTER_USE_GTID=no is
+// measured by Seconds_Behind_Master, says so in Status, stays healthy, and
+// covers no position (causal reads go to the primary).
+func TestMariaDBWithoutGTID(t *testing.T) {
+	maria, primary, replicas := mariaCluster(t)
+	dbtest.Must(t, maria.Replicas[0].SetUseGTID(t.Context(), "no"))
+	t.Cleanup(func() { dbtest.Must(t, maria.Replicas[0].SetUseGTID(context.Background(), "slave_pos")) })
+	rec := &changeLog{}
+	cfg := itConfig(rec)
+	cfg.MaxLag = 5 * time.Second // the bound is whole seconds, plus one
+	c := startChecker(t, cfg, "mysql", primary, replicas...)
+	mustExec(t, primary, "INSERT INTO lagcheck_ticks () VALUES ()")
+	pos, err := c.PrimaryPosition(t.Context())
+	dbtest.Must(t, err)
+	dbtest.Within(t, 10*time.Second, maria.WaitCaughtUp)
+
+	st := c.Status()[0]
+	t.Logf("MASTER_USE_GTID=no: %+v", st)
+	if !strings.Contains(st.Fallback, "Using_Gtid=No") || !strings.Contains(st.Fallback, "Seconds_Behind_Master") {
+		t.Errorf("Status.Fallback = %q, want Using_Gtid=No and Seconds_Behind_Master named", st.Fallback)
+	}
+	if st.State != Healthy || st.LastErr != nil || !st.LagKnown || st.Lag > 2*time.Second {
+		t.Errorf("Status = %v, err %v, lag %v known %v; want healthy, lag known, at most 2s", st.State, st.LastErr, st.Lag, st.LagKnown)
+	}
+	if c.Covers(0, pos) {
+		t.Errorf("Covers(%q) = true for a replica without GTID positions", pos)
 	}
 }

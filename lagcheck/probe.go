@@ -44,6 +44,11 @@ type Replay struct {
 	// LagAtLeast is a lower bound on the staleness the probe knows of
 	// (zero if none), e.g. how long a heartbeat row has been missing.
 	LagAtLeast time.Duration
+
+	// Fallback, when not empty, says why the probe has no position for
+	// the replica and how it bounded the lag instead (MariaDB and MySQL
+	// without GTIDs: Seconds_Behind_*). Status.Fallback reports it.
+	Fallback string
 }
 
 // Querier runs a query that returns one row: *sql.DB, *sql.Conn and
@@ -119,6 +124,9 @@ func (w withHeartbeat) Replica(ctx context.Context, db *sql.DB, primary Position
 		r.LagAtMost, r.LagAtMostKnown = h.LagAtMost, true
 	}
 	r.LagAtLeast = max(r.LagAtLeast, h.LagAtLeast)
+	if r.Fallback != "" {
+		r.Fallback += "; heartbeat"
+	}
 	return r, nil
 }
 

@@ -1,12 +1,15 @@
 package lagcheck
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 )
@@ -18,7 +21,7 @@ const (
 	mariaStatusSQL  = `SHOW ALL SLAVES STATUS`
 
 	mysqlPrimarySQL     = `SELECT @@GLOBAL.gtid_executed, @@GLOBAL.gtid_mode`
-	mysqlReplicaSQL     = `SELECT @@GLOBAL.gtid_executed`
+	mysqlReplicaSQL     = `SELECT @@GLOBAL.gtid_executed, @@GLOBAL.gtid_mode`
 	mysqlStatusSQL      = `SHOW REPLICA STATUS`
 	mysqlOldStatusSQL   = `SHOW SLAVE STATUS`
 	mysqlSyntaxErrorNum = 1064
@@ -28,8 +31,12 @@ const (
 // compares the primary's @@gtid_binlog_pos (log_bin on) with a replica's
 // @@gtid_slave_pos; Reading.Behind counts transactions. A replica whose
 // SQL thread is stopped fails with ErrReplicationStopped, one whose IO
-// thread is not connected with ErrNotReceiving. The probe's user needs
-// SLAVE MONITOR (or REPLICATION CLIENT) on replicas.
+// thread is not connected with ErrNotReceiving. A replica that does not
+// replicate by GTID (MASTER_USE_GTID=no, or an empty @@gtid_slave_pos) is
+// measured by Seconds_Behind_Master instead (see secondsBehind), without
+// a position: Status.Fallback says so, and Checker.Covers is false for
+// it. The probe's user needs SLAVE MONITOR (or REPLICATION CLIENT) on
+// replicas.
 func MariaDBProbe() Probe { return mariaProbe{} }
 
 type mariaProbe struct{}
@@ -57,30 +64,63 @@ func (mariaProbe) Replica(ctx context.Context, db *sql.DB, _ Position) (Replay, 
 	if err := db.QueryRowContext(ctx, mariaReplicaSQL).Scan(&pos); err != nil {
 		return Replay{}, err
 	}
-	p, err := ParseMariaDBGTID(pos)
-	if err != nil {
-		return Replay{}, err
+	var r Replay
+	if strings.TrimSpace(pos) != "" {
+		p, err := ParseMariaDBGTID(pos)
+		if err != nil {
+			return Replay{}, err
+		}
+		r.Position = p
 	}
-	r := Replay{Position: p}
 	rows, err := db.QueryContext(ctx, mariaStatusSQL)
 	if err != nil {
 		return r, err
 	}
-	return r, replicaStatus(rows)
+	st, err := replicaStatus(rows)
+	switch {
+	case st.noGTID != "":
+		r = secondsBehind(st, err, st.noGTID)
+	case r.Position.IsZero():
+		r = secondsBehind(st, err, "no GTIDs (@@gtid_slave_pos is empty)")
+	}
+	return r, err
+}
+
+// secondsBehind is the Replay of a replica without GTID positions: its lag
+// is at most Seconds_Behind_Master (Seconds_Behind_Source) plus a second,
+// since the server truncates it to whole seconds. A NULL value never gets
+// here: replicaStatus reports it as ErrReplicationStopped. The value reads
+// 0 on an idle primary while the replica is disconnected, which is why
+// replicaStatus also requires the IO thread to be running, and no bound
+// comes from a status that replicaStatus found wrong (statusErr).
+func secondsBehind(st replStatus, statusErr error, why string) Replay {
+	r := Replay{Fallback: why + ": lag from " + cmp.Or(st.behindCol, "Seconds_Behind_*") + " (whole seconds, +1s); no positions for causal reads"}
+	if st.behindKnown && statusErr == nil {
+		r.LagAtMost, r.LagAtMostKnown = st.behind+time.Second, true
+	}
+	return r
 }
 
 // MySQLProbe returns the probe for MySQL 8 replication with GTIDs
 // (gtid_mode=ON): it compares @@gtid_executed sets, and checks replication
-// as MariaDBProbe does. The probe's user needs REPLICATION CLIENT on
-// replicas.
+// as MariaDBProbe does. Without GTIDs (gtid_mode not ON) it measures a
+// replica by Seconds_Behind_Source, as MariaDBProbe does, and the primary
+// has no position (Checker.CommitPosition fails with ErrNoPosition). The
+// probe's user needs REPLICATION CLIENT on replicas.
 func MySQLProbe() Probe { return &mysqlProbe{} }
 
 type mysqlProbe struct {
 	oldSyntax atomic.Bool // the server rejected SHOW REPLICA STATUS
 }
 
+// Primary returns the zero Position, and no error, for a primary without
+// GTIDs: its replicas are measured by Seconds_Behind_Source.
 func (m *mysqlProbe) Primary(ctx context.Context, db *sql.DB) (Position, error) {
-	return m.commitPosition(ctx, db)
+	p, err := m.commitPosition(ctx, db)
+	if errors.Is(err, ErrNoPosition) {
+		return Position{}, nil
+	}
+	return p, err
 }
 
 // commitPosition reads @@gtid_executed, which a commit has passed when it
@@ -92,21 +132,28 @@ func (*mysqlProbe) commitPosition(ctx context.Context, q Querier) (Position, err
 		return Position{}, err
 	}
 	if mode.Valid && !strings.EqualFold(mode.String, "ON") {
-		return Position{}, fmt.Errorf("lagcheck: the MySQL primary has gtid_mode=%s: no GTID positions to compare", mode.String)
+		return Position{}, fmt.Errorf("%w: the MySQL primary has gtid_mode=%s: no GTID positions to compare", ErrNoPosition, mode.String)
 	}
 	return ParseMySQLGTIDSet(set)
 }
 
 func (m *mysqlProbe) Replica(ctx context.Context, db *sql.DB, _ Position) (Replay, error) {
 	var set string
-	if err := db.QueryRowContext(ctx, mysqlReplicaSQL).Scan(&set); err != nil {
+	var mode sql.NullString
+	if err := db.QueryRowContext(ctx, mysqlReplicaSQL).Scan(&set, &mode); err != nil {
 		return Replay{}, err
 	}
-	p, err := ParseMySQLGTIDSet(set)
-	if err != nil {
-		return Replay{}, err
+	var r Replay
+	noGTID := ""
+	if mode.Valid && !strings.EqualFold(mode.String, "ON") {
+		noGTID = "no GTIDs (gtid_mode=" + mode.String + ")"
+	} else {
+		p, err := ParseMySQLGTIDSet(set)
+		if err != nil {
+			return Replay{}, err
+		}
+		r.Position = p
 	}
-	r := Replay{Position: p}
 	query := mysqlStatusSQL
 	if m.oldSyntax.Load() {
 		query = mysqlOldStatusSQL
@@ -120,13 +167,26 @@ func (m *mysqlProbe) Replica(ctx context.Context, db *sql.DB, _ Position) (Repla
 	if err != nil {
 		return r, err
 	}
-	return r, replicaStatus(rows)
+	st, err := replicaStatus(rows)
+	if noGTID != "" {
+		r = secondsBehind(st, err, noGTID)
+	}
+	return r, err
+}
+
+// replStatus is what SHOW [ALL] SLAVE|REPLICA STATUS says besides whether
+// replication runs.
+type replStatus struct {
+	behind      time.Duration // the largest Seconds_Behind_* over the channels
+	behindKnown bool          // every channel had a value
+	behindCol   string        // the column's name on this server
+	noGTID      string        // why a channel does not replicate by GTID (MariaDB's Using_Gtid=No); "" otherwise
 }
 
 // replicaStatus checks the rows of SHOW [ALL] SLAVE|REPLICA STATUS, with
 // either the Slave_*/Master_* (MariaDB, MySQL before 8.0.22) or the
 // Replica_*/Source_* (MySQL 8.0.22+) column names. It closes rows.
-func replicaStatus(rows *sql.Rows) (err error) {
+func replicaStatus(rows *sql.Rows) (st replStatus, err error) {
 	defer func() {
 		if cerr := rows.Close(); err == nil {
 			err = cerr
@@ -134,7 +194,7 @@ func replicaStatus(rows *sql.Rows) (err error) {
 	}()
 	cols, err := rows.Columns()
 	if err != nil {
-		return err
+		return st, err
 	}
 	col := func(names ...string) int {
 		for i, c := range cols {
@@ -153,9 +213,10 @@ func replicaStatus(rows *sql.Rows) (err error) {
 		ioErr  = col("Last_IO_Error")
 		sqlErr = col("Last_SQL_Error")
 		name   = col("Connection_name", "Channel_Name")
+		gtid   = col("Using_Gtid") // MariaDB: No, Slave_Pos or Current_Pos
 	)
 	if io < 0 || sqlRun < 0 || behind < 0 {
-		return fmt.Errorf("lagcheck: replica status without IO/SQL running and seconds-behind columns: %v", cols)
+		return st, fmt.Errorf("lagcheck: replica status without IO/SQL running and seconds-behind columns: %v", cols)
 	}
 	vals := make([]sql.NullString, len(cols))
 	dest := make([]any, len(cols))
@@ -170,17 +231,26 @@ func replicaStatus(rows *sql.Rows) (err error) {
 	}
 	n := 0
 	var stopped error
+	st.behindCol, st.behindKnown = cols[behind], true
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
-			return err
+			return st, err
 		}
 		n++
-		if stopped != nil {
-			continue // report the first channel that is not running
-		}
 		channel := ""
 		if c := get(name); c != "" {
 			channel = fmt.Sprintf(" (connection %q)", c)
+		}
+		if v := get(gtid); st.noGTID == "" && strings.EqualFold(v, "No") {
+			st.noGTID = fmt.Sprintf("no GTIDs (%s=%s%s)", cols[gtid], v, channel)
+		}
+		if secs, err := strconv.ParseInt(get(behind), 10, 64); vals[behind].Valid && err == nil {
+			st.behind = max(st.behind, time.Duration(secs)*time.Second)
+		} else {
+			st.behindKnown = false
+		}
+		if stopped != nil {
+			continue // report the first channel that is not running
 		}
 		switch {
 		case !strings.EqualFold(get(sqlRun), "Yes"):
@@ -192,12 +262,12 @@ func replicaStatus(rows *sql.Rows) (err error) {
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return err
+		return st, err
 	}
 	if n == 0 {
-		return fmt.Errorf("%w: replica status is empty", ErrNotReplica)
+		return replStatus{}, fmt.Errorf("%w: replica status is empty", ErrNotReplica)
 	}
-	return stopped
+	return st, stopped
 }
 
 func lastError(s string) string {

@@ -96,8 +96,15 @@ func TestMySQLProbePrimary(t *testing.T) {
 	if err != nil || pos.Kind() != MySQLGTID || pos.String() != want {
 		t.Errorf("Primary = %q, %v; want %q", pos, err, want)
 	}
-	if _, err := p.Primary(context.Background(), db); err == nil || !strings.Contains(err.Error(), "gtid_mode=OFF") {
-		t.Errorf("Primary with gtid_mode OFF = %v, want an error", err)
+	// Without GTIDs the round's sample has no position and no error (the
+	// replicas are measured by Seconds_Behind_Source); a causal mark gets
+	// ErrNoPosition.
+	if pos, err := p.Primary(context.Background(), db); err != nil || !pos.IsZero() {
+		t.Errorf("Primary with gtid_mode OFF = %q, %v; want the zero Position, no error", pos, err)
+	}
+	mock.ExpectQuery(mysqlPrimarySQL).WillReturnRows(sqlmock.NewRows([]string{"@@GLOBAL.gtid_executed", "@@GLOBAL.gtid_mode"}).AddRow("", "OFF_PERMISSIVE"))
+	if _, err := p.(commitPositioner).commitPosition(context.Background(), db); !errors.Is(err, ErrNoPosition) || !strings.Contains(err.Error(), "gtid_mode=OFF_PERMISSIVE") {
+		t.Errorf("commitPosition with gtid_mode OFF_PERMISSIVE = %v, want ErrNoPosition", err)
 	}
 }
 
@@ -121,10 +128,13 @@ func TestMySQLProbeReplica(t *testing.T) {
 		name       string
 		gtid       string
 		rows       []map[string]driver.Value
+		mode       string // @@GLOBAL.gtid_mode; "" means ON
 		statusErr  error
 		wantErr    error  // errors.Is
 		wantText   string // in the error
-		wantBehind int64
+		wantBehind int64  // -1: no position
+		wantAtMost time.Duration
+		wantFallbk string // in Replay.Fallback
 	}{
 		{name: "running, caught up", gtid: mysqlPrimaryGTID, rows: []map[string]driver.Value{running}, wantBehind: 0},
 		{name: "running, behind", gtid: "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-90,\n8a94f357-aab4-11df-86ab-c80aa9429562:1-5", rows: []map[string]driver.Value{running}, wantBehind: 10 + 9},
@@ -140,11 +150,26 @@ func TestMySQLProbeReplica(t *testing.T) {
 			rows:    []map[string]driver.Value{with("Channel_Name", "a"), with("Channel_Name", "b", "Replica_SQL_Running", "No")},
 			wantErr: ErrReplicationStopped, wantText: `(connection "b")`, wantBehind: 0},
 		{name: "status query fails", gtid: mysqlPrimaryGTID, statusErr: io.ErrUnexpectedEOF, wantErr: io.ErrUnexpectedEOF, wantBehind: 0},
+		{name: "no GTIDs: Seconds_Behind_Source 0 bounds the lag by 1s", gtid: "", mode: "OFF", rows: []map[string]driver.Value{running},
+			wantBehind: -1, wantAtMost: time.Second, wantFallbk: "no GTIDs (gtid_mode=OFF): lag from Seconds_Behind_Source"},
+		{name: "no GTIDs: 3 seconds behind", gtid: "", mode: "OFF_PERMISSIVE", rows: []map[string]driver.Value{with("Seconds_Behind_Source", "3")},
+			wantBehind: -1, wantAtMost: 4 * time.Second, wantFallbk: "gtid_mode=OFF_PERMISSIVE"},
+		{name: "no GTIDs: the largest of the channels", gtid: "", mode: "OFF",
+			rows:       []map[string]driver.Value{with("Channel_Name", "a", "Seconds_Behind_Source", "2"), with("Channel_Name", "b", "Seconds_Behind_Source", "7")},
+			wantBehind: -1, wantAtMost: 8 * time.Second, wantFallbk: "Seconds_Behind_Source"},
+		{name: "no GTIDs: NULL is lagging, never 0", gtid: "", mode: "OFF", rows: []map[string]driver.Value{with("Seconds_Behind_Source", nil)},
+			wantErr: ErrReplicationStopped, wantText: "Seconds_Behind_Source is NULL", wantBehind: -1, wantFallbk: "gtid_mode=OFF"},
+		{name: "no GTIDs: IO thread down", gtid: "", mode: "OFF", rows: []map[string]driver.Value{with("Replica_IO_Running", "No")},
+			wantErr: ErrNotReceiving, wantBehind: -1, wantAtMost: 0, wantFallbk: "gtid_mode=OFF"}, // it reads 0 while disconnected: no bound
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			db, mock := newMock(t)
-			mock.ExpectQuery(mysqlReplicaSQL).WillReturnRows(sqlmock.NewRows([]string{"@@GLOBAL.gtid_executed"}).AddRow(tt.gtid))
+			mode := tt.mode
+			if mode == "" {
+				mode = "ON"
+			}
+			mock.ExpectQuery(mysqlReplicaSQL).WillReturnRows(sqlmock.NewRows([]string{"@@GLOBAL.gtid_executed", "@@GLOBAL.gtid_mode"}).AddRow(tt.gtid, mode))
 			q := mock.ExpectQuery(mysqlStatusSQL)
 			if tt.statusErr != nil {
 				q.WillReturnError(tt.statusErr)
@@ -159,11 +184,28 @@ func TestMySQLProbeReplica(t *testing.T) {
 			if tt.wantErr == nil && err != nil || tt.wantErr != nil && !errors.Is(err, tt.wantErr) || !strings.Contains(errText(err), tt.wantText) {
 				t.Errorf("Replica error = %v, want %v containing %q", err, tt.wantErr, tt.wantText)
 			}
-			behind, ok := rep.Position.Behind(primary)
-			if !ok || behind != tt.wantBehind {
-				t.Errorf("Behind = %d, %v; want %d", behind, ok, tt.wantBehind)
-			}
+			checkReplay(t, rep, primary, tt.wantBehind, tt.wantAtMost, tt.wantFallbk)
 		})
+	}
+}
+
+// checkReplay checks a probe's Replay: how far behind primary its position
+// is (-1: no position, so Covers is false), its own upper bound on the lag
+// (0: none) and its Fallback (substring; "": none).
+func checkReplay(t *testing.T, rep Replay, primary Position, wantBehind int64, wantAtMost time.Duration, wantFallback string) {
+	t.Helper()
+	if wantBehind < 0 {
+		if !rep.Position.IsZero() {
+			t.Errorf("Position = %q, want none", rep.Position)
+		}
+	} else if behind, ok := rep.Position.Behind(primary); !ok || behind != wantBehind {
+		t.Errorf("Behind = %d, %v; want %d", behind, ok, wantBehind)
+	}
+	if rep.LagAtMost != wantAtMost || rep.LagAtMostKnown != (wantAtMost > 0) {
+		t.Errorf("LagAtMost = %v, %v; want %v", rep.LagAtMost, rep.LagAtMostKnown, wantAtMost)
+	}
+	if wantFallback == "" && rep.Fallback != "" || !strings.Contains(rep.Fallback, wantFallback) {
+		t.Errorf("Fallback = %q, want %q", rep.Fallback, wantFallback)
 	}
 }
 
@@ -179,11 +221,11 @@ func errText(err error) string {
 func TestMySQLProbeOldSyntax(t *testing.T) {
 	db, mock := newMock(t)
 	running := statusRow(mysql57StatusColumns, map[string]driver.Value{"Slave_IO_Running": "Yes", "Slave_SQL_Running": "Yes", "Seconds_Behind_Master": "3"})
-	gtid := sqlmock.NewRows([]string{"@@GLOBAL.gtid_executed"}).AddRow(mysqlPrimaryGTID)
+	gtid := sqlmock.NewRows([]string{"@@GLOBAL.gtid_executed", "@@GLOBAL.gtid_mode"}).AddRow(mysqlPrimaryGTID, "ON")
 	mock.ExpectQuery(mysqlReplicaSQL).WillReturnRows(gtid)
 	mock.ExpectQuery(mysqlStatusSQL).WillReturnError(&mysql.MySQLError{Number: 1064, Message: "You have an error in your SQL syntax"})
 	mock.ExpectQuery(mysqlOldStatusSQL).WillReturnRows(sqlmock.NewRows(mysql57StatusColumns).AddRow(running...))
-	mock.ExpectQuery(mysqlReplicaSQL).WillReturnRows(sqlmock.NewRows([]string{"@@GLOBAL.gtid_executed"}).AddRow(mysqlPrimaryGTID))
+	mock.ExpectQuery(mysqlReplicaSQL).WillReturnRows(sqlmock.NewRows([]string{"@@GLOBAL.gtid_executed", "@@GLOBAL.gtid_mode"}).AddRow(mysqlPrimaryGTID, "ON"))
 	mock.ExpectQuery(mysqlOldStatusSQL).WillReturnRows(sqlmock.NewRows(mysql57StatusColumns).AddRow(running...))
 	p := MySQLProbe()
 	for i := range 2 {
@@ -222,9 +264,28 @@ func TestMariaDBProbeReplica(t *testing.T) {
 		rows       []map[string]driver.Value
 		wantErr    error
 		wantText   string
-		wantBehind int64
+		wantBehind int64 // -1: no position
+		wantAtMost time.Duration
+		wantFallbk string
 	}{
 		{name: "running, caught up", slavePos: "0-1-100,1-2-7", rows: []map[string]driver.Value{running}},
+		{name: "running by GTID (Using_Gtid=Slave_Pos)", slavePos: "0-1-100,1-2-7",
+			rows: []map[string]driver.Value{{"Slave_IO_Running": "Yes", "Slave_SQL_Running": "Yes", "Seconds_Behind_Master": "0", "Using_Gtid": "Slave_Pos"}}},
+		{name: "MASTER_USE_GTID=no: Seconds_Behind_Master, no position", slavePos: "0-1-100,1-2-7",
+			rows:       []map[string]driver.Value{{"Slave_IO_Running": "Yes", "Slave_SQL_Running": "Yes", "Seconds_Behind_Master": "2", "Using_Gtid": "No"}},
+			wantBehind: -1, wantAtMost: 3 * time.Second, wantFallbk: "no GTIDs (Using_Gtid=No): lag from Seconds_Behind_Master"},
+		{name: "empty gtid_slave_pos: Seconds_Behind_Master", slavePos: "",
+			rows:       []map[string]driver.Value{running},
+			wantBehind: -1, wantAtMost: time.Second, wantFallbk: "@@gtid_slave_pos is empty"},
+		{name: "MASTER_USE_GTID=no on one connection of two", slavePos: "0-1-100,1-2-7",
+			rows: []map[string]driver.Value{
+				{"Connection_name": "", "Slave_IO_Running": "Yes", "Slave_SQL_Running": "Yes", "Seconds_Behind_Master": "0", "Using_Gtid": "Slave_Pos"},
+				{"Connection_name": "east", "Slave_IO_Running": "Yes", "Slave_SQL_Running": "Yes", "Seconds_Behind_Master": "5", "Using_Gtid": "No"},
+			},
+			wantBehind: -1, wantAtMost: 6 * time.Second, wantFallbk: `Using_Gtid=No (connection "east")`},
+		{name: "MASTER_USE_GTID=no, NULL seconds behind is lagging", slavePos: "",
+			rows:    []map[string]driver.Value{{"Slave_IO_Running": "Yes", "Slave_SQL_Running": "Yes", "Seconds_Behind_Master": nil, "Using_Gtid": "No"}},
+			wantErr: ErrReplicationStopped, wantText: "Seconds_Behind_Master is NULL", wantBehind: -1, wantFallbk: "Using_Gtid=No"},
 		{name: "running, behind", slavePos: "0-1-97,1-2-7", rows: []map[string]driver.Value{running}, wantBehind: 3},
 		{name: "sql thread stopped: NULL seconds behind", slavePos: "0-1-97,1-2-7",
 			rows:    []map[string]driver.Value{{"Slave_IO_Running": "Yes", "Slave_SQL_Running": "No", "Seconds_Behind_Master": nil}},
@@ -235,7 +296,7 @@ func TestMariaDBProbeReplica(t *testing.T) {
 		{name: "io thread stopped", slavePos: "0-1-100,1-2-7",
 			rows:    []map[string]driver.Value{{"Slave_IO_Running": "No", "Slave_SQL_Running": "Yes", "Seconds_Behind_Master": nil, "Last_IO_Error": "lost connection"}},
 			wantErr: ErrNotReceiving, wantText: "Slave_IO_Running=No: lost connection"},
-		{name: "not a replica", slavePos: "", rows: nil, wantErr: ErrNotReplica, wantBehind: 100 + 7},
+		{name: "not a replica", slavePos: "", rows: nil, wantErr: ErrNotReplica, wantBehind: -1, wantFallbk: "@@gtid_slave_pos is empty"},
 		{name: "multi-source, one connection stopped", slavePos: "0-1-100,1-2-7",
 			rows: []map[string]driver.Value{
 				{"Connection_name": "", "Slave_IO_Running": "Yes", "Slave_SQL_Running": "Yes", "Seconds_Behind_Master": "0"},
@@ -256,9 +317,7 @@ func TestMariaDBProbeReplica(t *testing.T) {
 			if tt.wantErr == nil && err != nil || tt.wantErr != nil && !errors.Is(err, tt.wantErr) || !strings.Contains(errText(err), tt.wantText) {
 				t.Errorf("Replica error = %v, want %v containing %q", err, tt.wantErr, tt.wantText)
 			}
-			if behind, ok := rep.Position.Behind(primary); !ok || behind != tt.wantBehind {
-				t.Errorf("Behind = %d, %v; want %d", behind, ok, tt.wantBehind)
-			}
+			checkReplay(t, rep, primary, tt.wantBehind, tt.wantAtMost, tt.wantFallbk)
 		})
 	}
 }
@@ -418,4 +477,55 @@ func TestHeartbeatProbeErrors(t *testing.T) {
 
 func expectUpdate(mock sqlmock.Sqlmock, table string, id int) *sqlmock.ExpectedExec {
 	return mock.ExpectExec(fmt.Sprintf("UPDATE %s SET ts = {n} WHERE id = %d", table, id))
+}
+
+// TestCheckerWithoutGTIDs: MySQL with gtid_mode=OFF. The replica is
+// measured by Seconds_Behind_Source, Status says so, its lag is known and
+// bounded by a second, and Covers is false, so causal reads go to the
+// primary; CommitPosition fails with ErrNoPosition.
+func TestCheckerWithoutGTIDs(t *testing.T) {
+	primary, pmock := newMock(t)
+	replica, rmock := newMock(t)
+	pmock.ExpectQuery(mysqlPrimarySQL).WillReturnRows(sqlmock.NewRows([]string{"@@GLOBAL.gtid_executed", "@@GLOBAL.gtid_mode"}).AddRow("", "OFF"))
+	rmock.ExpectQuery(mysqlReplicaSQL).WillReturnRows(sqlmock.NewRows([]string{"@@GLOBAL.gtid_executed", "@@GLOBAL.gtid_mode"}).AddRow("", "OFF"))
+	rmock.ExpectQuery(mysqlStatusSQL).WillReturnRows(sqlmock.NewRows(mysql8StatusColumns).AddRow(statusRow(mysql8StatusColumns,
+		map[string]driver.Value{"Replica_IO_Running": "Yes", "Replica_SQL_Running": "Yes", "Seconds_Behind_Source": "0"})...))
+	pmock.ExpectQuery("SELECT VERSION()").WillReturnRows(sqlmock.NewRows([]string{"VERSION()"}).AddRow("8.0.36")) // CommitPosition's dialect detection
+	pmock.ExpectQuery(mysqlPrimarySQL).WillReturnRows(sqlmock.NewRows([]string{"@@GLOBAL.gtid_executed", "@@GLOBAL.gtid_mode"}).AddRow("", "OFF"))
+
+	// One round, in Start; the next would come an hour later.
+	c, err := New(Config{Interval: time.Hour, MaxLag: 2 * time.Hour, Probe: MySQLProbe()}, "mysql", primary, []Target{{Name: "r", DB: replica}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Start(context.Background())
+
+	st := c.Status()[0]
+	if st.State != Healthy || !st.LagKnown || st.Lag > time.Second || st.LastErr != nil || st.PrimaryErr != nil {
+		t.Errorf("Status = %+v; want healthy, lag known and at most 1s, no error", st)
+	}
+	if !strings.Contains(st.Fallback, "Seconds_Behind_Source") || !st.ReplayPosition.IsZero() {
+		t.Errorf("Status.Fallback = %q, ReplayPosition %q; want the fallback named, no position", st.Fallback, st.ReplayPosition)
+	}
+	if lag, ok := c.LagNow(0); !ok || lag > 2*time.Second {
+		t.Errorf("LagNow = %v, %v; want known, about 1s", lag, ok)
+	}
+	for _, p := range []Position{mustParseMySQL(t, uuidA+":1-5"), mustParse(t, "0-1-1"), LSNPosition(1)} {
+		if c.Covers(0, p) {
+			t.Errorf("Covers(%q) = true without positions", p)
+		}
+	}
+	if _, err := c.CommitPosition(context.Background(), nil); !errors.Is(err, ErrNoPosition) {
+		t.Errorf("CommitPosition = %v, want ErrNoPosition", err)
+	}
+}
+
+func mustParseMySQL(t *testing.T, s string) Position {
+	t.Helper()
+	p, err := ParseMySQLGTIDSet(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -129,6 +130,31 @@ func mysqlConnErrno(n uint16) bool {
 		return true
 	}
 	return false
+}
+
+// Blames reports whether err, returned by a statement run under ctx,
+// counts against the server: it is a connection error (Is) and ctx was
+// neither canceled nor past its deadline when the statement returned. A
+// statement whose own context ran out says nothing about the server, even
+// when the error is a connection error: pgx reports a dial that the
+// caller's deadline cut short as a *pgconn.ConnectError wrapping
+// context.DeadlineExceeded, which a connect_timeout on a frozen server
+// produces too, so only ctx can tell the two apart.
+func Blames(ctx context.Context, err error) bool {
+	return err != nil && !CallerDone(ctx) && Is(err)
+}
+
+// CallerDone reports whether ctx was canceled or its deadline has passed.
+// It reads the clock when ctx has a deadline and no error yet: the network
+// poller fails a dial at the deadline, a moment before the context's own
+// timer sets Err, and a statement failing in that moment failed because of
+// the deadline all the same.
+func CallerDone(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 // IsTimeout reports whether err comes from a deadline: a context deadline,

@@ -11,6 +11,7 @@ import (
 	"os"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -97,6 +98,58 @@ func TestIs(t *testing.T) {
 		})
 	}
 }
+
+func TestBlames(t *testing.T) {
+	cfg, err := pgconn.ParseConfig("host=127.0.0.1 port=1 user=x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired, cancel := context.WithTimeout(context.Background(), 0)
+	defer cancel()
+	<-expired.Done()
+	_, connectTimeout := pgconn.ConnectConfig(expired, cfg) // the caller's deadline cut the dial short
+	canceled, cancelNow := context.WithCancel(context.Background())
+	cancelNow()
+	_, connectCanceled := pgconn.ConnectConfig(canceled, cfg)
+	live := context.Background()
+	past := time.Now().Add(-time.Millisecond)
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+
+	tests := []struct {
+		name string
+		ctx  context.Context
+		give error
+		want bool
+	}{
+		{name: "nil error", ctx: live, give: nil, want: false},
+		{name: "refused, live ctx", ctx: live, give: refused, want: true},
+		{name: "bad conn, live ctx", ctx: live, give: driver.ErrBadConn, want: true},
+		{name: "syntax error, live ctx", ctx: live, give: &pgconn.PgError{Code: "42601"}, want: false},
+		{name: "connect error wrapping the caller's deadline", ctx: expired, give: connectTimeout, want: false},
+		{name: "connect error wrapping the caller's cancel", ctx: canceled, give: connectCanceled, want: false},
+		{name: "refused while the caller's ctx ran out", ctx: expired, give: refused, want: false},
+		{name: "bad conn after the caller canceled", ctx: canceled, give: driver.ErrBadConn, want: false},
+		{name: "connect deadline of its own (connect_timeout), live ctx", ctx: live, give: connectTimeout, want: true},
+		{name: "dial timed out at the caller's deadline, before ctx's timer fired", ctx: timerLate{past}, give: connectTimeout, want: false},
+		{name: "refused, deadline still ahead", ctx: timerLate{time.Now().Add(time.Hour)}, give: refused, want: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Blames(tt.ctx, tt.give); got != tt.want {
+				t.Errorf("Blames(ctx err %v, %T %v) = %v, want %v", tt.ctx.Err(), tt.give, tt.give, got, tt.want)
+			}
+		})
+	}
+}
+
+// timerLate is a context whose deadline may have passed while its Err is
+// still nil, as a context.WithDeadline's is until its timer fires.
+type timerLate struct{ deadline time.Time }
+
+func (c timerLate) Deadline() (time.Time, bool) { return c.deadline, true }
+func (timerLate) Done() <-chan struct{}         { return nil }
+func (timerLate) Err() error                    { return nil }
+func (timerLate) Value(any) any                 { return nil }
 
 func TestIsTimeout(t *testing.T) {
 	tests := []struct {

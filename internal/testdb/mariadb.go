@@ -468,6 +468,29 @@ func (n *MariaNode) SetDelay(ctx context.Context, d time.Duration) error {
 	return n.waitReplicating(ctx, true)
 }
 
+// SetUseGTID changes how the replica connects to its primary (STOP SLAVE;
+// CHANGE MASTER TO MASTER_USE_GTID=mode; START SLAVE): "no" (binlog file
+// and offset), "slave_pos" (the cluster's setting) or "current_pos".
+func (n *MariaNode) SetUseGTID(ctx context.Context, mode string) error {
+	switch mode {
+	case "no", "slave_pos", "current_pos":
+	default:
+		return fmt.Errorf("testdb: mariadb %s: MASTER_USE_GTID=%q is not no, slave_pos or current_pos", n.Name, mode)
+	}
+	err := n.admin(ctx, "set use_gtid", func(ctx context.Context, conn *sql.Conn) error {
+		for _, stmt := range []string{"STOP SLAVE", "CHANGE MASTER TO MASTER_USE_GTID=" + mode, "START SLAVE"} {
+			if _, err := conn.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("%s: %w", stmt, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return n.waitReplicating(ctx, true)
+}
+
 // Crash kills mariadbd with SIGKILL and waits until it is gone. Start brings
 // it back.
 func (n *MariaNode) Crash(ctx context.Context) error { return n.kill(ctx, "crash") }
