@@ -15,10 +15,10 @@ type Config struct {
 	// Interval is how often every replica is probed, at least 1ms and
 	// below MaxLag: a replica's staleness bound (Checker.LagNow) grows by
 	// up to an Interval between probes, so with MaxLag at or below it
-	// reads would leave healthy replicas between probes. Zero means
-	// MaxLag/4, at most 250ms and at least 1ms (250ms at the default
-	// MaxLag). A lag may read up to about an Interval above the truth, so
-	// keep ReadmitLag well above it.
+	// reads would leave healthy replicas between probes. Zero means 250ms,
+	// or MaxLag/4 (at least 1ms) when MaxLag is below 500ms. A lag may
+	// read up to about an Interval above the truth, so keep ReadmitLag
+	// well above it.
 	Interval time.Duration
 
 	// Timeout bounds each probe query (the primary's sample, and each
@@ -133,7 +133,15 @@ func (c Config) withDefaults() (Config, error) {
 		c.MaxLag = DefaultMaxLag
 	}
 	if c.Interval == 0 {
-		c.Interval = min(max(c.MaxLag/4, time.Millisecond), DefaultInterval)
+		// 250ms up to MaxLag/2; below that, MaxLag/4, to leave the
+		// bound's growth between probes well under MaxLag. (Always
+		// MaxLag/4 probed a 500ms MaxLag every 125ms with a 125ms
+		// Timeout, which evicted healthy replicas of the demo under
+		// load.)
+		c.Interval = DefaultInterval
+		if 2*c.Interval > c.MaxLag {
+			c.Interval = max(c.MaxLag/4, time.Millisecond)
+		}
 	}
 	if c.Interval >= c.MaxLag {
 		return Config{}, fmt.Errorf("%w: MaxLag %v is not above Interval %v: a replica's staleness bound grows by up to an Interval between probes, so reads would leave healthy replicas; set Interval to MaxLag/4 or less, or leave it zero", ErrConfig, c.MaxLag, c.Interval)
