@@ -15,7 +15,9 @@ import (
 
 	"github.com/rwsplit/rwsplit"
 	"github.com/rwsplit/rwsplit/internal/testdb/dbtest"
+	"github.com/rwsplit/rwsplit/lagcheck"
 	"github.com/rwsplit/rwsplit/policy"
+	"github.com/rwsplit/rwsplit/stickiness"
 )
 
 // TestConfigErrors checks that bad configuration is an error from db.Use,
@@ -40,6 +42,15 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown fallback", rwsplit.Config{Replicas: []rwsplit.Replica{replica("a")}, Fallback: 9}, "unknown Fallback"},
 		{"negative startup timeout", rwsplit.Config{Replicas: []rwsplit.Replica{replica("a")}, StartupTimeout: -time.Second}, "negative StartupTimeout"},
 		{"replica with empty DSN", rwsplit.Config{Replicas: []rwsplit.Replica{{Name: "a", Dialector: postgres.Open("")}}}, "empty DSN"},
+		// Nested configurations are validated by their own packages.
+		{"negative Lag.Interval", rwsplit.Config{Replicas: []rwsplit.Replica{replica("a")}, Lag: lagcheck.Config{Interval: -time.Second}}, "Interval is negative"},
+		{"Lag.Interval not below MaxLag", rwsplit.Config{Replicas: []rwsplit.Replica{replica("a")}, Lag: lagcheck.Config{Interval: time.Second, MaxLag: time.Second}}, "is not above Interval"},
+		{"Lag.ReadmitLag above MaxLag", rwsplit.Config{Replicas: []rwsplit.Replica{replica("a")}, Lag: lagcheck.Config{MaxLag: time.Second, ReadmitLag: 2 * time.Second}}, "ReadmitLag"},
+		{"negative Lag.EvictAfter", rwsplit.Config{Replicas: []rwsplit.Replica{replica("a")}, Lag: lagcheck.Config{EvictAfter: -1}}, "EvictAfter is negative"},
+		{"Lag.Heartbeat table not an identifier", rwsplit.Config{Replicas: []rwsplit.Replica{replica("a")}, Lag: lagcheck.Config{Heartbeat: &lagcheck.Heartbeat{Table: "x; DROP TABLE y"}}}, "Heartbeat"},
+		{"unknown Stickiness.Mode", rwsplit.Config{Replicas: []rwsplit.Replica{replica("a")}, Stickiness: stickiness.Config{Mode: 7}}, "unknown Mode"},
+		{"negative Stickiness.Window", rwsplit.Config{Replicas: []rwsplit.Replica{replica("a")}, Stickiness: stickiness.Config{Window: -time.Second}}, "negative Window"},
+		{"negative Stickiness.StoreTimeout", rwsplit.Config{Replicas: []rwsplit.Replica{replica("a")}, Stickiness: stickiness.Config{StoreTimeout: -time.Second}}, "negative StoreTimeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

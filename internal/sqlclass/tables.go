@@ -14,7 +14,33 @@ import "strings"
 // limits.
 func WriteTables(sql string, dst []string) (tables []string, schemaWide bool) {
 	out, ok := scanTables(sql, dst, true)
+	if ok && len(out) == len(dst) && (startsWithWrite(sql, false) || startsWithWrite(sql, true)) {
+		// A writing statement in a form the scanner does not follow,
+		// such as one in parentheses: it writes a table we cannot name.
+		return dst, true
+	}
 	return out, !ok
+}
+
+// startsWithWrite reports whether sql's first word, past comments,
+// whitespace and opening parentheses as the server (MySQL or not) reads
+// them, is one that writes rows.
+func startsWithWrite(sql string, mysql bool) bool {
+	l := lexer{s: sql, mysql: mysql}
+	t := l.next()
+	for t.kind == tLParen {
+		t = l.next()
+	}
+	if t.kind != tWord {
+		return false
+	}
+	w := sql[t.start:t.end]
+	for _, k := range [...]string{"INSERT", "UPDATE", "DELETE", "TRUNCATE", "REPLACE", "MERGE"} {
+		if strings.EqualFold(w, k) {
+			return true
+		}
+	}
+	return false
 }
 
 // ReadTables appends to dst the tables that the read query sql names in
