@@ -1,6 +1,14 @@
 package rwsplit
 
-import "gorm.io/gorm"
+import (
+	"gorm.io/gorm"
+
+	"github.com/rwsplit/rwsplit/lagcheck"
+)
+
+// FreshProbe reports every replica caught up, for fakedb replicas (see
+// freshProbe).
+var FreshProbe lagcheck.Probe = freshProbe{}
 
 // StopUserStore stops the prepared-statement store GORM keeps for db's
 // PrepareStmt sessions (made by gorm.Open with PrepareStmt, or by the first

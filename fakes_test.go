@@ -1,7 +1,6 @@
 package rwsplit_test
 
 import (
-	"context"
 	"database/sql"
 	"database/sql/driver"
 	"testing"
@@ -13,24 +12,11 @@ import (
 
 	"github.com/rwsplit/rwsplit"
 	"github.com/rwsplit/rwsplit/internal/fakedb"
-	"github.com/rwsplit/rwsplit/lagcheck"
 )
 
 // Fakes for the tests and benchmarks that need no server: GORM over
 // internal/fakedb, which answers every query from memory. Routing tests
 // use real replicas instead.
-
-// freshProbe reports every replica fresh, for fakedb replicas, which cannot
-// answer a real probe.
-type freshProbe struct{}
-
-func (freshProbe) Primary(context.Context, *sql.DB) (lagcheck.Position, error) {
-	return lagcheck.Position{}, nil
-}
-
-func (freshProbe) Replica(context.Context, *sql.DB, lagcheck.Position) (lagcheck.Replay, error) {
-	return lagcheck.Replay{LagAtMostKnown: true}, nil
-}
 
 // benchUser is the row that fakedb connectors answer with (fakeDialector).
 type benchUser struct {
@@ -68,7 +54,7 @@ func openFakeRWSplit(tb testing.TB, cfg rwsplit.Config) (db *gorm.DB, p *rwsplit
 	r1, c1 := fakeDialector(tb)
 	r2, c2 := fakeDialector(tb)
 	cfg.Replicas = []rwsplit.Replica{{Name: "r1", Dialector: r1}, {Name: "r2", Dialector: r2}}
-	cfg.Lag.Probe = freshProbe{}
+	cfg.Lag.Probe = rwsplit.FreshProbe
 	p = rwsplit.New(cfg)
 	if err := db.Use(p); err != nil {
 		tb.Fatal(err)
