@@ -65,13 +65,11 @@ func (mariaProbe) Replica(ctx context.Context, db *sql.DB, _ Position) (Replay, 
 		return Replay{}, err
 	}
 	var r Replay
-	if strings.TrimSpace(pos) != "" {
-		p, err := ParseMariaDBGTID(pos)
-		if err != nil {
-			return Replay{}, err
-		}
-		r.Position = p
+	p, err := ParseMariaDBGTID(pos)
+	if err != nil {
+		return Replay{}, err
 	}
+	r.Position = p
 	rows, err := db.QueryContext(ctx, mariaStatusSQL)
 	if err != nil {
 		return r, err
@@ -80,7 +78,10 @@ func (mariaProbe) Replica(ctx context.Context, db *sql.DB, _ Position) (Replay, 
 	switch {
 	case st.noGTID != "":
 		r = secondsBehind(st, err, st.noGTID)
-	case r.Position.IsZero():
+	case strings.TrimSpace(pos) == "" && !st.byGTID:
+		// Nothing replicated by GTID, and no channel says it replicates by
+		// GTID. (A GTID replica that has applied nothing yet has an empty
+		// @@gtid_slave_pos too: its empty set is compared as it is.)
 		r = secondsBehind(st, err, "no GTIDs (@@gtid_slave_pos is empty)")
 	}
 	return r, err
@@ -181,6 +182,7 @@ type replStatus struct {
 	behindKnown bool          // every channel had a value
 	behindCol   string        // the column's name on this server
 	noGTID      string        // why a channel does not replicate by GTID (MariaDB's Using_Gtid=No); "" otherwise
+	byGTID      bool          // every channel reports Using_Gtid other than No
 }
 
 // replicaStatus checks the rows of SHOW [ALL] SLAVE|REPLICA STATUS, with
@@ -243,6 +245,10 @@ func replicaStatus(rows *sql.Rows) (st replStatus, err error) {
 		}
 		if v := get(gtid); st.noGTID == "" && strings.EqualFold(v, "No") {
 			st.noGTID = fmt.Sprintf("no GTIDs (%s=%s%s)", cols[gtid], v, channel)
+		} else if n == 1 {
+			st.byGTID = v != ""
+		} else {
+			st.byGTID = st.byGTID && v != ""
 		}
 		if secs, err := strconv.ParseInt(get(behind), 10, 64); vals[behind].Valid && err == nil {
 			st.behind = max(st.behind, time.Duration(secs)*time.Second)
