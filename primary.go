@@ -94,18 +94,16 @@ var _ gorm.Tx = (*primaryTx)(nil)
 // through any number of prepared-statement wrappers (a prepared session of
 // a prepared DB nests two), and whether pool is a transaction at all.
 func primaryTxOf(pool gorm.ConnPool) (owned *primaryTx, inTx bool) {
-	for {
-		switch c := pool.(type) {
-		case *primaryTx:
-			return c, true
-		case *gorm.PreparedStmtTX:
-			pool = c.Tx
-		case gorm.TxCommitter:
-			return nil, true
-		default:
-			return nil, false
-		}
+	if c, ok := pool.(*gorm.PreparedStmtTX); ok {
+		pool = innermostTx(c)
 	}
+	switch c := pool.(type) {
+	case *primaryTx:
+		return c, true
+	case gorm.TxCommitter:
+		return nil, true
+	}
+	return nil, false
 }
 
 func (t *primaryTx) noteWrite(ctx context.Context, w stickiness.Write) {
