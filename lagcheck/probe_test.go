@@ -278,7 +278,7 @@ func TestMariaDBProbeReplica(t *testing.T) {
 			rows:       []map[string]driver.Value{running},
 			wantBehind: -1, wantAtMost: time.Second, wantFallbk: "@@gtid_slave_pos is empty"},
 		{name: "empty gtid_slave_pos of a GTID replica that applied nothing: an empty set, no fallback", slavePos: "",
-			rows: []map[string]driver.Value{{"Slave_IO_Running": "Yes", "Slave_SQL_Running": "Yes", "Seconds_Behind_Master": "0", "Using_Gtid": "Slave_Pos"}},
+			rows:       []map[string]driver.Value{{"Slave_IO_Running": "Yes", "Slave_SQL_Running": "Yes", "Seconds_Behind_Master": "0", "Using_Gtid": "Slave_Pos"}},
 			wantBehind: 100 + 7},
 		{name: "MASTER_USE_GTID=no on one connection of two", slavePos: "0-1-100,1-2-7",
 			rows: []map[string]driver.Value{
