@@ -2,7 +2,6 @@ package rwsplit_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -650,7 +649,7 @@ type gatedProbe struct {
 	hit     chan struct{} // a sample hung (capacity 1)
 }
 
-func (g *gatedProbe) Primary(ctx context.Context, db *sql.DB) (lagcheck.Position, error) {
+func (g *gatedProbe) Primary(ctx context.Context, db lagcheck.DB) (lagcheck.Position, error) {
 	if !g.blocked.Load() {
 		return g.Probe.Primary(ctx, db)
 	}

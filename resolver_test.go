@@ -75,11 +75,11 @@ func (w writerLogger) Printf(format string, args ...any) { w.b.WriteString(forma
 // probe.
 type freshProbe struct{}
 
-func (freshProbe) Primary(context.Context, *sql.DB) (lagcheck.Position, error) {
+func (freshProbe) Primary(context.Context, lagcheck.DB) (lagcheck.Position, error) {
 	return lagcheck.Position{}, nil
 }
 
-func (freshProbe) Replica(context.Context, *sql.DB, lagcheck.Position) (lagcheck.Replay, error) {
+func (freshProbe) Replica(context.Context, lagcheck.DB, lagcheck.Position) (lagcheck.Replay, error) {
 	return lagcheck.Replay{LagAtMostKnown: true}, nil
 }
 

@@ -16,7 +16,9 @@ type Target struct {
 	// Name identifies the replica in Status and Change. Zero means
 	// "replica<i>", i being its index.
 	Name string
-	// DB is the replica's pool. The Checker never closes it.
+	// DB is the replica's pool. The Checker holds one of its connections
+	// for its probes (see Checker), and never closes DB. Give it a pool
+	// of its own, so that a busy application pool never delays a probe.
 	DB *sql.DB
 }
 
@@ -74,14 +76,22 @@ type Status struct {
 // Checker measures each replica's replication lag and health in the
 // background, and decides which replicas may serve reads. Its readers
 // (State, Lag, LagNow, Covers) are lock-free. It owns its goroutines: Start
-// starts them, Close stops them and waits. It never closes the *sql.DB
-// handles it was given.
+// starts them, Close stops them and waits.
+//
+// It holds one connection of each pool it was given (the primary's and
+// each replica's) for its probes, taken before the first probe and again
+// after a probe fails on it, and returns them to their pools on Close. It
+// never closes the *sql.DB handles themselves. Waiting for that connection
+// is never part of a probe: a wait that runs out of Config.Timeout is an
+// ErrPoolBusy reading, which neither evicts nor readmits, and bounds no
+// lag.
 type Checker struct {
 	cfg       Config // defaults applied
 	rules     rules
 	probe     Probe
-	positions Probe // reads the primary's position for PrimaryPosition; may be nil
-	primary   *sql.DB
+	positions Probe   // reads the primary's position for PrimaryPosition; may be nil
+	primary   *sql.DB // for PrimaryPosition and CommitPosition, which any goroutine may call
+	sampler   held    // the sample loop's connection to the primary
 	reps      []*replica
 	hist      *history
 	notes     *notifier // nil without OnStateChange
@@ -102,7 +112,7 @@ type Checker struct {
 type replica struct {
 	idx  int
 	name string
-	db   *sql.DB
+	conn held // used only by the replica's loop (and Start's round)
 
 	wake      chan struct{} // a new round: probe (capacity 1, coalesces)
 	first     chan struct{} // closed after the first probe's result was applied
@@ -143,6 +153,7 @@ func New(cfg Config, dialect string, primary *sql.DB, replicas []Target) (*Check
 		probe:     probe,
 		positions: positions,
 		primary:   primary,
+		sampler:   held{pool: primary},
 		hist:      newHistory(historyCap(cfg)),
 		ctx:       ctx,
 		cancel:    cancel,
@@ -160,7 +171,7 @@ func New(cfg Config, dialect string, primary *sql.DB, replicas []Target) (*Check
 		if name == "" {
 			name = fmt.Sprintf("replica%d", i)
 		}
-		r := &replica{idx: i, name: name, db: t.DB, wake: make(chan struct{}, 1), first: make(chan struct{})}
+		r := &replica{idx: i, name: name, conn: held{pool: t.DB}, wake: make(chan struct{}, 1), first: make(chan struct{})}
 		r.lag.Store(-1)
 		r.fresh.Store(noFresh)
 		r.last.Behind = -1
@@ -188,9 +199,11 @@ func (c *Checker) Start(ctx context.Context) {
 	if c.notes != nil {
 		go c.notes.loop()
 	}
+	c.wg.Add(1) // the round below uses the sampler's connection, which Close returns
 	c.mu.Unlock()
 
 	c.round()
+	c.wg.Done()
 	for _, r := range c.reps {
 		select {
 		case <-r.first:
@@ -219,6 +232,10 @@ func (c *Checker) Close() error {
 		c.mu.Unlock()
 		c.cancel()
 		c.wg.Wait()
+		c.sampler.close()
+		for _, r := range c.reps {
+			r.conn.close()
+		}
 		if c.notes != nil {
 			c.notes.stop(started)
 		}
@@ -247,11 +264,16 @@ func (c *Checker) sampleLoop() {
 // loop. A replica still busy with the previous round gets one wake-up for
 // both.
 func (c *Checker) round() {
-	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.Timeout)
+	var pos Position
+	q, err := c.take(&c.sampler)
 	start := time.Now()
-	pos, err := c.probe.Primary(ctx, c.primary)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.Timeout)
+		pos, err = c.probe.Primary(ctx, q)
+		cancel()
+		c.sampler.done(err)
+	}
 	end := time.Now()
-	cancel()
 	if c.ctx.Err() != nil {
 		return
 	}
@@ -298,15 +320,44 @@ func (c *Checker) replicaLoop(r *replica) {
 func (c *Checker) probeReplica(r *replica) {
 	gen := r.gen.Load()
 	primary := c.hist.latest()
-	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.Timeout)
+	var rep Replay
+	q, err := c.take(&r.conn)
 	start := time.Now()
-	rep, err := c.probe.Replica(ctx, r.db, primary)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(withTarget(c.ctx, r.idx), c.cfg.Timeout)
+		rep, err = c.probe.Replica(ctx, q, primary)
+		cancel()
+		r.conn.done(err)
+	}
 	end := time.Now()
-	cancel()
 	if c.ctx.Err() != nil {
 		return // closing: the probe was canceled, not the replica's fault
 	}
 	c.apply(r, gen, c.hist.estimate(rep, err, start, end))
+}
+
+// take returns h's connection, waiting up to a Timeout for one; the wait
+// is not part of the probe that follows.
+func (c *Checker) take(h *held) (DB, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.Timeout)
+	defer cancel()
+	return h.get(ctx)
+}
+
+// targetKey is the context key under which a Replica probe finds the
+// index of the replica it probes (for the tests' fake probes).
+type targetKey struct{}
+
+func withTarget(ctx context.Context, i int) context.Context {
+	return context.WithValue(ctx, targetKey{}, i)
+}
+
+// targetIndex returns the index withTarget put in ctx, or -1.
+func targetIndex(ctx context.Context) int {
+	if i, ok := ctx.Value(targetKey{}).(int); ok {
+		return i
+	}
+	return -1
 }
 
 // apply runs the state machine on a reading taken under generation gen,

@@ -37,8 +37,8 @@ type fakeReplica struct {
 // their *sql.DB and answers what the test set. It records when each
 // replica was probed.
 type fakeProbe struct {
-	mu         sync.Mutex
-	dbs        map[*sql.DB]int
+	mu sync.Mutex
+
 	replicas   map[int]fakeReplica
 	primaryErr error
 	primaryPos Position
@@ -47,7 +47,7 @@ type fakeProbe struct {
 }
 
 func newFakeProbe() *fakeProbe {
-	return &fakeProbe{dbs: map[*sql.DB]int{}, replicas: map[int]fakeReplica{}, probed: map[int][]time.Time{}}
+	return &fakeProbe{replicas: map[int]fakeReplica{}, probed: map[int][]time.Time{}}
 }
 
 func (f *fakeProbe) set(i int, r fakeReplica) {
@@ -76,16 +76,16 @@ func (f *fakeProbe) probes(i int) []time.Time {
 	return append([]time.Time(nil), f.probed[i]...)
 }
 
-func (f *fakeProbe) Primary(ctx context.Context, db *sql.DB) (Position, error) {
+func (f *fakeProbe) Primary(ctx context.Context, db DB) (Position, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.primaries++
 	return f.primaryPos, f.primaryErr
 }
 
-func (f *fakeProbe) Replica(ctx context.Context, db *sql.DB, primary Position) (Replay, error) {
+func (f *fakeProbe) Replica(ctx context.Context, db DB, primary Position) (Replay, error) {
 	f.mu.Lock()
-	i := f.dbs[db]
+	i := targetIndex(ctx)
 	r := f.replicas[i]
 	f.probed[i] = append(f.probed[i], time.Now())
 	f.mu.Unlock()
@@ -115,7 +115,6 @@ func newFakeChecker(t *testing.T, cfg Config, n int) (*Checker, *fakeProbe) {
 	var targets []Target
 	for i := range n {
 		db := openMock(t)
-		f.dbs[db] = i
 		targets = append(targets, Target{Name: fmt.Sprintf("r%d", i), DB: db})
 	}
 	c, err := New(cfg, "postgres", openMock(t), targets)

@@ -86,6 +86,10 @@ func (ru rules) classify(r Reading) verdict {
 		// A lost or refused connection. A connection attempt that ran
 		// out of the probe's Timeout is a timeout: bad, like any other.
 		return fatal
+	case errors.Is(r.Err, ErrPoolBusy):
+		// The Checker waited for a connection of a busy pool: the pool's
+		// doing, not the server's.
+		return unknown
 	case r.Err != nil && r.PrimaryErr != nil && errors.Is(r.Err, ErrNotReceiving):
 		// The replica cannot reach the primary, and neither can we: the
 		// primary's outage explains it, and nothing can be committed

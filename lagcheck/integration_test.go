@@ -348,8 +348,8 @@ func TestPGCrash(t *testing.T) {
 // timingProbe records when each replica was probed and how long it took.
 type timingProbe struct {
 	Probe
-	mu    sync.Mutex
-	dbs   map[*sql.DB]int
+	mu sync.Mutex
+
 	calls map[int][]probeCall
 }
 
@@ -359,12 +359,12 @@ type probeCall struct {
 	err   error
 }
 
-func (p *timingProbe) Replica(ctx context.Context, db *sql.DB, primary Position) (Replay, error) {
+func (p *timingProbe) Replica(ctx context.Context, db DB, primary Position) (Replay, error) {
 	start := time.Now()
 	r, err := p.Probe.Replica(ctx, db, primary)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	i := p.dbs[db]
+	i := targetIndex(ctx)
 	p.calls[i] = append(p.calls[i], probeCall{start: start, took: time.Since(start), err: err})
 	return r, err
 }
@@ -387,7 +387,7 @@ func (p *timingProbe) since(i int, t time.Time) []probeCall {
 func TestPGFreeze(t *testing.T) {
 	pg, primary, replicas := pgCluster(t)
 	rec := &changeLog{}
-	probe := &timingProbe{Probe: PostgresProbe(), dbs: map[*sql.DB]int{replicas[0]: 0, replicas[1]: 1}, calls: map[int][]probeCall{}}
+	probe := &timingProbe{Probe: PostgresProbe(), calls: map[int][]probeCall{}}
 	cfg := itConfig(rec)
 	cfg.Probe = probe
 	c := startChecker(t, cfg, "postgres", primary, replicas...)

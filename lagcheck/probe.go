@@ -17,7 +17,7 @@ type Probe interface {
 	// Primary runs the primary's side of a round and returns the
 	// primary's current replication position, or the zero Position if
 	// the probe tracks none (a heartbeat writes its row here).
-	Primary(ctx context.Context, primary *sql.DB) (Position, error)
+	Primary(ctx context.Context, primary DB) (Position, error)
 
 	// Replica probes one replica. primary is the position Primary
 	// returned in this round (zero if it failed). An error means the
@@ -25,7 +25,7 @@ type Probe interface {
 	// or timeout), or replication is not running (ErrNotReplica,
 	// ErrReplicationStopped, ErrNotReceiving). The Replay may still carry
 	// the replica's position with an error.
-	Replica(ctx context.Context, replica *sql.DB, primary Position) (Replay, error)
+	Replica(ctx context.Context, replica DB, primary Position) (Replay, error)
 }
 
 // Replay is what a Probe learnt from a replica.
@@ -49,6 +49,14 @@ type Replay struct {
 	// the replica and how it bounded the lag instead (MariaDB and MySQL
 	// without GTIDs: Seconds_Behind_*). Status.Fallback reports it.
 	Fallback string
+}
+
+// DB is what a Probe runs its queries on: one connection the Checker
+// holds (*sql.Conn), or a pool (*sql.DB).
+type DB interface {
+	Querier
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
 // Querier runs a query that returns one row: *sql.DB, *sql.Conn and
@@ -104,14 +112,14 @@ type withHeartbeat struct {
 	pos, hb Probe
 }
 
-func (w withHeartbeat) Primary(ctx context.Context, db *sql.DB) (Position, error) {
+func (w withHeartbeat) Primary(ctx context.Context, db DB) (Position, error) {
 	if _, err := w.hb.Primary(ctx, db); err != nil {
 		return Position{}, err
 	}
 	return w.pos.Primary(ctx, db)
 }
 
-func (w withHeartbeat) Replica(ctx context.Context, db *sql.DB, primary Position) (Replay, error) {
+func (w withHeartbeat) Replica(ctx context.Context, db DB, primary Position) (Replay, error) {
 	r, err := w.pos.Replica(ctx, db, primary)
 	if err != nil {
 		return r, err
@@ -163,7 +171,7 @@ func (a *mysqlAuto) get(ctx context.Context, db Querier) (Probe, error) {
 	return p, nil
 }
 
-func (a *mysqlAuto) Primary(ctx context.Context, db *sql.DB) (Position, error) {
+func (a *mysqlAuto) Primary(ctx context.Context, db DB) (Position, error) {
 	p, err := a.get(ctx, db)
 	if err != nil {
 		return Position{}, err
@@ -179,7 +187,7 @@ func (a *mysqlAuto) commitPosition(ctx context.Context, q Querier) (Position, er
 	return p.(commitPositioner).commitPosition(ctx, q)
 }
 
-func (a *mysqlAuto) Replica(ctx context.Context, db *sql.DB, primary Position) (Replay, error) {
+func (a *mysqlAuto) Replica(ctx context.Context, db DB, primary Position) (Replay, error) {
 	p, err := a.get(ctx, db)
 	if err != nil {
 		return Replay{}, err

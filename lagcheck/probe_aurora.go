@@ -45,9 +45,9 @@ type auroraProbe struct {
 
 // Primary does nothing: the readers report their own lag. The round's
 // sample has no position.
-func (auroraProbe) Primary(context.Context, *sql.DB) (Position, error) { return Position{}, nil }
+func (auroraProbe) Primary(context.Context, DB) (Position, error) { return Position{}, nil }
 
-func (p auroraProbe) Replica(ctx context.Context, db *sql.DB, _ Position) (Replay, error) {
+func (p auroraProbe) Replica(ctx context.Context, db DB, _ Position) (Replay, error) {
 	r := Replay{Fallback: "Aurora: lag from " + p.source + "." + p.lag + "; no positions for causal reads"}
 	rows, err := db.QueryContext(ctx, p.query)
 	if err != nil {

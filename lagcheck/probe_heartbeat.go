@@ -44,7 +44,7 @@ type heartbeat struct {
 	first   time.Time // end of the first successful write
 }
 
-func (hb *heartbeat) Primary(ctx context.Context, db *sql.DB) (Position, error) {
+func (hb *heartbeat) Primary(ctx context.Context, db DB) (Position, error) {
 	hb.mu.Lock()
 	created := hb.created || hb.h.SkipCreate
 	hb.mu.Unlock()
@@ -76,7 +76,7 @@ func (hb *heartbeat) Primary(ctx context.Context, db *sql.DB) (Position, error) 
 	return Position{}, nil
 }
 
-func (hb *heartbeat) Replica(ctx context.Context, db *sql.DB, _ Position) (Replay, error) {
+func (hb *heartbeat) Replica(ctx context.Context, db DB, _ Position) (Replay, error) {
 	var ts int64
 	err := db.QueryRowContext(ctx, hb.read).Scan(&ts)
 	now := time.Now()

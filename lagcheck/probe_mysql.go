@@ -41,7 +41,7 @@ func MariaDBProbe() Probe { return mariaProbe{} }
 
 type mariaProbe struct{}
 
-func (p mariaProbe) Primary(ctx context.Context, db *sql.DB) (Position, error) {
+func (p mariaProbe) Primary(ctx context.Context, db DB) (Position, error) {
 	return p.commitPosition(ctx, db)
 }
 
@@ -59,7 +59,7 @@ func (mariaProbe) commitPosition(ctx context.Context, q Querier) (Position, erro
 	return ParseMariaDBGTID(pos)
 }
 
-func (mariaProbe) Replica(ctx context.Context, db *sql.DB, _ Position) (Replay, error) {
+func (mariaProbe) Replica(ctx context.Context, db DB, _ Position) (Replay, error) {
 	var pos string
 	if err := db.QueryRowContext(ctx, mariaReplicaSQL).Scan(&pos); err != nil {
 		return Replay{}, err
@@ -116,7 +116,7 @@ type mysqlProbe struct {
 
 // Primary returns the zero Position, and no error, for a primary without
 // GTIDs: its replicas are measured by Seconds_Behind_Source.
-func (m *mysqlProbe) Primary(ctx context.Context, db *sql.DB) (Position, error) {
+func (m *mysqlProbe) Primary(ctx context.Context, db DB) (Position, error) {
 	p, err := m.commitPosition(ctx, db)
 	if errors.Is(err, ErrNoPosition) {
 		return Position{}, nil
@@ -138,7 +138,7 @@ func (*mysqlProbe) commitPosition(ctx context.Context, q Querier) (Position, err
 	return ParseMySQLGTIDSet(set)
 }
 
-func (m *mysqlProbe) Replica(ctx context.Context, db *sql.DB, _ Position) (Replay, error) {
+func (m *mysqlProbe) Replica(ctx context.Context, db DB, _ Position) (Replay, error) {
 	var set string
 	var mode sql.NullString
 	if err := db.QueryRowContext(ctx, mysqlReplicaSQL).Scan(&set, &mode); err != nil {

@@ -26,7 +26,7 @@ func PostgresProbe() Probe { return postgresProbe{} }
 
 type postgresProbe struct{}
 
-func (postgresProbe) Primary(ctx context.Context, db *sql.DB) (Position, error) {
+func (postgresProbe) Primary(ctx context.Context, db DB) (Position, error) {
 	return pgPosition(ctx, db, pgPrimarySQL)
 }
 
@@ -74,7 +74,7 @@ func pgPosition(ctx context.Context, q Querier, query string) (Position, error) 
 	return ParseLSN(lsn)
 }
 
-func (postgresProbe) Replica(ctx context.Context, db *sql.DB, _ Position) (Replay, error) {
+func (postgresProbe) Replica(ctx context.Context, db DB, _ Position) (Replay, error) {
 	var (
 		inRecovery bool
 		lsn        sql.NullString
