@@ -170,6 +170,8 @@ type Plugin struct {
 	anyReplica [2]*anyReplicaPool // [prepared]
 	checker    *lagcheck.Checker
 	sticky     *stickiness.Tracker
+
+	checkPrimary *sql.DB // the checker's pool on the primary, when rwsplit opened one
 }
 
 // New returns a Plugin for cfg. It never fails: configuration errors are
@@ -373,13 +375,25 @@ func (p *Plugin) startChecker(db *gorm.DB) error {
 			user(ch)
 		}
 	}
-	targets := make([]lagcheck.Target, len(p.nodes))
-	for i, n := range p.nodes {
-		targets[i] = lagcheck.Target{Name: n.name, DB: n.sqlDB}
-	}
 	primary := sqlDBOf(p.primaryPool)
 	if primary == nil {
 		return fmt.Errorf("%w: the primary's ConnPool has no *sql.DB", ErrConfig)
+	}
+	// The checker's own pools (see checkpool.go).
+	d := db.Dialector
+	if pd, ok := d.(primaryDialector); ok {
+		d = pd.Dialector
+	}
+	if pool, owned := checkPool(d, primary); owned {
+		p.checkPrimary, primary = pool, pool
+	}
+	targets := make([]lagcheck.Target, len(p.nodes))
+	for i, n := range p.nodes {
+		pool, owned := checkPool(n.dialect, n.sqlDB)
+		if owned {
+			n.checkDB = pool
+		}
+		targets[i] = lagcheck.Target{Name: n.name, DB: pool}
 	}
 	c, err := lagcheck.New(cfg, db.Dialector.Name(), primary, targets)
 	if err != nil {
@@ -453,9 +467,14 @@ func (p *Plugin) closeLocked() error {
 			continue
 		}
 		stopStore(n.store) // dbresolver's (stopped above) or rwsplit's own
-		if n.sqlDB != nil {
-			errs = append(errs, n.sqlDB.Close())
+		for _, pool := range []*sql.DB{n.sqlDB, n.checkDB} {
+			if pool != nil {
+				errs = append(errs, pool.Close())
+			}
 		}
+	}
+	if p.checkPrimary != nil {
+		errs = append(errs, p.checkPrimary.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -24,6 +24,8 @@ type node struct {
 	stats  policy.Stats
 
 	sqlDB   *sql.DB              // the replica pool
+	dialect gorm.Dialector       // what opened it, to open the checker's pool
+	checkDB *sql.DB              // the checker's pool, when rwsplit opened one
 	store   *gorm.PreparedStmtDB // its prepared-statement store
 	views   [2][numViews]*nodeConn
 	openErr error       // why the driver could not reach it at start-up

@@ -36,6 +36,7 @@ func (p *Plugin) openReplicas(db *gorm.DB) error {
 		if err != nil {
 			return fmt.Errorf("%w: replica %q: %w", ErrConfig, r.Name, err)
 		}
+		n.dialect = d
 		dialectors[i] = &replicaDialector{Dialector: d, node: n}
 	}
 

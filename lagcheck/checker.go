@@ -80,11 +80,12 @@ type Status struct {
 //
 // It holds one connection of each pool it was given (the primary's and
 // each replica's) for its probes, taken before the first probe and again
-// after a probe fails on it, and returns them to their pools on Close. It
-// never closes the *sql.DB handles themselves. Waiting for that connection
-// is never part of a probe: a wait that runs out of Config.Timeout is an
-// ErrPoolBusy reading, which neither evicts nor readmits, and bounds no
-// lag.
+// after a probe fails on it, and returns them to their pools on Close; of
+// a pool capped below 4 open connections, it takes one for each probe and
+// gives it back. It never closes the *sql.DB handles themselves. Waiting
+// for a connection is never part of a probe: a wait that runs out of
+// Config.Timeout is an ErrPoolBusy reading, which neither evicts nor
+// readmits, and bounds no lag.
 type Checker struct {
 	cfg       Config // defaults applied
 	rules     rules

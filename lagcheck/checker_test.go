@@ -517,3 +517,57 @@ func TestLagNowBound(t *testing.T) {
 		})
 	}
 }
+
+// TestPoolBusy: a probe cannot get a connection because the replica's pool
+// (capped at 1, below the size the Checker keeps a connection of) is taken
+// by the application. The wait is not the replica's fault: a healthy
+// replica stays Healthy however long it lasts, its Status says
+// ErrPoolBusy, and its staleness bound grows. Once a connection is free,
+// probes run again, and the Checker gives the connection back after each.
+func TestPoolBusy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := Config{Interval: 10 * time.Millisecond, Timeout: 20 * time.Millisecond, MaxLag: time.Second}
+		c, f := newFakeChecker(t, cfg, 1)
+		pool := c.reps[0].conn.pool
+		pool.SetMaxOpenConns(1)
+		f.set(0, fakeReplica{lag: time.Millisecond})
+		c.Start(t.Context())
+		t.Cleanup(func() { c.Close() })
+		if c.State(0) != Healthy {
+			t.Fatalf("state %v after the first round, want healthy", c.State(0))
+		}
+
+		app, err := pool.Conn(t.Context()) // the application takes the only connection
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "a busy-pool reading", func() bool { return errors.Is(c.Status()[0].LastErr, ErrPoolBusy) })
+		probed := len(f.probes(0))
+		lagBusy, _ := c.LagNow(0)
+		// 10 more rounds (each waits up to a Timeout for the connection).
+		lastProbe := c.Status()[0].LastProbe
+		for range 10 {
+			waitFor(t, 10*time.Second, "a new reading", func() bool { return c.Status()[0].LastProbe.After(lastProbe) })
+			lastProbe = c.Status()[0].LastProbe
+		}
+		st := c.Status()[0]
+		lagNow, _ := c.LagNow(0)
+		if st.State != Healthy || st.Evictions != 0 || !errors.Is(st.LastErr, ErrPoolBusy) {
+			t.Errorf("after 10 rounds without a connection: %v, %d evictions, last error %v; want healthy, 0, ErrPoolBusy", st.State, st.Evictions, st.LastErr)
+		}
+		if got := len(f.probes(0)); got != probed {
+			t.Errorf("the probe ran %d times without a connection", got-probed)
+		}
+		if lagNow <= lagBusy {
+			t.Errorf("LagNow %v did not grow from %v while no probe ran", lagNow, lagBusy)
+		}
+
+		app.Close()
+		waitFor(t, 10*time.Second, "probes once the connection is free", func() bool { return len(f.probes(0)) > probed+2 })
+		if st := c.Status()[0]; st.State != Healthy || st.LastErr != nil {
+			t.Errorf("after the connection was freed: %v, last error %v; want healthy, nil", st.State, st.LastErr)
+		}
+		// The Checker does not keep the only connection between probes.
+		waitFor(t, 10*time.Second, "the connection given back", func() bool { return pool.Stats().InUse == 0 })
+	})
+}

@@ -22,6 +22,11 @@ var ErrPoolBusy = errors.New("lagcheck: no free connection in the pool")
 // counts neither as the server's failure nor as its latency. A held
 // connection is used by one goroutine at a time: the sample loop for the
 // primary, the replica's own loop for a replica.
+//
+// Of a pool capped below holdMinConns open connections (SetMaxOpenConns),
+// the Checker does not keep one between probes, which would take a large
+// share of the application's connections (all of them at 1): it takes one
+// for each probe and gives it back.
 type held struct {
 	pool *sql.DB
 	conn *sql.Conn
@@ -46,11 +51,18 @@ func (h *held) get(ctx context.Context) (DB, error) {
 	return nil, err
 }
 
-// done returns the connection to the pool after a probe that failed: a
+// holdMinConns is the smallest cap on a pool's open connections (or 0, no
+// cap) of which the Checker keeps one between probes.
+const holdMinConns = 4
+
+// done returns the connection to the pool after a probe that failed (a
 // failed or timed-out query may leave it broken or busy, and the next
-// probe takes a fresh one.
+// probe takes a fresh one), or when the pool is too small to keep it.
 func (h *held) done(err error) {
-	if err != nil && h.conn != nil {
+	if h.conn == nil {
+		return
+	}
+	if m := h.pool.Stats().MaxOpenConnections; err != nil || (m > 0 && m < holdMinConns) {
 		_ = h.conn.Close()
 		h.conn = nil
 	}

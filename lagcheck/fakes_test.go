@@ -34,7 +34,8 @@ type fakeReplica struct {
 }
 
 // fakeProbe is a Probe driven by the test: it tells replicas apart by
-// their *sql.DB and answers what the test set. It records when each
+// the index the Checker puts in the probe's context, and answers what the
+// test set. It records when each
 // replica was probed.
 type fakeProbe struct {
 	mu sync.Mutex
