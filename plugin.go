@@ -243,6 +243,7 @@ func (p *Plugin) initRouter() error {
 	p.pol = p.cfg.Policy
 	p.fallback = p.cfg.Fallback
 	p.primaryName = p.cfg.PrimaryName
+	p.primaryNotes, p.pinnedNotes = newRouteNotes(p.primaryName), newRouteNotes("")
 	p.onRoute = p.cfg.OnRoute
 	return nil
 }

@@ -22,6 +22,7 @@ type node struct {
 	name   string
 	weight int
 	stats  policy.Stats
+	notes  *routeNotes // RouteOf's, one per reason
 
 	sqlDB   *sql.DB              // the replica pool
 	dialect gorm.Dialector       // what opened it, to open the checker's pool
@@ -48,7 +49,7 @@ func newNode(r *router, idx int, rep Replica) *node {
 	if w == 0 {
 		w = 1
 	}
-	return &node{r: r, idx: idx, name: rep.Name, weight: w}
+	return &node{r: r, idx: idx, name: rep.Name, weight: w, notes: newRouteNotes(rep.Name)}
 }
 
 // setPools records the replica's pool and statement store and builds the

@@ -202,9 +202,12 @@ type router struct {
 	primaryPool gorm.ConnPool         // the primary pool as it was before Initialize
 	primaryTx   gorm.ConnPoolBeginner // begins on the primary (primaryConn)
 	onRoute     func(context.Context, Route)
-	counts      [numReasons]atomic.Uint64
-	closed      atomic.Bool
-	serialRO    bool // a replica cannot run SERIALIZABLE READ ONLY (PostgreSQL)
+	// RouteOf's notes for the primary, and for a connection the caller
+	// pinned (Route.Node empty).
+	primaryNotes, pinnedNotes *routeNotes
+	counts                    [numReasons]atomic.Uint64
+	closed                    atomic.Bool
+	serialRO                  bool // a replica cannot run SERIALIZABLE READ ONLY (PostgreSQL)
 
 	readsToPrimary atomic.Bool // the operator switch (SetReadsToPrimary)
 }
@@ -589,6 +592,7 @@ func (p *Plugin) apply(db *gorm.DB, st *statement, t target) {
 		}
 	}
 	if t.reason != 0 {
+		p.note(stmt, t)
 		p.report(st.ctx, t)
 	}
 	if t.err != nil {
