@@ -7,8 +7,9 @@ import (
 )
 
 // TestRootDependencies: a program that imports only the root package
-// compiles neither go-redis (stickiness/redisstore has the Redis store) nor
-// the Prometheus client (rwsplitprom has the collector).
+// compiles neither go-redis (stickiness/redisstore has the Redis store),
+// the Prometheus client (rwsplitprom has the collector), nor OpenTelemetry
+// (rwsplitotel has the span attributes).
 func TestRootDependencies(t *testing.T) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -19,7 +20,7 @@ func TestRootDependencies(t *testing.T) {
 		t.Fatalf("go list: %v\n%s", err, out)
 	}
 	for _, pkg := range strings.Fields(string(out)) {
-		if strings.Contains(pkg, "redis") || strings.Contains(pkg, "prometheus") {
+		if strings.Contains(pkg, "redis") || strings.Contains(pkg, "prometheus") || strings.Contains(pkg, "opentelemetry") {
 			t.Errorf("the root package depends on %s", pkg)
 		}
 	}
