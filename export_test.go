@@ -1,6 +1,8 @@
 package rwsplit
 
 import (
+	"time"
+
 	"gorm.io/gorm"
 
 	"github.com/rwsplit/rwsplit/lagcheck"
@@ -17,4 +19,12 @@ var FreshProbe lagcheck.Probe = freshProbe{}
 func StopUserStore(db *gorm.DB) bool {
 	s, ok := db.Session(&gorm.Session{PrepareStmt: true}).Statement.ConnPool.(*gorm.PreparedStmtDB)
 	return ok && stopStore(s)
+}
+
+// SetWatchEvery sets how often the plugin looks for the conditions it logs
+// on their own (see watch), and returns a func that restores it.
+func SetWatchEvery(d time.Duration) (restore func()) {
+	old := watchEvery
+	watchEvery = d
+	return func() { watchEvery = old }
 }

@@ -172,6 +172,9 @@ type Plugin struct {
 	sticky     *stickiness.Tracker
 
 	checkPrimary *sql.DB // the checker's pool on the primary, when rwsplit opened one
+
+	// watch's (see watch.go), when Config.Logger is set.
+	watchStop, watchDone chan struct{}
 }
 
 // New returns a Plugin for cfg. It never fails: configuration errors are
@@ -308,6 +311,10 @@ func (p *Plugin) Initialize(db *gorm.DB) (err error) {
 		return fmt.Errorf("rwsplit: register callbacks: %w", err)
 	}
 	p.logStart()
+	if p.cfg.Logger != nil {
+		p.watchStop, p.watchDone = make(chan struct{}), make(chan struct{})
+		go p.watch(p.watchStop, p.watchDone)
+	}
 	return nil
 }
 
@@ -329,6 +336,21 @@ func (p *Plugin) logStart() {
 	l.Info("rwsplit: started", "replicas", names, "eligible", eligible, "policy", p.pol.Name(),
 		"fallback", p.fallback.String(), "max_lag", lag.MaxLag, "interval", lag.Interval,
 		"stickiness", p.cfg.Stickiness.Mode.String(), "tables", p.cfg.Stickiness.Tables)
+	// A replica that failed its first probe has never passed one: it
+	// serves no reads until it does (then "replica readmitted").
+	for _, s := range p.checker.Status() {
+		if s.State == lagcheck.Healthy {
+			continue
+		}
+		attrs := []any{"replica", s.Name, "state", s.State.String()}
+		if s.LagKnown {
+			attrs = append(attrs, "lag", s.Lag)
+		}
+		if s.LastErr != nil {
+			attrs = append(attrs, "err", s.LastErr.Error())
+		}
+		l.Warn("rwsplit: replica has not passed a probe since start; it serves no reads until it does", attrs...)
+	}
 }
 
 // logChange logs a replica's eviction (warn) and its readmission (info);
@@ -450,6 +472,10 @@ func (p *Plugin) closeLocked() error {
 	}
 	p.stopped = true
 	var errs []error
+	if p.watchStop != nil {
+		close(p.watchStop)
+		<-p.watchDone
+	}
 	if p.checker != nil {
 		// The checker's callback takes pickMu, never mu: waiting for it
 		// here cannot deadlock.

@@ -655,3 +655,12 @@ func (n *notifier) stop(started bool) {
 	}
 	n.drain(true)
 }
+
+// PrimaryErr returns the error of the latest attempt to sample the
+// primary, nil if it succeeded or none was made yet. While it is not nil,
+// no replica's lag can be measured, and their staleness bounds grow.
+func (c *Checker) PrimaryErr() error {
+	c.hist.mu.Lock()
+	defer c.hist.mu.Unlock()
+	return c.hist.lastErr
+}
