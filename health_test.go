@@ -35,13 +35,14 @@ type stateChange struct {
 	at      time.Time
 	replica string
 	to      lagcheck.State
+	err     error // the reading's
 }
 
 func newStateLog() *stateLog { return &stateLog{notify: make(chan struct{}, 1)} }
 
 func (l *stateLog) record(ch lagcheck.Change) {
 	l.mu.Lock()
-	l.changes = append(l.changes, stateChange{time.Now(), ch.Replica, ch.To})
+	l.changes = append(l.changes, stateChange{time.Now(), ch.Replica, ch.To, ch.Reading.Err})
 	l.mu.Unlock()
 	select {
 	case l.notify <- struct{}{}:
@@ -61,12 +62,18 @@ func (l *stateLog) snapshot() []stateChange {
 // before wait was called.
 func (l *stateLog) wait(t *testing.T, replica string, to lagcheck.State, since time.Time, timeout time.Duration) time.Time {
 	t.Helper()
+	return l.waitChange(t, replica, to, since, timeout).at
+}
+
+// waitChange is wait, returning the change.
+func (l *stateLog) waitChange(t *testing.T, replica string, to lagcheck.State, since time.Time, timeout time.Duration) stateChange {
+	t.Helper()
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
 		for _, c := range l.snapshot() {
 			if c.replica == replica && c.to == to && !c.at.Before(since) {
-				return c.at
+				return c
 			}
 		}
 		select {

@@ -256,7 +256,8 @@ func (p *Plugin) initRouter() error {
 // replica once. A replica that is down does not make it fail: it starts out
 // of service. Configuration errors, a replica's included (failed
 // authentication, unknown database, a server that is not a replica, a
-// dialect other than the primary's), are returned wrapping ErrConfig,
+// dialect other than the primary's, a privilege the lag checker needs), and
+// the primary's missing privileges, are returned wrapping ErrConfig,
 // never panicked.
 func (p *Plugin) Initialize(db *gorm.DB) (err error) {
 	if p.initErr != nil {
@@ -381,7 +382,8 @@ func (p *Plugin) logChange(ch lagcheck.Change) {
 // startChecker creates the lag checker over the replica pools and runs its
 // first round, bounded by StartupTimeout, so that a replica that is down or
 // lagging starts out of service. A replica whose first check shows a
-// misconfiguration (authentication, unknown database, not a replica)
+// misconfiguration (authentication, unknown database, not a replica, a
+// missing privilege), or a primary whose sample lacks a privilege,
 // fails it.
 func (p *Plugin) startChecker(db *gorm.DB) error {
 	cfg := p.cfg.Lag
@@ -432,12 +434,7 @@ func (p *Plugin) startChecker(db *gorm.DB) error {
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.StartupTimeout)
 	defer cancel()
 	c.Start(ctx)
-	for _, s := range c.Status() {
-		if err := startupError(s.Name, s.LastErr); err != nil {
-			return err
-		}
-	}
-	return nil
+	return startupCheck(c, p.cfg.PrimaryName)
 }
 
 // Close stops everything the plugin started and closes the replica pools it

@@ -9,6 +9,25 @@ import (
 	"github.com/rwsplit/rwsplit/lagcheck"
 )
 
+// startupCheck returns the error db.Use fails with when the checker's
+// first round showed a misconfiguration: a replica's (startupError), or
+// the primary's, whose sample the checker's user may not take (a missing
+// privilege). It names the replica, or the primary as primaryName.
+func startupCheck(c *lagcheck.Checker, primaryName string) error {
+	st := c.Status()
+	for _, s := range st {
+		if err := startupError(s.Name, s.LastErr); err != nil {
+			return err
+		}
+	}
+	for _, s := range st {
+		if fix := misconfiguration(s.PrimaryErr); fix != "" {
+			return fmt.Errorf("%w: primary %q: %s: %w", ErrConfig, primaryName, fix, s.PrimaryErr)
+		}
+	}
+	return nil
+}
+
 // startupError returns the error db.Use fails with when err, met while
 // opening or first checking replica name, shows a misconfiguration that
 // waiting cannot fix; nil otherwise. It wraps ErrConfig and err.
@@ -30,8 +49,11 @@ func misconfiguration(err error) string {
 	if err == nil {
 		return ""
 	}
-	if errors.Is(err, lagcheck.ErrNotReplica) {
-		return "the server is not a replica; check that its DSN names a replica, not the primary"
+	switch {
+	case errors.Is(err, lagcheck.ErrNotReplica):
+		return "the server is not a replica; check that its DSN names a replica, not the primary (or a replica since promoted)"
+	case errors.Is(err, lagcheck.ErrPrivilege):
+		return "its user lacks a privilege the lag checker needs"
 	}
 	var state interface{ SQLState() string }
 	if errors.As(err, &state) {

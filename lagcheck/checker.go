@@ -151,7 +151,7 @@ func New(cfg Config, dialect string, primary *sql.DB, replicas []Target) (*Check
 	c := &Checker{
 		cfg:       cfg,
 		rules:     rulesOf(cfg),
-		probe:     probe,
+		probe:     explain(probe, cfg.Heartbeat),
 		positions: positions,
 		primary:   primary,
 		sampler:   held{pool: primary},

@@ -37,8 +37,8 @@ type Config struct {
 
 	// EvictAfter is how many bad readings in a row (lag above MaxLag, a
 	// probe error or timeout, replication stopped) evict a healthy
-	// replica; a lost connection and Checker.ReportFailure evict at once.
-	// Zero means 2.
+	// replica; a lost connection, a server that is not a replica
+	// (ErrNotReplica) and Checker.ReportFailure evict at once. Zero means 2.
 	EvictAfter int
 
 	// ReadmitAfter is how many good readings in a row (lag at or below

@@ -6,8 +6,9 @@ import (
 	"github.com/rwsplit/rwsplit/internal/connerr"
 )
 
-// A replica that answers but does not replicate is a bad reading, not a
-// connection failure: it must not evict at once.
+// A replica that answers but does not replicate, or refuses the probe a
+// privilege, is not a connection failure: a read that meets such an error
+// is not retried elsewhere as one whose server cannot have run it.
 func TestErrorsAreNotConnectionClass(t *testing.T) {
 	tests := []struct {
 		name string
@@ -18,6 +19,8 @@ func TestErrorsAreNotConnectionClass(t *testing.T) {
 		{name: "replication stopped", give: ErrReplicationStopped, want: false},
 		{name: "not receiving", give: ErrNotReceiving, want: false},
 		{name: "no position", give: ErrNoPosition, want: false},
+		{name: "promoted", give: ErrPromoted, want: false},
+		{name: "missing privilege", give: ErrPrivilege, want: false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

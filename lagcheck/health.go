@@ -10,7 +10,7 @@ import (
 
 // State is a replica's standing. Only a Healthy replica serves reads.
 //
-//	Healthy ──EvictAfter bad readings, or one connection error──▶ Evicted
+//	Healthy ──EvictAfter bad readings, or one connection error or ErrNotReplica──▶ Evicted
 //	Evicted ──a good reading──▶ Probation
 //	Probation ──ReadmitAfter good readings in a row in all──▶ Healthy
 //	Probation ──any reading that is not good──▶ Evicted
@@ -60,7 +60,8 @@ const (
 	// bad: lag above MaxLag, a probe error or timeout, replication
 	// stopped.
 	bad
-	// fatal: a connection-class error: evict at once.
+	// fatal: a connection-class error, or a server that is not a
+	// replica: evict at once.
 	fatal
 )
 
@@ -85,6 +86,14 @@ func (ru rules) classify(r Reading) verdict {
 	case r.Err != nil && connerr.Is(r.Err) && !connerr.IsTimeout(r.Err):
 		// A lost or refused connection. A connection attempt that ran
 		// out of the probe's Timeout is a timeout: bad, like any other.
+		return fatal
+	case errors.Is(r.Err, ErrNotReplica):
+		// The server answers, but replicates from nothing: promoted, or
+		// never a replica. Waiting EvictAfter readings buys nothing: it
+		// will not replay this primary's commits again (a promoted
+		// PostgreSQL standby is on a timeline of its own; a MariaDB
+		// replica after RESET SLAVE ALL has no primary), so its data only
+		// gets staler, and it accepts writes that no other node sees.
 		return fatal
 	case errors.Is(r.Err, ErrPoolBusy):
 		// The Checker waited for a connection of a busy pool: the pool's

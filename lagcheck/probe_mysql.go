@@ -35,8 +35,9 @@ const (
 // replicate by GTID (MASTER_USE_GTID=no, or an empty @@gtid_slave_pos) is
 // measured by Seconds_Behind_Master instead (see secondsBehind), without
 // a position: Status.Fallback says so, and Checker.Covers is false for
-// it. The probe's user needs SLAVE MONITOR (or REPLICATION CLIENT) on
-// replicas.
+// it. The probe's user needs SLAVE MONITOR (alias REPLICA MONITOR) or
+// SUPER on replicas; since MariaDB 10.5 REPLICATION CLIENT is BINLOG
+// MONITOR, which is not enough.
 func MariaDBProbe() Probe { return mariaProbe{} }
 
 type mariaProbe struct{}

@@ -410,7 +410,11 @@ func (n *MariaNode) LogFile() string { return n.logFile }
 // Connector returns a go-sql-driver connector for the node (Config),
 // recorded by r under the node's Name unless r is nil.
 func (n *MariaNode) Connector(r *Recorder) (driver.Connector, error) {
-	c, err := mysql.NewConnector(n.Config())
+	return n.connector(r, n.Config())
+}
+
+func (n *MariaNode) connector(r *Recorder, cfg *mysql.Config) (driver.Connector, error) {
+	c, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("testdb: mariadb %s: %w", n.Name, err)
 	}
@@ -424,6 +428,58 @@ func (n *MariaNode) Connector(r *Recorder) (driver.Connector, error) {
 // statement recorded by r under the node's Name (r may be nil). The caller
 // closes it.
 func (n *MariaNode) OpenDB(r *Recorder) *sql.DB { return openDB(n.Connector(r)) }
+
+// ConfigAs is Config for another account, e.g. one the test created with
+// Admin.
+func (n *MariaNode) ConfigAs(user, password string) *mysql.Config {
+	cfg := n.Config()
+	cfg.User, cfg.Passwd = user, password
+	return cfg
+}
+
+// OpenDBAs is OpenDB as another account (see ConfigAs).
+func (n *MariaNode) OpenDBAs(r *Recorder, user, password string) *sql.DB {
+	return openDB(n.connector(r, n.ConfigAs(user, password)))
+}
+
+// Admin runs the statements on the node, in order, as root: to create the
+// accounts and grants a test needs. On the primary they are binlogged, so
+// the replicas apply them too. On a replica they are not (sql_log_bin=0),
+// and change that replica alone: a transaction of its own would take a
+// GTID of its own server_id, out of order with the primary's under
+// gtid_strict_mode, and stop its replication.
+func (n *MariaNode) Admin(ctx context.Context, stmts ...string) error {
+	return n.admin(ctx, "admin", func(ctx context.Context, conn *sql.Conn) error {
+		if n.replica {
+			if _, err := conn.ExecContext(ctx, "SET SESSION sql_log_bin=0"); err != nil {
+				return err
+			}
+		}
+		for _, stmt := range stmts {
+			if _, err := conn.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("%s: %w", stmt, err)
+			}
+		}
+		return nil
+	})
+}
+
+// Promote makes a replica a primary of its own, as a failover script
+// would: STOP SLAVE; RESET SLAVE ALL (its replication configuration is
+// gone: SHOW SLAVE STATUS has no row) and read_only=OFF, so it accepts
+// writes that no other node sees. A cluster with a promoted replica cannot
+// be Reset or caught up: promote only replicas of a cluster of the test's
+// own (dbtest.PrivateMariaDB).
+func (n *MariaNode) Promote(ctx context.Context) error {
+	return n.admin(ctx, "promote", func(ctx context.Context, conn *sql.Conn) error {
+		for _, stmt := range []string{"STOP SLAVE", "RESET SLAVE ALL", "SET GLOBAL read_only=OFF"} {
+			if _, err := conn.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("%s: %w", stmt, err)
+			}
+		}
+		return nil
+	})
+}
 
 // StopSQLThread stops applying replicated events (STOP SLAVE SQL_THREAD):
 // the replica keeps receiving them and serves ever staler reads.

@@ -382,10 +382,19 @@ func (n *PGNode) DataDir() string { return n.dataDir }
 // LogFile returns the file that receives the node's server log.
 func (n *PGNode) LogFile() string { return n.logFile }
 
+// DSNAs returns the node's connection string for another user, who needs
+// no password (trust authentication), e.g. a role the test created with
+// Admin.
+func (n *PGNode) DSNAs(user string) string {
+	return strings.Replace(n.DSN(), "user=postgres", "user="+user, 1)
+}
+
 // Connector returns a pgx stdlib connector for the node, recorded by r under
 // the node's Name unless r is nil. Every node gets the same driver settings.
-func (n *PGNode) Connector(r *Recorder) (driver.Connector, error) {
-	cfg, err := pgx.ParseConfig(n.DSN())
+func (n *PGNode) Connector(r *Recorder) (driver.Connector, error) { return n.connector(r, n.DSN()) }
+
+func (n *PGNode) connector(r *Recorder, dsn string) (driver.Connector, error) {
+	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("testdb: postgres %s: %w", n.Name, err)
 	}
@@ -400,6 +409,45 @@ func (n *PGNode) Connector(r *Recorder) (driver.Connector, error) {
 // every statement recorded by r under the node's Name (r may be nil). The
 // caller closes it.
 func (n *PGNode) OpenDB(r *Recorder) *sql.DB { return openDB(n.Connector(r)) }
+
+// OpenDBAs is OpenDB as another user (see DSNAs).
+func (n *PGNode) OpenDBAs(r *Recorder, user string) *sql.DB {
+	return openDB(n.connector(r, n.DSNAs(user)))
+}
+
+// Admin runs the statements on the node, in order, as the superuser
+// postgres: to create the roles and grants a test needs. Run them on the
+// primary; the replicas replay them.
+func (n *PGNode) Admin(ctx context.Context, stmts ...string) error {
+	conn, err := n.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	for _, stmt := range stmts {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("testdb: postgres %s: %s: %w", n.Name, stmt, err)
+		}
+	}
+	return nil
+}
+
+// Promote makes a replica a primary of its own, as a failover would
+// (SELECT pg_promote()): it leaves recovery on a new timeline, stops
+// replaying the cluster's primary, and accepts writes that no other node
+// sees. It returns once the server is out of recovery. A cluster with a
+// promoted replica cannot be Reset or caught up: promote only replicas of
+// a cluster of the test's own (dbtest.PrivatePostgres).
+func (n *PGNode) Promote(ctx context.Context) error {
+	var promoted bool
+	if err := n.queryRow(ctx, "promote", "SELECT pg_promote(true, 60)", nil, &promoted); err != nil {
+		return err
+	}
+	if !promoted {
+		return fmt.Errorf("testdb: promote postgres %s: not out of recovery within 60s", n.Name)
+	}
+	return nil
+}
 
 // PauseReplay pauses WAL replay on a replica (pg_wal_replay_pause): it keeps
 // serving reads, ever staler, until ResumeReplay.
