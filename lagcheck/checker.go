@@ -97,6 +97,8 @@ type Checker struct {
 	hist      *history
 	notes     *notifier // nil without OnStateChange
 
+	phase func(n int64) int64 // draws the sample loop's phase (firstWait); nil: rand.Int64N
+
 	ctx    context.Context // canceled by Close; every probe runs under it
 	cancel context.CancelFunc
 
@@ -246,18 +248,25 @@ func (c *Checker) Close() error {
 	return nil
 }
 
-// sampleLoop runs a round every Interval.
+// sampleLoop runs a round every Interval, at a random phase (firstWait).
 func (c *Checker) sampleLoop() {
 	defer c.wg.Done()
+	wait := time.NewTimer(firstWait(c.cfg.Interval, c.phase))
+	select {
+	case <-c.ctx.Done():
+		wait.Stop()
+		return
+	case <-wait.C:
+	}
 	t := time.NewTicker(c.cfg.Interval)
 	defer t.Stop()
 	for {
+		c.round()
 		select {
 		case <-c.ctx.Done():
 			return
 		case <-t.C:
 		}
-		c.round()
 	}
 }
 

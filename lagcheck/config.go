@@ -64,25 +64,47 @@ type Config struct {
 }
 
 // Heartbeat configures the heartbeat probe. The zero value is ready to
-// use. The table is the same on PostgreSQL, MySQL and MariaDB:
+// use: it writes its own row. The table is the same on PostgreSQL, MySQL
+// and MariaDB:
 //
 //	CREATE TABLE IF NOT EXISTS rwsplit_heartbeat (
 //	    id BIGINT NOT NULL PRIMARY KEY,
 //	    ts BIGINT NOT NULL -- the writer's clock, microseconds since 1970
 //	);
+//
+// With ReadOnly, the Checker writes nothing and reads instead a table that
+// another writer keeps, in the shape of pt-heartbeat's (Percona Toolkit):
+// a ts column holding 'YYYY-MM-DDTHH:MM:SS.ffffff' (a space for the T and
+// fewer fraction digits are accepted, as is a DATETIME or TIMESTAMP
+// column), and a server_id column naming the server the writer updates.
 type Heartbeat struct {
 	// Table is the heartbeat table, optionally schema-qualified
-	// ("ops.heartbeat"). Zero means "rwsplit_heartbeat".
+	// ("ops.heartbeat"). Zero means "rwsplit_heartbeat", or with ReadOnly
+	// "heartbeat" (pt-heartbeat's default).
 	Table string
 
 	// ID is the row this Checker writes. Zero means 1. Processes whose
-	// clocks may differ need their own IDs.
+	// clocks may differ need their own IDs. It must be zero with ReadOnly.
 	ID int64
 
 	// SkipCreate stops the Checker from creating the table when missing
 	// (once, before the first write): set it when the Checker's user may
-	// not run DDL.
+	// not run DDL. ReadOnly never creates the table.
 	SkipCreate bool
+
+	// ReadOnly reads the heartbeat that another writer (pt-heartbeat
+	// --update, or any job) keeps on the primary, instead of writing one:
+	// the Checker then issues no write at all. The lag it proves does not
+	// depend on any clock but the Checker's, and grows without bound when
+	// the writer stops (see HeartbeatProbe and docs/health.md).
+	ReadOnly bool
+
+	// ServerID, with ReadOnly, is the server_id of the row to read: the
+	// @@server_id of the primary that pt-heartbeat --update runs against.
+	// Zero means the row with the newest ts (SELECT MAX(ts)), which also
+	// follows a failover to a primary with another server_id. It must be
+	// zero without ReadOnly, and is never negative.
+	ServerID int64
 }
 
 // Defaults for the zero fields of Config and Heartbeat.
@@ -92,6 +114,8 @@ const (
 	DefaultEvictAfter     = 2
 	DefaultReadmitAfter   = 3
 	DefaultHeartbeatTable = "rwsplit_heartbeat"
+	// DefaultReadOnlyHeartbeatTable is pt-heartbeat's default --table.
+	DefaultReadOnlyHeartbeatTable = "heartbeat"
 )
 
 // ErrConfig is wrapped by every error Validate and New return for a bad
@@ -100,8 +124,9 @@ var ErrConfig = errors.New("lagcheck: invalid config")
 
 // Validate reports the first problem with c, as New would: a negative
 // duration or count, an Interval below a millisecond or not below MaxLag,
-// ReadmitLag above MaxLag (after defaults), or a heartbeat table name that is not a plain,
-// optionally schema-qualified, identifier. Errors wrap ErrConfig. It lets
+// ReadmitLag above MaxLag (after defaults), a heartbeat table name that is
+// not a plain, optionally schema-qualified, identifier, or heartbeat fields
+// of the writing and the ReadOnly mode mixed. Errors wrap ErrConfig. It lets
 // a caller check a Config before it has the databases New needs.
 func (c Config) Validate() error {
 	_, err := c.withDefaults()
@@ -172,12 +197,24 @@ func (c Config) withDefaults() (Config, error) {
 }
 
 // withDefaults returns h with its zero fields defaulted, or an error
-// wrapping ErrConfig if Table is not a plain identifier.
+// wrapping ErrConfig if Table is not a plain identifier or the fields of
+// the two modes are mixed.
 func (h Heartbeat) withDefaults() (Heartbeat, error) {
+	switch {
+	case h.ServerID < 0:
+		return Heartbeat{}, fmt.Errorf("%w: Heartbeat.ServerID is negative (%d)", ErrConfig, h.ServerID)
+	case h.ReadOnly && h.ID != 0:
+		return Heartbeat{}, fmt.Errorf("%w: Heartbeat.ID %d is the row a writing heartbeat writes; with ReadOnly, set ServerID to the row to read", ErrConfig, h.ID)
+	case !h.ReadOnly && h.ServerID != 0:
+		return Heartbeat{}, fmt.Errorf("%w: Heartbeat.ServerID %d is read only with ReadOnly; a writing heartbeat writes row ID", ErrConfig, h.ServerID)
+	}
 	if h.Table == "" {
 		h.Table = DefaultHeartbeatTable
+		if h.ReadOnly {
+			h.Table = DefaultReadOnlyHeartbeatTable
+		}
 	}
-	if h.ID == 0 {
+	if h.ID == 0 && !h.ReadOnly {
 		h.ID = 1
 	}
 	if !validTable(h.Table) {

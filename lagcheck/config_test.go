@@ -71,6 +71,8 @@ func TestHeartbeatDefaults(t *testing.T) {
 	}{
 		{name: "zero", give: Heartbeat{}, want: Heartbeat{Table: "rwsplit_heartbeat", ID: 1}},
 		{name: "all set", give: Heartbeat{Table: "ops.hb", ID: 7, SkipCreate: true}, want: Heartbeat{Table: "ops.hb", ID: 7, SkipCreate: true}},
+		{name: "read-only zero", give: Heartbeat{ReadOnly: true}, want: Heartbeat{Table: "heartbeat", ReadOnly: true}},
+		{name: "read-only all set", give: Heartbeat{Table: "percona.heartbeat", ReadOnly: true, ServerID: 12}, want: Heartbeat{Table: "percona.heartbeat", ReadOnly: true, ServerID: 12}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -163,6 +165,11 @@ func TestConfigValidate(t *testing.T) {
 		{name: "heartbeat three parts", give: Config{Heartbeat: &Heartbeat{Table: "a.b.c"}}, wantErr: "Heartbeat.Table"},
 		{name: "heartbeat leading digit", give: Config{Heartbeat: &Heartbeat{Table: "1hb"}}, wantErr: "Heartbeat.Table"},
 		{name: "heartbeat empty part", give: Config{Heartbeat: &Heartbeat{Table: "ops."}}, wantErr: "Heartbeat.Table"},
+		{name: "read-only heartbeat", give: Config{Heartbeat: &Heartbeat{ReadOnly: true, ServerID: 1}}},
+		{name: "read-only heartbeat with a row to write", give: Config{Heartbeat: &Heartbeat{ReadOnly: true, ID: 3}}, wantErr: "Heartbeat.ID 3 is the row a writing heartbeat writes"},
+		{name: "server id without read-only", give: Config{Heartbeat: &Heartbeat{ServerID: 3}}, wantErr: "Heartbeat.ServerID 3 is read only with ReadOnly"},
+		{name: "negative server id", give: Config{Heartbeat: &Heartbeat{ReadOnly: true, ServerID: -1}}, wantErr: "Heartbeat.ServerID is negative"},
+		{name: "read-only heartbeat injection", give: Config{Heartbeat: &Heartbeat{ReadOnly: true, Table: "hb WHERE 1=1; --"}}, wantErr: "Heartbeat.Table"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -220,6 +227,8 @@ func TestProbeFor(t *testing.T) {
 		{name: "mariadb", dialect: "mariadb", wantProbe: "lagcheck.mariaProbe", wantPositions: "lagcheck.mariaProbe"},
 		{name: "heartbeat added", cfg: Config{Heartbeat: &Heartbeat{}}, dialect: "postgres", wantProbe: "lagcheck.withHeartbeat", wantPositions: "lagcheck.postgresProbe"},
 		{name: "heartbeat alone", cfg: Config{Heartbeat: &Heartbeat{}}, dialect: "sqlite", wantProbe: "*lagcheck.heartbeat", wantPositions: "<nil>"},
+		{name: "read-only heartbeat added", cfg: Config{Heartbeat: &Heartbeat{ReadOnly: true}}, dialect: "mysql", wantProbe: "lagcheck.withHeartbeat", wantPositions: "*lagcheck.mysqlAuto"},
+		{name: "read-only heartbeat alone", cfg: Config{Heartbeat: &Heartbeat{ReadOnly: true}}, dialect: "sqlite", wantProbe: "*lagcheck.readOnlyHeartbeat", wantPositions: "<nil>"},
 		{name: "custom probe", cfg: Config{Probe: custom}, dialect: "postgres", wantProbe: "*lagcheck.fakeProbe", wantPositions: "lagcheck.postgresProbe"},
 		{name: "custom probe unknown dialect", cfg: Config{Probe: custom}, dialect: "sqlite", wantProbe: "*lagcheck.fakeProbe", wantPositions: "<nil>"},
 	}

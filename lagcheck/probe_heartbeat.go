@@ -16,14 +16,21 @@ import (
 // replicates a table: each round it writes the Checker's clock into row
 // h.ID of h.Table on the primary (creating the table first unless
 // h.SkipCreate), and reads the row on each replica; the row's age bounds
-// the replica's lag. It gives no positions, so Checker.Covers is never true
-// with it alone. A replica without the row yet has an unknown lag, at least
-// the time since the first write. An invalid Table is an error wrapping
-// ErrConfig. docs/health.md shows the SQL.
+// the replica's lag. With h.ReadOnly it writes nothing and reads instead
+// the newest ts another writer keeps in the table (pt-heartbeat --update),
+// on the primary and on each replica (see readOnlyHeartbeat). It gives no
+// positions, so Checker.Covers is never true with it alone. A replica
+// without the row yet has an unknown lag, at least the time since the
+// primary first had it. Invalid fields are an error wrapping ErrConfig.
+// docs/health.md shows the SQL. A probe serves one Checker: it keeps what
+// it read from the primary.
 func HeartbeatProbe(h Heartbeat) (Probe, error) {
 	h, err := h.withDefaults()
 	if err != nil {
 		return nil, err
+	}
+	if h.ReadOnly {
+		return newReadOnlyHeartbeat(h), nil
 	}
 	id := strconv.FormatInt(h.ID, 10)
 	return &heartbeat{

@@ -467,6 +467,7 @@ func TestHeartbeatProbeErrors(t *testing.T) {
 	}{
 		{name: "injection", give: Heartbeat{Table: "hb; DROP TABLE users"}, want: `Heartbeat.Table "hb; DROP TABLE users"`},
 		{name: "three parts", give: Heartbeat{Table: "a.b.c"}, want: `Heartbeat.Table "a.b.c"`},
+		{name: "read-only with a row to write", give: Heartbeat{ReadOnly: true, ID: 2}, want: "Heartbeat.ID 2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
