@@ -21,6 +21,10 @@ type Stats struct {
 	Sticky stickiness.Stats
 	// ReadsToPrimary reports Plugin.SetReadsToPrimary.
 	ReadsToPrimary bool
+	// PrimaryErr is the error of the checker's latest attempt to sample
+	// the primary; nil while it succeeds. While it is set, no lag is
+	// measured: see ReplicaStats.ServesWithoutPrimary.
+	PrimaryErr error
 }
 
 // ReplicaStats describes one replica.
@@ -31,6 +35,11 @@ type ReplicaStats struct {
 	Eligible bool
 	// Drained reports Plugin.Drain.
 	Drained bool
+	// ServesWithoutPrimary reports that the primary is down and the
+	// replica, which lost it too and has replayed as far as any replica,
+	// serves reads although its staleness bound passed MaxLag (see
+	// lagcheck.Checker.ServesWithoutPrimary).
+	ServesWithoutPrimary bool
 	// Health is the lag checker's view: state, last lag (time and
 	// position), last probe error, evictions and readmissions.
 	Health lagcheck.Status
@@ -56,12 +65,14 @@ func (p *Plugin) Stats() Stats {
 	var health []lagcheck.Status
 	if p.checker != nil {
 		health = p.checker.Status()
+		s.PrimaryErr = p.checker.PrimaryErr()
 	}
 	for i, n := range p.nodes {
 		if n == nil {
 			continue
 		}
-		s.Replicas = append(s.Replicas, ReplicaStats{Name: n.name, Eligible: p.eligible(n) && !n.drained.Load(), Drained: n.drained.Load(), Snapshot: n.stats.Snapshot()})
+		s.Replicas = append(s.Replicas, ReplicaStats{Name: n.name, Eligible: p.eligible(n) && !n.drained.Load(), Drained: n.drained.Load(), Snapshot: n.stats.Snapshot(),
+			ServesWithoutPrimary: p.checker != nil && p.checker.ServesWithoutPrimary(n.idx)})
 		if i < len(health) {
 			s.Replicas[len(s.Replicas)-1].Health = health[i]
 		}
