@@ -15,6 +15,17 @@ import (
 // independently of the routing plugin's own bookkeeping. The zero value is
 // ready to use; it is safe for concurrent use.
 type Recorder struct {
+	// Observe, if set, is called with each statement as it is recorded,
+	// with the context it ran with (COMMIT and ROLLBACK: the context their
+	// transaction began with; a statement run without one:
+	// context.Background()) and its error. It runs on the statement's
+	// path: it must be fast and safe for concurrent use. Set it before use.
+	Observe func(ctx context.Context, e Exec, err error)
+	// Discard, if set, keeps no statement: Observe sees each one, Since and
+	// Find none. A long test that counts statements itself keeps its
+	// memory flat. Set it before use.
+	Discard bool
+
 	mu    sync.Mutex
 	execs []Exec
 }
@@ -29,9 +40,16 @@ type Exec struct {
 	SQL  string
 }
 
-func (r *Recorder) record(node, sql string) {
+func (r *Recorder) record(ctx context.Context, node, sql string, err error) {
+	e := Exec{Node: node, SQL: sql}
+	if r.Observe != nil {
+		r.Observe(ctx, e, err)
+	}
+	if r.Discard {
+		return
+	}
 	r.mu.Lock()
-	r.execs = append(r.execs, Exec{Node: node, SQL: sql})
+	r.execs = append(r.execs, e)
 	r.mu.Unlock()
 }
 
@@ -159,9 +177,9 @@ type recConn struct {
 	c    driver.Conn
 }
 
-func (c *recConn) record(sql string, err error) {
+func (c *recConn) record(ctx context.Context, sql string, err error) {
 	if !errors.Is(err, driver.ErrSkip) { // ErrSkip: database/sql retries another way, recorded then
-		c.r.record(c.node, sql)
+		c.r.record(ctx, c.node, sql, err)
 	}
 }
 
@@ -211,11 +229,11 @@ func (c *recConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx
 		}
 		tx, err = c.c.Begin() //nolint:staticcheck // the fallback database/sql uses too
 	}
-	c.record("BEGIN", err)
+	c.record(ctx, "BEGIN", err)
 	if err != nil {
 		return nil, err
 	}
-	return &recTx{conn: c, tx: tx}, nil
+	return &recTx{conn: c, tx: tx, ctx: ctx}, nil
 }
 
 func (c *recConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
@@ -224,7 +242,7 @@ func (c *recConn) QueryContext(ctx context.Context, query string, args []driver.
 		return nil, driver.ErrSkip
 	}
 	rows, err := q.QueryContext(ctx, query, args)
-	c.record(query, err)
+	c.record(ctx, query, err)
 	return rows, err
 }
 
@@ -234,7 +252,7 @@ func (c *recConn) ExecContext(ctx context.Context, query string, args []driver.N
 		return nil, driver.ErrSkip
 	}
 	res, err := e.ExecContext(ctx, query, args)
-	c.record(query, err)
+	c.record(ctx, query, err)
 	return res, err
 }
 
@@ -271,17 +289,18 @@ func (c *recConn) IsValid() bool {
 type recTx struct {
 	conn *recConn
 	tx   driver.Tx
+	ctx  context.Context // the transaction's, from BeginTx
 }
 
 func (t *recTx) Commit() error {
 	err := t.tx.Commit()
-	t.conn.record("COMMIT", err)
+	t.conn.record(t.ctx, "COMMIT", err)
 	return err
 }
 
 func (t *recTx) Rollback() error {
 	err := t.tx.Rollback()
-	t.conn.record("ROLLBACK", err)
+	t.conn.record(t.ctx, "ROLLBACK", err)
 	return err
 }
 
@@ -297,13 +316,13 @@ func (s *recStmt) NumInput() int { return s.s.NumInput() }
 
 func (s *recStmt) Exec(args []driver.Value) (driver.Result, error) {
 	res, err := s.s.Exec(args) //nolint:staticcheck // delegating the deprecated method
-	s.conn.record(s.query, err)
+	s.conn.record(context.Background(), s.query, err)
 	return res, err
 }
 
 func (s *recStmt) Query(args []driver.Value) (driver.Rows, error) {
 	rows, err := s.s.Query(args) //nolint:staticcheck // delegating the deprecated method
-	s.conn.record(s.query, err)
+	s.conn.record(context.Background(), s.query, err)
 	return rows, err
 }
 
@@ -320,7 +339,7 @@ func (s *recStmt) ExecContext(ctx context.Context, args []driver.NamedValue) (dr
 			}
 		}
 	}
-	s.conn.record(s.query, err)
+	s.conn.record(ctx, s.query, err)
 	return res, err
 }
 
@@ -337,7 +356,7 @@ func (s *recStmt) QueryContext(ctx context.Context, args []driver.NamedValue) (d
 			}
 		}
 	}
-	s.conn.record(s.query, err)
+	s.conn.record(ctx, s.query, err)
 	return rows, err
 }
 

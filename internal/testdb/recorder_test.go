@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/go-sql-driver/mysql"
@@ -239,4 +240,60 @@ func (r *bareRows) Next(dest []driver.Value) error {
 	r.done = true
 	dest[0] = r.v
 	return nil
+}
+
+// TestRecorderObserve: Observe sees each statement with the context it ran
+// with (a transaction's COMMIT with the context it began with) and its
+// error; with Discard, nothing is kept.
+func TestRecorderObserve(t *testing.T) {
+	pg := dbtest.Postgres(t, 2)
+	type key struct{}
+	type seen struct {
+		exec testdb.Exec
+		tag  any
+		err  bool
+	}
+	var (
+		mu  sync.Mutex
+		got []seen
+	)
+	rec := testdb.Recorder{Discard: true, Observe: func(ctx context.Context, e testdb.Exec, err error) {
+		mu.Lock()
+		got = append(got, seen{e, ctx.Value(key{}), err != nil})
+		mu.Unlock()
+	}}
+	db := pg.Primary.OpenDB(&rec)
+	defer db.Close()
+	ctx := context.WithValue(t.Context(), key{}, "tagged")
+	if _, err := db.ExecContext(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, "SELECT nope"); err == nil {
+		t.Fatal("SELECT nope succeeded")
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(context.Background(), "SELECT 2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	want := []seen{
+		{testdb.Exec{Node: "primary", SQL: "SELECT 1"}, "tagged", false},
+		{testdb.Exec{Node: "primary", SQL: "SELECT nope"}, "tagged", true},
+		{testdb.Exec{Node: "primary", SQL: "BEGIN"}, "tagged", false},
+		{testdb.Exec{Node: "primary", SQL: "SELECT 2"}, nil, false},
+		{testdb.Exec{Node: "primary", SQL: "COMMIT"}, "tagged", false},
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(got, want) {
+		t.Errorf("observed %v, want %v", got, want)
+	}
+	if all := rec.All(); len(all) != 0 {
+		t.Errorf("Discard kept %v", all)
+	}
 }
