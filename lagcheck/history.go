@@ -112,8 +112,9 @@ func (h *history) latest() Position {
 
 // estimate turns a replica probe that ran from start to end into a
 // Reading, against the samples kept: staleness is at most end − (start of
-// the newest covered sample) and at least start − (end of the oldest
-// sample not covered). docs/health.md has the argument.
+// the newest covered sample), or the probe's own bound aged from start,
+// and at least start − (end of the oldest sample not covered).
+// docs/health.md has the argument.
 func (h *history) estimate(rep Replay, probeErr error, start, end time.Time) Reading {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -145,8 +146,12 @@ func (h *history) estimate(rep Replay, probeErr error, start, end time.Time) Rea
 			lower = max(lower, start.Sub(h.at(k+1).end))
 		}
 	}
-	if rep.LagAtMostKnown && (!upperOK || rep.LagAtMost < upper) {
-		upper, upperOK = max(0, rep.LagAtMost), true
+	// The probe measured its own bound at some moment between start and
+	// end (PostgreSQL's clock_timestamp() on the server, a heartbeat's
+	// age): as of end, the replica is stale by at most that bound plus the
+	// time since start.
+	if own := max(0, rep.LagAtMost) + end.Sub(start); rep.LagAtMostKnown && (!upperOK || own < upper) {
+		upper, upperOK = own, true
 	}
 	if upperOK {
 		r.fresh = end.Add(-max(upper, lower))

@@ -45,7 +45,12 @@ func TestEstimate(t *testing.T) {
 			wantLag: 753 * ms, wantKnown: true, wantBehind: 250, wantFresh: 0},
 		{name: "replay timestamp tightens the bound",
 			samples: samples, give: Replay{Position: LSNPosition(150), LagAtMost: 600 * ms, LagAtMostKnown: true}, start: 752 * ms, end: 753 * ms,
-			wantLag: 600 * ms, wantKnown: true, wantBehind: 250, wantFresh: 153 * ms},
+			wantLag: 601 * ms, wantKnown: true, wantBehind: 250, wantFresh: 152 * ms},
+		// The server read its clock somewhere in the probe's 50ms: as of
+		// the probe's end, the bound is 50ms older than it read.
+		{name: "own bound aged from the probe's start",
+			samples: []sample{{start: at(0), end: at(1 * ms)}}, give: Replay{LagAtMost: 100 * ms, LagAtMostKnown: true}, start: 752 * ms, end: 802 * ms,
+			wantLag: 150 * ms, wantKnown: true, wantBehind: -1, wantFresh: 652 * ms},
 		{name: "a looser own bound changes nothing",
 			samples: samples, give: Replay{Position: LSNPosition(400), LagAtMost: 22 * time.Second, LagAtMostKnown: true}, start: 752 * ms, end: 753 * ms,
 			wantLag: 3 * ms, wantKnown: true, wantBehind: 0, wantFresh: 750 * ms},
@@ -60,7 +65,7 @@ func TestEstimate(t *testing.T) {
 			wantLag: 0, wantKnown: false, wantBehind: -1, wantFresh: -1},
 		{name: "heartbeat only",
 			samples: []sample{{start: at(0), end: at(1 * ms)}}, give: Replay{LagAtMost: 2 * ms, LagAtMostKnown: true}, start: 2 * ms, end: 3 * ms,
-			wantLag: 2 * ms, wantKnown: true, wantBehind: -1, wantFresh: 1 * ms},
+			wantLag: 3 * ms, wantKnown: true, wantBehind: -1, wantFresh: 0},
 		{name: "heartbeat row missing: lower bound",
 			samples: []sample{{start: at(0), end: at(1 * ms)}}, give: Replay{LagAtLeast: 700 * ms}, start: 702 * ms, end: 703 * ms,
 			wantLag: 700 * ms, wantKnown: false, wantBehind: -1, wantFresh: -1},

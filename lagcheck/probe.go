@@ -37,7 +37,8 @@ type Replay struct {
 	// LagAtMost, when LagAtMostKnown, is an upper bound on the replica's
 	// staleness that the probe measured itself: the age of the newest
 	// heartbeat on the replica, or on PostgreSQL the time since the last
-	// replayed commit was made.
+	// replayed commit was made. It may have been measured at any moment
+	// of the probe: the Checker ages it from the probe's start.
 	LagAtMost      time.Duration
 	LagAtMostKnown bool
 
