@@ -11,7 +11,8 @@ var (
 	ErrReadOnly = errors.New("rwsplit: write in a read-only replica transaction")
 
 	// ErrNoReplica is returned for a read when no replica is eligible and
-	// Config.Fallback is FallbackFail.
+	// Config.Fallback is FallbackFail; also, wrapping the driver's error,
+	// for a read that failed to reach the last eligible replica.
 	ErrNoReplica = errors.New("rwsplit: no replica available")
 
 	// ErrUnknownReplica is returned for a statement with a Replica clause

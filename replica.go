@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -227,7 +228,12 @@ func (c *nodeConn) again(ctx context.Context, err error, query string) gorm.Conn
 			r.report(ctx, t)
 			return r.primaryPool
 		}
-		return nil
+		if t.err == nil {
+			return nil
+		}
+		// FallbackFail and no other replica: ErrNoReplica, as for a read
+		// that found none, with the read's own error.
+		return failPool{fmt.Errorf("%w: %w", t.err, err)}
 	case isCachedPlanError(err):
 		// PostgreSQL refused a cached plan after DDL changed the result
 		// type. pgx has dropped it on that connection; drop it from the

@@ -511,7 +511,8 @@ func (r *router) freshRead(st *statement, f filter) target {
 
 // retryTarget decides where a read that failed to reach replica failed
 // runs again: another eligible replica, or the primary. The retry never
-// retries again.
+// retries again. Under FallbackFail, with no other replica eligible, the
+// read fails with ErrNoReplica.
 func (r *router) retryTarget(ctx context.Context, failed *node, v view) target {
 	switch {
 	case r.closed.Load():
@@ -523,9 +524,7 @@ func (r *router) retryTarget(ctx context.Context, failed *node, v view) target {
 	if n := r.pick(ctx, failed, &r.fresh); n != nil {
 		return target{where: toReplica, node: n, reason: ReasonRetry}
 	}
-	t := r.noReplica(ReasonRetry)
-	t.err = nil // the read's own error reaches the caller
-	return t
+	return r.noReplica(ReasonRetry)
 }
 
 // txRequest is what decides where a read-only transaction begins.

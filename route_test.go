@@ -363,7 +363,7 @@ func TestDecide(t *testing.T) {
 		{name: "retry on the primary", state: evict(healthy(), 1),
 			other: func(r *router) target { return r.retryTarget(ctx, r.nodes[0], viewRouted) }, want: "primary", why: ReasonRetry},
 		{name: "no retry under FallbackFail", fb: FallbackFail, state: evict(healthy(), 1),
-			other: func(r *router) target { return r.retryTarget(ctx, r.nodes[0], viewRouted) }, want: "", why: 0},
+			other: func(r *router) target { return r.retryTarget(ctx, r.nodes[0], viewRouted) }, want: "", why: 0, err: ErrNoReplica},
 		{name: "retry skips a replica beyond MaxLag", state: func() *fakeState { s := healthy(); s.lagNow[1] = 2 * time.Second; return s }(),
 			other: func(r *router) target { return r.retryTarget(ctx, r.nodes[0], viewRouted) }, want: "primary", why: ReasonRetry},
 		{name: "read-only transaction", other: func(r *router) target { return r.readOnlyTarget(ctx, &txRequest{iso: sql.LevelDefault}) },
