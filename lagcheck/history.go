@@ -42,6 +42,13 @@ type Reading struct {
 	// (Replay.Disconnected, or ErrNotReceiving).
 	Disconnected bool
 
+	// Server is the server that answered the probe (zero if the probe
+	// does not say). Servers, when the replica's address has answered
+	// from several servers within the hold (see Status.Servers), lists
+	// them; Lag is then the worst of theirs. Nil otherwise.
+	Server  Server
+	Servers []Server
+
 	// At is when the probe finished; Took how long it ran.
 	At   time.Time
 	Took time.Duration
@@ -121,6 +128,7 @@ func (h *history) estimate(rep Replay, probeErr error, start, end time.Time) Rea
 		Behind:   -1,
 		Position: rep.Position,
 		Fallback: rep.Fallback,
+		Server:   rep.Server,
 		Err:      probeErr,
 
 		Disconnected: rep.Disconnected || errors.Is(probeErr, ErrNotReceiving),
