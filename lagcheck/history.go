@@ -153,8 +153,11 @@ func (h *history) estimate(rep Replay, probeErr error, start, end time.Time) Rea
 			lower = max(lower, start.Sub(h.at(k+1).end))
 		}
 	}
-	if rep.LagAtMostKnown && (!upperOK || rep.LagAtMost < upper) {
-		upper, upperOK = max(0, rep.LagAtMost), true
+	// The probe's own bound held when the server evaluated it, at some
+	// instant of the probe: counted from the probe's start, so that what
+	// was committed while the answer travelled back is not taken as had.
+	if own := max(0, rep.LagAtMost) + end.Sub(start); rep.LagAtMostKnown && (!upperOK || own < upper) {
+		upper, upperOK = own, true
 	}
 	if upperOK {
 		r.fresh = end.Add(-max(upper, lower))
