@@ -91,6 +91,7 @@ func preparedErrors(db *gorm.DB) (failed, other int, sample error) {
 // prepared-statement errors.
 func TestPgBouncerTransactionMode(t *testing.T) {
 	pg := dbtest.Postgres(t, 2)
+	dbtest.Within(t, 10*time.Second, pg.WaitCaughtUp)
 	bp := dbtest.PgBouncer(t, pg.Primary)
 	br := dbtest.PgBouncer(t, pg.Replicas[0])
 	r1 := pg.Replicas[0]
@@ -140,13 +141,14 @@ func TestPgBouncerTransactionMode(t *testing.T) {
 				t.Errorf("a write ran on %s", wrote)
 			}
 
-			// Probes: through PgBouncer, the checker measures replica1
-			// and sees the server behind it.
+			// Probes: through PgBouncer, the checker measures replica1,
+			// finds it healthy, and sees the server behind it. (A cluster
+			// just started may still be catching up: wait for it.)
 			var h lagcheck.Status
 			deadline := time.Now().Add(5 * time.Second)
-			for h = c.Plugin.Stats().Replicas[0].Health; !h.LagKnown || h.Server.IsZero(); h = c.Plugin.Stats().Replicas[0].Health {
+			for h = c.Plugin.Stats().Replicas[0].Health; h.State != lagcheck.Healthy || !h.LagKnown || h.Server.IsZero(); h = c.Plugin.Stats().Replicas[0].Health {
 				if time.Now().After(deadline) {
-					t.Fatalf("no lag measured through PgBouncer after 5s: %+v", h)
+					t.Fatalf("replica1 not healthy with a lag measured through PgBouncer after 5s: %+v", h)
 				}
 				time.Sleep(time.Millisecond)
 			}
@@ -254,6 +256,16 @@ func TestPgBouncerSeveralStandbys(t *testing.T) {
 	var logs logBuffer
 	log := newStateLog()
 	cfg := withNodeHook(healthConfig(log, healthLag))
+	var evictions []lagcheck.Reading // the readings that evicted replica1
+	var evMu sync.Mutex
+	cfg.Lag.OnStateChange = func(ch lagcheck.Change) {
+		if ch.To == lagcheck.Evicted {
+			evMu.Lock()
+			evictions = append(evictions, ch.Reading)
+			evMu.Unlock()
+		}
+		log.record(ch)
+	}
 	cfg.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	cfg.Stickiness = stickiness.Config{Mode: stickiness.ModeCausal}
 	newDialector := func(db *sql.DB) gorm.Dialector { return postgres.New(postgres.Config{Conn: db}) }
@@ -314,6 +326,14 @@ func TestPgBouncerSeveralStandbys(t *testing.T) {
 	// loaded cores.
 	if d := run.evicted.Sub(run.injected); d > healthLag.MaxLag+3*healthLag.Interval+healthLag.Timeout+time.Second {
 		t.Errorf("evicted %v after the pause", d)
+	}
+	evMu.Lock()
+	defer evMu.Unlock()
+	for _, rd := range evictions {
+		t.Logf("evicting reading: lag %v known %v, err %v, by %v", rd.Lag.Round(time.Millisecond), rd.LagKnown, rd.Err, rd.Server)
+		if rd.Err != nil || !rd.LagKnown || rd.Lag <= healthLag.MaxLag {
+			t.Errorf("replica1 evicted by a reading with lag %v (known %v), error %v; want the paused standby's lag above MaxLag", rd.Lag, rd.LagKnown, rd.Err)
+		}
 	}
 	if s := c.Plugin.Stats().Replicas[0].Health; len(s.Servers) != 2 {
 		t.Errorf("after the fault, Stats shows servers %v, want both still", s.Servers)
