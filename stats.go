@@ -25,6 +25,10 @@ type Stats struct {
 	// the primary; nil while it succeeds. While it is set, no lag is
 	// measured: see ReplicaStats.ServesWithoutPrimary.
 	PrimaryErr error
+	// PrimaryReads counts the reads routing sent to the primary (reasons
+	// forced-primary, no-replica, retry, stale, sticky, reads-to-primary):
+	// with the replicas' Served, the read load on each node.
+	PrimaryReads uint64
 }
 
 // ReplicaStats describes one replica.
@@ -41,16 +45,27 @@ type ReplicaStats struct {
 	// lagcheck.Checker.ServesWithoutPrimary).
 	ServesWithoutPrimary bool
 	// Health is the lag checker's view: state, last lag (time and
-	// position), last probe error, evictions and readmissions.
+	// position), last probe error, evictions and readmissions, and the
+	// server that answered (Health.Servers lists several when the
+	// replica's address answers from more than one: see
+	// docs/topologies.md).
 	Health lagcheck.Status
 	// Policy statistics: statements in flight, EWMA latency, statements
 	// served and failed (connection errors and timeouts).
 	policy.Snapshot
+	// Latencies is the distribution of the replica's statement latencies
+	// since Initialize.
+	Latencies policy.Histogram
 }
+
+// primaryReadReasons has bit r set for each Reason r of a read that
+// counts in Stats.PrimaryReads when it runs on the primary.
+const primaryReadReasons = 1<<ReasonForcedPrimary | 1<<ReasonNoReplica | 1<<ReasonRetry |
+	1<<ReasonStale | 1<<ReasonSticky | 1<<ReasonReadsToPrimary
 
 // Stats returns a snapshot of the plugin's counters.
 func (p *Plugin) Stats() Stats {
-	s := Stats{Routes: make(map[Reason]uint64, numReasons), ReadsToPrimary: p.readsToPrimary.Load()}
+	s := Stats{Routes: make(map[Reason]uint64, numReasons), ReadsToPrimary: p.readsToPrimary.Load(), PrimaryReads: p.primaryReads.Load()}
 	if p.pol != nil {
 		s.Policy = p.pol.Name()
 	}
@@ -71,7 +86,7 @@ func (p *Plugin) Stats() Stats {
 		if n == nil {
 			continue
 		}
-		s.Replicas = append(s.Replicas, ReplicaStats{Name: n.name, Eligible: p.eligible(n) && !n.drained.Load(), Drained: n.drained.Load(), Snapshot: n.stats.Snapshot(),
+		s.Replicas = append(s.Replicas, ReplicaStats{Name: n.name, Eligible: p.eligible(n) && !n.drained.Load(), Drained: n.drained.Load(), Snapshot: n.stats.Snapshot(), Latencies: n.stats.Latencies(),
 			ServesWithoutPrimary: p.checker != nil && p.checker.ServesWithoutPrimary(n.idx)})
 		if i < len(health) {
 			s.Replicas[len(s.Replicas)-1].Health = health[i]

@@ -42,6 +42,13 @@ type Reading struct {
 	// (Replay.Disconnected, or ErrNotReceiving).
 	Disconnected bool
 
+	// Server is the server that answered the probe (zero if the probe
+	// does not say). Servers, when the replica's address has answered
+	// from several servers within the hold (see Status.Servers), lists
+	// them; Lag is then the worst of theirs. Nil otherwise.
+	Server  Server
+	Servers []Server
+
 	// At is when the probe finished; Took how long it ran.
 	At   time.Time
 	Took time.Duration
@@ -112,9 +119,8 @@ func (h *history) latest() Position {
 
 // estimate turns a replica probe that ran from start to end into a
 // Reading, against the samples kept: staleness is at most end − (start of
-// the newest covered sample), or the probe's own bound aged from start,
-// and at least start − (end of the oldest sample not covered).
-// docs/health.md has the argument.
+// the newest covered sample) and at least start − (end of the oldest
+// sample not covered). docs/health.md has the argument.
 func (h *history) estimate(rep Replay, probeErr error, start, end time.Time) Reading {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -122,6 +128,7 @@ func (h *history) estimate(rep Replay, probeErr error, start, end time.Time) Rea
 		Behind:   -1,
 		Position: rep.Position,
 		Fallback: rep.Fallback,
+		Server:   rep.Server,
 		Err:      probeErr,
 
 		Disconnected: rep.Disconnected || errors.Is(probeErr, ErrNotReceiving),
@@ -146,10 +153,9 @@ func (h *history) estimate(rep Replay, probeErr error, start, end time.Time) Rea
 			lower = max(lower, start.Sub(h.at(k+1).end))
 		}
 	}
-	// The probe measured its own bound at some moment between start and
-	// end (PostgreSQL's clock_timestamp() on the server, a heartbeat's
-	// age): as of end, the replica is stale by at most that bound plus the
-	// time since start.
+	// The probe's own bound held when the server evaluated it, at some
+	// instant of the probe: counted from the probe's start, so that what
+	// was committed while the answer travelled back is not taken as had.
 	if own := max(0, rep.LagAtMost) + end.Sub(start); rep.LagAtMostKnown && (!upperOK || own < upper) {
 		upper, upperOK = own, true
 	}

@@ -43,14 +43,12 @@ func TestEstimate(t *testing.T) {
 		{name: "three samples behind",
 			samples: samples, give: Replay{Position: LSNPosition(150)}, start: 752 * ms, end: 753 * ms,
 			wantLag: 753 * ms, wantKnown: true, wantBehind: 250, wantFresh: 0},
-		{name: "replay timestamp tightens the bound",
+		{name: "replay timestamp tightens the bound, counted from the probe's start",
 			samples: samples, give: Replay{Position: LSNPosition(150), LagAtMost: 600 * ms, LagAtMostKnown: true}, start: 752 * ms, end: 753 * ms,
 			wantLag: 601 * ms, wantKnown: true, wantBehind: 250, wantFresh: 152 * ms},
-		// The server read its clock somewhere in the probe's 50ms: as of
-		// the probe's end, the bound is 50ms older than it read.
-		{name: "own bound aged from the probe's start",
-			samples: []sample{{start: at(0), end: at(1 * ms)}}, give: Replay{LagAtMost: 100 * ms, LagAtMostKnown: true}, start: 752 * ms, end: 802 * ms,
-			wantLag: 150 * ms, wantKnown: true, wantBehind: -1, wantFresh: 652 * ms},
+		{name: "a slow probe's own bound: the answer's way back counts too",
+			samples: samples, give: Replay{Position: LSNPosition(150), LagAtMost: 600 * ms, LagAtMostKnown: true}, start: 752 * ms, end: 772 * ms,
+			wantLag: 620 * ms, wantKnown: true, wantBehind: 250, wantFresh: 152 * ms},
 		{name: "a looser own bound changes nothing",
 			samples: samples, give: Replay{Position: LSNPosition(400), LagAtMost: 22 * time.Second, LagAtMostKnown: true}, start: 752 * ms, end: 753 * ms,
 			wantLag: 3 * ms, wantKnown: true, wantBehind: 0, wantFresh: 750 * ms},

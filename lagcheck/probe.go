@@ -37,8 +37,7 @@ type Replay struct {
 	// LagAtMost, when LagAtMostKnown, is an upper bound on the replica's
 	// staleness that the probe measured itself: the age of the newest
 	// heartbeat on the replica, or on PostgreSQL the time since the last
-	// replayed commit was made. It may have been measured at any moment
-	// of the probe: the Checker ages it from the probe's start.
+	// replayed commit was made.
 	LagAtMost      time.Duration
 	LagAtMostKnown bool
 
@@ -56,6 +55,11 @@ type Replay struct {
 	// thread is not running, which is also ErrNotReceiving). While the
 	// primary cannot be sampled either, see Checker.ServesWithoutPrimary.
 	Disconnected bool
+
+	// Server is the server that answered, read by the same statement as
+	// the position and lag (zero if the probe does not say): the Checker
+	// detects several servers behind one address by it.
+	Server Server
 }
 
 // DB is what a Probe runs its queries on: one connection the Checker
@@ -141,6 +145,9 @@ func (w withHeartbeat) Replica(ctx context.Context, db DB, primary Position) (Re
 	r.LagAtLeast = max(r.LagAtLeast, h.LagAtLeast)
 	if r.Fallback != "" {
 		r.Fallback += "; heartbeat"
+	}
+	if r.Server.IsZero() {
+		r.Server = h.Server
 	}
 	return r, nil
 }
