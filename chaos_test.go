@@ -51,6 +51,10 @@ import (
 // MariaDB 20s; RWSPLIT_CHAOS_SECONDS=N runs PostgreSQL N seconds and
 // MariaDB N/3, and RWSPLIT_CHAOS_SEED=N replays a schedule (each run logs
 // its seed). The primary never goes down here: TestPrimaryDown covers it.
+// A read through one app server that misses a write made through the
+// other, because the writer's mark had not reached Redis, is counted apart
+// and does not fail the test: a known limit (docs/stickiness.md, "Fail
+// safe"). Any other miss does.
 func TestChaos(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("RWSPLIT_CHAOS_SEED"); s != "" {
@@ -339,12 +343,13 @@ func (k opKind) String() string { return opNames[k] }
 // op is one call into GORM by the workload; it rides in the call's
 // context, so the recorder and OnRoute attribute statements to it.
 type op struct {
-	kind   opKind
-	app    *chaosApp
-	start  time.Time
-	tx     bool         // it runs a transaction on a replica (set by its fn)
-	writes atomic.Int32 // write statements the driver ran for it
-	node   atomic.Value // string: where OnRoute last sent it
+	kind    opKind
+	app     *chaosApp
+	start   time.Time
+	tx      bool         // it runs a transaction on a replica (set by its fn)
+	retried atomic.Bool  // OnRoute reported a retry after a connection error
+	writes  atomic.Int32 // write statements the driver ran for it
+	node    atomic.Value // string: where OnRoute last sent it
 }
 
 type opKey struct{}
@@ -402,13 +407,14 @@ type chaosRun struct {
 	// when nothing is in flight.
 	gate sync.RWMutex
 
-	mu       sync.Mutex
-	timeline []timelineEntry
-	windows  []*faultWindow
-	errs     map[string]int      // errors by class
-	examples map[string][]string // the first few of each class
-	failures []string            // invariant violations, the first few
-	nFail    map[string]int      // invariant violations by invariant
+	mu          sync.Mutex
+	timeline    []timelineEntry
+	windows     []*faultWindow
+	errs        map[string]int      // errors by class
+	examples    map[string][]string // the first few of each class
+	failures    []string            // invariant violations, the first few
+	storeMissed []string            // misses between app servers with the mark not in Redis, the first few
+	nFail       map[string]int      // invariant violations by invariant
 
 	stmts         [4][numKinds]atomic.Int64 // at the driver, by node and kind
 	replicaWrites atomic.Int64              // write statements that reached a replica, at the driver
@@ -417,8 +423,11 @@ type chaosRun struct {
 	faults        map[string]int
 
 	stickyReads, stickyMisses atomic.Int64
-	roRefused                 [2]atomic.Int64      // writes in a replica transaction refused: by rwsplit, by the primary's read-only transaction
-	worst                     [numOps]atomic.Int64 // the worst staleness per read kind, ns
+	storeMisses               atomic.Int64 // misses between app servers whose mark Redis did not have
+	marksMu                   sync.Mutex
+	marks                     map[string]storedMark // the last mark Redis took for each user
+	roRefused                 [2]atomic.Int64       // writes in a replica transaction refused: by rwsplit, by the primary's read-only transaction
+	worst                     [numOps]atomic.Int64  // the worst staleness per read kind, ns
 	staleReads                atomic.Int64
 
 	logs sync.Map // message -> *atomic.Int64: the plugins' log records
@@ -509,7 +518,7 @@ func runChaos(t *testing.T, cc *chaosCluster, seed, stream uint64, length time.D
 	}()
 	srv := dbtest.Redis(t)
 	r := &chaosRun{t: t, cc: cc, seed: seed, redis: srv, start: time.Now(), errs: map[string]int{}, examples: map[string][]string{},
-		nFail: map[string]int{}, faults: map[string]int{}}
+		nFail: map[string]int{}, faults: map[string]int{}, marks: map[string]storedMark{}}
 	r.rec = &testdb.Recorder{Discard: true, Observe: r.observe}
 	defer func() {
 		if t.Failed() {
@@ -546,7 +555,7 @@ func runChaos(t *testing.T, cc *chaosCluster, seed, stream uint64, length time.D
 	// The live heap after GC, at the start, at a third of the run and at
 	// its end (invariant 8).
 	pools := append(slices.Concat(r.a.pools, r.b.pools), counterDB)
-	heap := func() uint64 {
+	heap := func() (live uint64, maxInUse int) {
 		// With no operation in flight and no fault in force, and idle
 		// connections closed, the pools hold only the checkers'
 		// connections: the heap compared is the plugins' own.
@@ -560,12 +569,22 @@ func runChaos(t *testing.T, cc *chaosCluster, seed, stream uint64, length time.D
 				p.SetMaxIdleConns(2) // database/sql's default
 			}
 		}()
+		var perPool []string
+		for _, p := range pools {
+			st := p.Stats()
+			maxInUse = max(maxInUse, st.InUse)
+			perPool = append(perPool, fmt.Sprintf("%d/%d", st.InUse, st.OpenConnections))
+		}
+		r.note("connections in use/open, by pool: %v", perPool)
+		// Twice: the first GC moves sync.Pool contents (pgx's buffers) to
+		// the victim cache, the second frees them.
+		runtime.GC()
 		runtime.GC()
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)
-		return m.HeapAlloc
+		return m.HeapAlloc, maxInUse
 	}
-	heapStart := heap()
+	heapStart, inUseStart := heap()
 	r.note("set up; the workload and the faults start")
 	begin := time.Now()
 	stop := make(chan struct{})
@@ -598,10 +617,10 @@ func runChaos(t *testing.T, cc *chaosCluster, seed, stream uint64, length time.D
 	}
 
 	time.Sleep(length / 3) // the length of the run, not a wait for an event
-	heapThird := heap()
+	heapThird, inUseThird := heap()
 	r.note("heap %.1f MiB", mib(heapThird))
 	time.Sleep(length - length/3)
-	heapEnd := heap()
+	heapEnd, inUseEnd := heap()
 	r.note("heap %.1f MiB; stopping", mib(heapEnd))
 	close(stop)
 	faults.Wait()
@@ -627,23 +646,39 @@ func runChaos(t *testing.T, cc *chaosCluster, seed, stream uint64, length time.D
 	counterDB.Close()
 	cc.proxy.Close()
 	// Invariant 7: nothing the plugins, pools, clients or proxy started is
-	// left (goleak retries while pools finish closing).
-	if err := goleak.Find(append(dbtest.LeakIgnores(), leaks)...); err != nil {
-		r.fail("7 goroutines after Close", "%v", err)
+	// left. Waited for up to 10s: go-redis's background dialer sleeps a
+	// second between attempts before it sees its pool closed.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		err := goleak.Find(append(dbtest.LeakIgnores(), leaks)...)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			r.fail("7 goroutines after Close", "%v", err)
+			break
+		}
 	}
 
-	// Invariant 8: the live heap at the end is at most 1.3 times the one
+	// Invariant 8: the live heap at the end is at most 1.5 times the one
 	// at a third of the run. By then the pools, statement caches and
 	// stickiness records have their working size, and the measurement
-	// leaves out connections (closed) and what is in flight (nothing):
-	// 2–3 MiB here, 0.8–0.9 times the third's at the end over 3 runs.
-	// The test's own records do not grow in the heap (the counter's
-	// times are allocated up front). About 14 000 statements run in the
-	// last two thirds (PostgreSQL, -race): a leak of 100 bytes each would
-	// add about half.
-	const heapRatio = 1.3
+	// leaves out idle connections (closed), what is in flight (nothing)
+	// and sync.Pool contents (two GCs): 1.4–2.5 MiB here, the end
+	// 0.95–1.25 times the third over 15 runs under -race (what remains
+	// varies: connections the proxy and go-redis still hold, the
+	// checkers' connections). The test's own records do not grow in the
+	// heap (the counter's times are allocated up front). About 16 000
+	// statements run in the last two thirds (PostgreSQL, -race): a leak
+	// of 70 bytes each would add half.
+	const heapRatio = 1.5
 	if float64(heapEnd) > heapRatio*float64(heapThird) {
 		r.fail("8 heap flat", "live heap %.1f MiB at the end, %.1f MiB at a third of the run: more than %.1fx", mib(heapEnd), mib(heapThird), heapRatio)
+	}
+	// Nor do connections leak: with nothing in flight, a pool has at most
+	// one in use, its checker's (none right after a probe failed on it),
+	// or the counter's update (it is not paused).
+	if n := max(inUseStart, inUseThird, inUseEnd); n > 1 {
+		r.fail("8 heap flat", "a pool had %d connections in use with nothing in flight (see the timeline)", n)
 	}
 
 	r.report(elapsed, statsA, statsB, refused, heapStart, heapThird, heapEnd)
@@ -705,9 +740,12 @@ func (r *chaosRun) openApp(name string, fb rwsplit.Fallback, pol policy.Policy, 
 		OnRoute: func(ctx context.Context, rt rwsplit.Route) {
 			if o := opOf(ctx); o != nil {
 				o.node.Store(rt.Node)
+				if rt.Reason == rwsplit.ReasonRetry {
+					o.retried.Store(true)
+				}
 			}
 		},
-		Stickiness: stickiness.Config{Store: redisstore.New(app.redis, redisstore.Options{})},
+		Stickiness: stickiness.Config{Store: &markedStore{Store: redisstore.New(app.redis, redisstore.Options{}), r: r}},
 		Logger:     slog.New(&countingHandler{m: &r.logs, app: name}),
 	})
 	app.db = db
@@ -735,6 +773,47 @@ func (r *chaosRun) closeApps() {
 			app.redis.Close()
 		}
 	}
+}
+
+// markedStore is the app servers' Redis store; it notes the last mark
+// Redis took for each user.
+type markedStore struct {
+	stickiness.Store
+	r *chaosRun
+}
+
+// storedMark is a mark Redis took: its record's Until, and when Set
+// returned.
+type storedMark struct{ until, at time.Time }
+
+func (s *markedStore) Set(ctx context.Context, key string, rec stickiness.Record) error {
+	err := s.Store.Set(ctx, key, rec)
+	if err == nil {
+		s.r.marksMu.Lock()
+		if m := s.r.marks[key]; !rec.Until.Before(m.until) {
+			s.r.marks[key] = storedMark{rec.Until, time.Now()}
+		}
+		s.r.marksMu.Unlock()
+	}
+	return err
+}
+
+// markMissing says why Redis lacked the mark of key's write begun at
+// wrote when a read began at read, or "" if it had it: the Set had not
+// succeeded yet (it failed or timed out, and its retry had not come), or
+// Redis was stopped after it (losing every key). A write's mark lasts
+// until at least its start plus the Window.
+func (r *chaosRun) markMissing(key string, wrote, read time.Time) string {
+	r.marksMu.Lock()
+	m := r.marks[key]
+	r.marksMu.Unlock()
+	switch {
+	case m.until.Before(wrote.Add(stickiness.DefaultWindow)) || m.at.After(read):
+		return "its Set had not succeeded yet"
+	case r.overlaps(m.at, read, func(w *faultWindow) bool { return w.lane == "redis" && w.from.After(m.at) }):
+		return "Redis was stopped after it took the mark"
+	}
+	return ""
 }
 
 // countingHandler counts the plugins' log records by level and message.
@@ -915,6 +994,9 @@ func (r *chaosRun) classify(ctx context.Context, o *op, err error) {
 	case inTx && connerr.Is(err) && r.overlaps(o.start, end, func(w *faultWindow) bool { return w.crash && w.target == node }):
 		r.countErr("a statement in a transaction on a replica that crashed (transactions are never retried)", err)
 		return
+	case !o.tx && o.retried.Load() && connerr.Is(err) && r.overlaps(o.start, end, func(w *faultWindow) bool { return w.crash && w.target == node }):
+		r.countErr("a read served again after a connection error, on a replica that crashed too (never twice: docs/routing.md)", err)
+		return
 	}
 	r.countErr(fmt.Sprintf("UNDOCUMENTED: %s", o.kind), err)
 	r.fail("5 no error", "%s via %s on %q after %v: %v", o.kind, o.app.name, node, end.Sub(o.start).Round(time.Millisecond), err)
@@ -1071,12 +1153,11 @@ func (r *chaosRun) writer(i int, w *writerTally, stop <-chan struct{}) {
 // users write through one app server and read through the other, so
 // their stickiness goes through Redis.
 type stickyUser struct {
-	key              string
-	shared           bool
-	created, failed  int64 // rows created, creations failed
-	lastID, lastN    int64 // the row last written and its n
-	lastOK           bool  // the last write to lastID succeeded
-	misses, outStore int64
+	key             string
+	shared          bool
+	created, failed int64 // rows created, creations failed
+	lastID, lastN   int64 // the row last written and its n
+	lastOK          bool  // the last write to lastID succeeded
 }
 
 // stickyUser writes and reads back its own rows until stop (invariant
@@ -1104,7 +1185,7 @@ func (r *chaosRun) stickyUser(i int, u *stickyUser, stop <-chan struct{}) {
 			id = nextID
 		}
 		wn := n
-		_, err := r.do(ctx, writeApp, opStickyWrite, 1, func(ctx context.Context, db *gorm.DB) error {
+		wo, err := r.do(ctx, writeApp, opStickyWrite, 1, func(ctx context.Context, db *gorm.DB) error {
 			if create {
 				return db.Create(&chaosRow{ID: id, Owner: u.key, N: wn}).Error
 			}
@@ -1148,15 +1229,20 @@ func (r *chaosRun) stickyUser(i int, u *stickyUser, stop <-chan struct{}) {
 			r.stickyReads.Add(1)
 			if got.ID != id || got.N < wn {
 				r.stickyMisses.Add(1)
-				u.misses++
-				// A shared user's mark lives in Redis between the two app
-				// servers: was Redis stopped between the write and the read?
-				storeOut := u.shared && r.overlaps(written, o.start, func(w *faultWindow) bool { return w.lane == "redis" })
-				if storeOut {
-					u.outStore++
+				miss := fmt.Sprintf("%s wrote row %d n=%d via %s, read it via %s on %s %v later and saw id=%d n=%d (read %d)",
+					u.key, id, wn, writeApp.name, readApp.name, o.nodeName(), o.start.Sub(written).Round(time.Millisecond), got.ID, got.N, how)
+				// Between app servers the mark travels through Redis:
+				// did it get there before the read?
+				if why := r.markMissing(u.key, wo.start, o.start); u.shared && writeApp != readApp && why != "" {
+					r.storeMisses.Add(1)
+					r.mu.Lock()
+					if len(r.storeMissed) < 3 {
+						r.storeMissed = append(r.storeMissed, fmt.Sprintf("%v: %s: %s", r.since(), miss, why))
+					}
+					r.mu.Unlock()
+				} else {
+					r.fail("3 read your writes", "%s", miss)
 				}
-				r.fail("3 read your writes", "%s wrote row %d n=%d via %s, read it via %s on %s %v later and saw id=%d n=%d (read %d; Redis stopped in between: %v)",
-					u.key, id, wn, writeApp.name, readApp.name, o.nodeName(), o.start.Sub(written).Round(time.Millisecond), got.ID, got.N, how, storeOut)
 			}
 			pause(rng, 0, 150*time.Millisecond, stop)
 		}
@@ -1452,8 +1538,13 @@ func (r *chaosRun) report(elapsed time.Duration, statsA, statsB rwsplit.Stats, r
 	fmt.Fprintf(&b, "\nworst staleness: read %v, raw-read %v, replica-tx %v, readonly-tx %v (bound %v); maxstale-300ms %v; maxstale-2s %v; stale reads %d",
 		dur(&r.worst[opRead]), dur(&r.worst[opRawRead]), dur(&r.worst[opReplicaTx]), dur(&r.worst[opReadOnlyTx]), chaosLag.MaxLag,
 		dur(&r.worst[opStaleRead]), dur(&r.worst[opStaleRead2s]), r.staleReads.Load())
-	fmt.Fprintf(&b, "\nsticky reads %d, misses %d; writes in a replica transaction refused: by rwsplit (ErrReadOnly) %d, by the primary's read-only transaction %d",
-		r.stickyReads.Load(), r.stickyMisses.Load(), r.roRefused[0].Load(), r.roRefused[1].Load())
+	fmt.Fprintf(&b, "\nsticky reads %d, misses %d (%d between app servers with the mark not in Redis); writes in a replica transaction refused: by rwsplit (ErrReadOnly) %d, by the primary's read-only transaction %d",
+		r.stickyReads.Load(), r.stickyMisses.Load(), r.storeMisses.Load(), r.roRefused[0].Load(), r.roRefused[1].Load())
+	r.mu.Lock()
+	for _, m := range r.storeMissed {
+		fmt.Fprintf(&b, "\n\t%s", m)
+	}
+	r.mu.Unlock()
 	fmt.Fprintf(&b, "\nwrites on replicas: at the driver %d; in the replicas' own logs %v (self-test: 1 direct write each seen)", r.replicaWrites.Load(), refused)
 	r.mu.Lock()
 	fmt.Fprintf(&b, "\nfaults: %v", r.faults)
