@@ -24,7 +24,7 @@ func (p *Plugin) Drain(name string) error { return p.setDrained(name, true) }
 func (p *Plugin) Undrain(name string) error { return p.setDrained(name, false) }
 
 func (p *Plugin) setDrained(name string, on bool) error {
-	n := p.byName[name]
+	n := p.replicas().byName[name]
 	if n == nil {
 		return fmt.Errorf("%w: %q", ErrUnknownReplica, name)
 	}

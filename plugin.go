@@ -326,9 +326,10 @@ func (p *Plugin) logStart() {
 		return
 	}
 	lag := p.checker.Config()
-	names := make([]string, len(p.nodes))
+	nodes := p.replicas().nodes
+	names := make([]string, len(nodes))
 	var eligible []string
-	for i, n := range p.nodes {
+	for i, n := range nodes {
 		names[i] = n.name
 		if p.eligible(n) {
 			eligible = append(eligible, n.name)
@@ -389,8 +390,8 @@ func (p *Plugin) startChecker(db *gorm.DB) error {
 	cfg := p.cfg.Lag
 	user := cfg.OnStateChange
 	cfg.OnStateChange = func(ch lagcheck.Change) {
-		if ch.To == lagcheck.Healthy && ch.Index >= 0 && ch.Index < len(p.nodes) {
-			p.nodes[ch.Index].stats.ResetLatency()
+		if n := p.replicas().byIdx(ch.Index); n != nil && ch.To == lagcheck.Healthy {
+			n.stats.ResetLatency()
 		}
 		p.rebuild()
 		p.logChange(ch)
@@ -412,21 +413,18 @@ func (p *Plugin) startChecker(db *gorm.DB) error {
 	if pool, owned := checkPool(d, primary); owned {
 		p.checkPrimary, primary = pool, pool
 	}
-	targets := make([]lagcheck.Target, len(p.nodes))
-	for i, n := range p.nodes {
-		pool, owned := checkPool(n.dialect, n.sqlDB)
-		if owned {
-			n.checkDB = pool
-		}
-		targets[i] = lagcheck.Target{Name: n.name, DB: pool}
+	nodes := p.replicas().nodes
+	targets := make([]lagcheck.Target, len(nodes))
+	for i, n := range nodes {
+		targets[i] = n.checkTarget()
 	}
 	c, err := lagcheck.New(cfg, db.Dialector.Name(), primary, targets)
 	if err != nil {
 		return fmt.Errorf("%w: Lag: %w", ErrConfig, err)
 	}
 	p.checker, p.state = c, c
-	p.fresh = filter{bounded: true, maxLag: c.Config().MaxLag}
-	for _, n := range p.nodes {
+	p.maxLag.Store(int64(c.Config().MaxLag))
+	for _, n := range nodes {
 		if n.openErr != nil {
 			c.ReportFailure(n.idx, n.openErr)
 		}
@@ -486,16 +484,8 @@ func (p *Plugin) closeLocked() error {
 	for _, s := range resolverStores(p.resolver) {
 		stopStore(s)
 	}
-	for _, n := range p.nodes {
-		if n == nil {
-			continue
-		}
-		stopStore(n.store) // dbresolver's (stopped above) or rwsplit's own
-		for _, pool := range []*sql.DB{n.sqlDB, n.checkDB} {
-			if pool != nil {
-				errs = append(errs, pool.Close())
-			}
-		}
+	for _, n := range p.replicas().nodes {
+		errs = append(errs, n.close())
 	}
 	if p.checkPrimary != nil {
 		errs = append(errs, p.checkPrimary.Close())
@@ -510,7 +500,7 @@ func (p *Plugin) Resolver() *dbresolver.DBResolver { return p.resolver }
 
 // ReplicaDB returns the *sql.DB of the named replica, or nil.
 func (p *Plugin) ReplicaDB(name string) *sql.DB {
-	if n := p.byName[name]; n != nil {
+	if n := p.replicas().byName[name]; n != nil {
 		return n.sqlDB
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/rwsplit/rwsplit/internal/connerr"
+	"github.com/rwsplit/rwsplit/lagcheck"
 	"github.com/rwsplit/rwsplit/policy"
 )
 
@@ -31,6 +32,29 @@ type node struct {
 	views   [2][numViews]*nodeConn
 	openErr error       // why the driver could not reach it at start-up
 	drained atomic.Bool // Plugin.Drain: no new reads
+}
+
+// checkTarget opens the checker's pool for n (see checkpool.go) and
+// returns the checker's target.
+func (n *node) checkTarget() lagcheck.Target {
+	pool, owned := checkPool(n.dialect, n.sqlDB)
+	if owned {
+		n.checkDB = pool
+	}
+	return lagcheck.Target{Name: n.name, DB: pool}
+}
+
+// close stops n's prepared-statement store (dbresolver's, or rwsplit's
+// own) and closes its pools.
+func (n *node) close() error {
+	stopStore(n.store)
+	var errs []error
+	for _, pool := range []*sql.DB{n.sqlDB, n.checkDB} {
+		if pool != nil {
+			errs = append(errs, pool.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // view is how a statement came to a replica.
@@ -187,7 +211,7 @@ func (c *nodeConn) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnP
 		return c.n.r.primaryTx.BeginTx(ctx, opts)
 	}
 	if iso := isolation(opts); c.n.r.closed.Load() || iso == sql.LevelSerializable && c.n.r.serialRO {
-		return c.n.r.beginReadOnly(ctx, opts, c.prepared, txRequest{})
+		return c.n.r.beginReadOnly(ctx, opts, c.prepared, txRequest{replica: true})
 	}
 	tx, err := c.n.beginTx(ctx, opts)
 	if err == nil {
@@ -196,7 +220,7 @@ func (c *nodeConn) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnP
 	if !connerr.Blames(ctx, err) {
 		return nil, err
 	}
-	return c.n.r.beginReadOnly(ctx, opts, c.prepared, txRequest{skip: c.n})
+	return c.n.r.beginReadOnly(ctx, opts, c.prepared, txRequest{skip: c.n, replica: true})
 }
 
 // isolation returns opts' isolation level.
@@ -331,7 +355,7 @@ func (r *router) beginReadOnly(ctx context.Context, opts *sql.TxOptions, prepare
 	q.iso = isolation(opts)
 	for tries := 0; ; tries++ {
 		t := r.readOnlyTarget(ctx, &q)
-		if tries > len(r.nodes) && t.where == toReplica {
+		if tries > len(r.replicas().nodes) && t.where == toReplica {
 			t = r.noReplica(ReasonNoReplica) // each replica failed: stop
 		}
 		switch t.where {
@@ -457,14 +481,15 @@ func (a *anyReplicaPool) pool(ctx context.Context) gorm.ConnPool {
 	if a.r.closed.Load() {
 		return a.r.primaryPool
 	}
-	if n := a.r.pick(ctx, nil, &a.r.fresh); n != nil {
+	f := a.r.fresh()
+	if n, _ := a.r.pick(ctx, nil, &f); n != nil {
 		return n.conn(a.prepared, viewRouted)
 	}
 	return a.r.primaryPool
 }
 
 func (a *anyReplicaPool) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool, error) {
-	return a.r.beginReadOnly(ctx, opts, a.prepared, txRequest{})
+	return a.r.beginReadOnly(ctx, opts, a.prepared, txRequest{replica: true})
 }
 
 // GetDBConn returns the primary's *sql.DB: a connection pinned with

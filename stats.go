@@ -1,6 +1,8 @@
 package rwsplit
 
 import (
+	"time"
+
 	"github.com/rwsplit/rwsplit/lagcheck"
 	"github.com/rwsplit/rwsplit/policy"
 	"github.com/rwsplit/rwsplit/stickiness"
@@ -11,7 +13,9 @@ import (
 type Stats struct {
 	// Policy is the name of the policy choosing among replicas.
 	Policy string
-	// Replicas has one entry per configured replica, in Config order.
+	// Replicas has one entry per replica in service: those of Config,
+	// then those added by AddReplica, in that order, without those removed
+	// by RemoveReplica.
 	Replicas []ReplicaStats
 	// Routes counts routing decisions by reason since Initialize; a read
 	// served again after a connection error counts once more under
@@ -21,6 +25,11 @@ type Stats struct {
 	Sticky stickiness.Stats
 	// ReadsToPrimary reports Plugin.SetReadsToPrimary.
 	ReadsToPrimary bool
+	// MaxLag is the lag above which replicas stop serving reads:
+	// Config.Lag.MaxLag, or what Plugin.SetMaxLag set last; ReadmitLag is
+	// the lag they must be at or below to serve again. Zero before
+	// Initialize.
+	MaxLag, ReadmitLag time.Duration
 }
 
 // ReplicaStats describes one replica.
@@ -53,18 +62,17 @@ func (p *Plugin) Stats() Stats {
 	if p.sticky != nil {
 		s.Sticky = p.sticky.Stats()
 	}
-	var health []lagcheck.Status
+	health := map[int]lagcheck.Status{}
 	if p.checker != nil {
-		health = p.checker.Status()
+		for _, h := range p.checker.Status() {
+			health[h.Index] = h
+		}
+		cfg := p.checker.Config()
+		s.MaxLag, s.ReadmitLag = cfg.MaxLag, cfg.ReadmitLag
 	}
-	for i, n := range p.nodes {
-		if n == nil {
-			continue
-		}
-		s.Replicas = append(s.Replicas, ReplicaStats{Name: n.name, Eligible: p.eligible(n) && !n.drained.Load(), Drained: n.drained.Load(), Snapshot: n.stats.Snapshot()})
-		if i < len(health) {
-			s.Replicas[len(s.Replicas)-1].Health = health[i]
-		}
+	for _, n := range p.replicas().nodes {
+		s.Replicas = append(s.Replicas, ReplicaStats{Name: n.name, Eligible: p.eligible(n) && !n.drained.Load(), Drained: n.drained.Load(),
+			Health: health[n.idx], Snapshot: n.stats.Snapshot()})
 	}
 	return s
 }
