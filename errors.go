@@ -18,6 +18,12 @@ var (
 	// naming no configured replica.
 	ErrUnknownReplica = errors.New("rwsplit: no replica of that name")
 
+	// ErrPrimaryUnreachable wraps the driver's error for a statement or
+	// transaction on the primary that could not reach it (a connection
+	// error, not an error the server reported). rwsplit never sends such a
+	// statement elsewhere and never retries it.
+	ErrPrimaryUnreachable = errors.New("rwsplit: primary unreachable")
+
 	// ErrClosed is returned by Initialize after Close.
 	ErrClosed = errors.New("rwsplit: plugin closed")
 

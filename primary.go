@@ -3,11 +3,13 @@ package rwsplit
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"sync"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
+	"github.com/rwsplit/rwsplit/internal/connerr"
 	"github.com/rwsplit/rwsplit/stickiness"
 )
 
@@ -27,15 +29,27 @@ var (
 )
 
 func (c *primaryConn) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
-	return c.inner.PrepareContext(ctx, query)
+	st, err := c.inner.PrepareContext(ctx, query)
+	return st, unreachable(ctx, err)
 }
 
 func (c *primaryConn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return c.inner.ExecContext(ctx, query, args...)
+	res, err := c.inner.ExecContext(ctx, query, args...)
+	return res, unreachable(ctx, err)
 }
 
 func (c *primaryConn) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return c.inner.QueryContext(ctx, query, args...)
+	rows, err := c.inner.QueryContext(ctx, query, args...)
+	return rows, unreachable(ctx, err)
+}
+
+// unreachable wraps a connection error that is the primary's doing in
+// ErrPrimaryUnreachable; it returns any other error as it is.
+func unreachable(ctx context.Context, err error) error {
+	if err != nil && connerr.Blames(ctx, err) {
+		return fmt.Errorf("%w: %w", ErrPrimaryUnreachable, err)
+	}
+	return err
 }
 
 func (c *primaryConn) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
@@ -70,6 +84,9 @@ func (c *primaryConn) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.Co
 		return c.p.beginReadOnly(ctx, opts, false, q)
 	}
 	pool, err := beginPrimary(ctx, c.inner, opts)
+	if err != nil {
+		return nil, unreachable(ctx, err)
+	}
 	if tx, ok := pool.(*sql.Tx); ok && err == nil && c.p.sticky != nil {
 		// Hold the transaction's writes until it commits (stickiness).
 		return &primaryTx{Tx: tx, p: c.p, db: sqlDBOf(c.inner)}, nil

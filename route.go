@@ -190,6 +190,7 @@ type replicaState interface {
 	LagNow(i int) (time.Duration, bool)
 	Covers(i int, p lagcheck.Position) bool
 	ReportFailure(i int, err error)
+	ServesWithoutPrimary(i int) bool
 }
 
 // router owns the replicas and makes every routing decision.
@@ -707,7 +708,7 @@ type filter struct {
 
 func (r *router) ok(f *filter, n *node) bool {
 	if f.bounded {
-		if lag, known := r.state.LagNow(n.idx); !known || lag > f.maxLag {
+		if lag, known := r.state.LagNow(n.idx); (!known || lag > f.maxLag) && !r.state.ServesWithoutPrimary(n.idx) {
 			return false
 		}
 	}

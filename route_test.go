@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -20,7 +21,11 @@ type fakeState struct {
 	lagNow []time.Duration
 	pos    []lagcheck.Position
 	failed []int
+	// orphans serve although stale (lagcheck's ServesWithoutPrimary).
+	orphans []int
 }
+
+func (f *fakeState) ServesWithoutPrimary(i int) bool { return slices.Contains(f.orphans, i) }
 
 func (f *fakeState) State(i int) lagcheck.State { return f.states[i] }
 
@@ -184,6 +189,25 @@ func TestDecide(t *testing.T) {
 			give: func(*router) statement { return read }, want: "r2", why: ReasonRead},
 		{name: "read, no replica's lag known", state: func() *fakeState { s := healthy(); s.lagNow[0], s.lagNow[1] = -1, -1; return s }(),
 			give: func(*router) statement { return read }, want: "primary", why: ReasonNoReplica},
+		// The primary down (lagcheck's ServesWithoutPrimary).
+		{name: "read, primary down: r2 at the newest position serves though stale", state: func() *fakeState {
+			s := healthy()
+			s.lagNow[0], s.lagNow[1] = 5*time.Second, 5*time.Second
+			s.orphans = []int{1}
+			return s
+		}(), give: func(*router) statement { return read }, want: "r2", why: ReasonRead},
+		{name: "MaxStaleness, primary down: r2 serves", state: func() *fakeState {
+			s := healthy()
+			s.lagNow[0], s.lagNow[1] = 5*time.Second, 5*time.Second
+			s.orphans = []int{1}
+			return s
+		}(), give: func(*router) statement { st := read; st.maxStale = 100 * time.Millisecond; return st }, want: "r2", why: ReasonRead},
+		{name: "read, primary down: an evicted replica does not serve", state: func() *fakeState {
+			s := evict(healthy(), 1)
+			s.lagNow[0], s.lagNow[1] = 5*time.Second, 5*time.Second
+			s.orphans = []int{1}
+			return s
+		}(), give: func(*router) statement { return read }, want: "primary", why: ReasonNoReplica},
 		{name: "read, none eligible: FallbackPrimary", state: evict(healthy(), 0, 1),
 			give: func(*router) statement { return read }, want: "primary", why: ReasonNoReplica},
 		{name: "read, none eligible: FallbackFail", state: evict(healthy(), 0, 1), fb: FallbackFail,

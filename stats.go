@@ -25,6 +25,10 @@ type Stats struct {
 	Sticky stickiness.Stats
 	// ReadsToPrimary reports Plugin.SetReadsToPrimary.
 	ReadsToPrimary bool
+	// PrimaryErr is the error of the checker's latest attempt to sample
+	// the primary; nil while it succeeds. While it is set, no lag is
+	// measured: see ReplicaStats.ServesWithoutPrimary.
+	PrimaryErr error
 	// MaxLag is the lag above which replicas stop serving reads:
 	// Config.Lag.MaxLag, or what Plugin.SetMaxLag set last; ReadmitLag is
 	// the lag they must be at or below to serve again. Zero before
@@ -40,6 +44,11 @@ type ReplicaStats struct {
 	Eligible bool
 	// Drained reports Plugin.Drain.
 	Drained bool
+	// ServesWithoutPrimary reports that the primary is down and the
+	// replica, which lost it too and has replayed as far as any replica,
+	// serves reads although its staleness bound passed MaxLag (see
+	// lagcheck.Checker.ServesWithoutPrimary).
+	ServesWithoutPrimary bool
 	// Health is the lag checker's view: state, last lag (time and
 	// position), last probe error, evictions and readmissions.
 	Health lagcheck.Status
@@ -69,10 +78,12 @@ func (p *Plugin) Stats() Stats {
 		}
 		cfg := p.checker.Config()
 		s.MaxLag, s.ReadmitLag = cfg.MaxLag, cfg.ReadmitLag
+		s.PrimaryErr = p.checker.PrimaryErr()
 	}
 	for _, n := range p.replicas().nodes {
 		s.Replicas = append(s.Replicas, ReplicaStats{Name: n.name, Eligible: p.eligible(n) && !n.drained.Load(), Drained: n.drained.Load(),
-			Health: health[n.idx], Snapshot: n.stats.Snapshot()})
+			Health: health[n.idx], Snapshot: n.stats.Snapshot(),
+			ServesWithoutPrimary: p.checker != nil && p.checker.ServesWithoutPrimary(n.idx)})
 	}
 	return s
 }

@@ -22,12 +22,13 @@ func (p *Plugin) watch(stop <-chan struct{}, done chan<- struct{}) {
 	t := time.NewTicker(watchEvery)
 	defer t.Stop()
 	var (
-		last        = p.counts[ReasonNoReplica].Load()
-		fallingBack bool
-		fellBack    uint64 // reads that fell back since it started
-		since       time.Time
-		sampleErr   error // the primary sample's error, as last logged
-		sampleSince time.Time
+		last          = p.counts[ReasonNoReplica].Load()
+		fallingBack   bool
+		fellBack      uint64 // reads that fell back since it started
+		since         time.Time
+		sampleErr     error // the primary sample's error, as last logged
+		sampleSince   time.Time
+		orphansLogged bool // the replicas serving without the primary were logged
 	)
 	for {
 		select {
@@ -56,7 +57,19 @@ func (p *Plugin) watch(stop <-chan struct{}, done chan<- struct{}) {
 			l.Warn("rwsplit: cannot sample the primary; replica lags are not measured", "err", err.Error())
 		case err == nil && sampleErr != nil:
 			l.Info("rwsplit: primary sampled again", "after", time.Since(sampleSince).Round(time.Millisecond), "last_err", sampleErr.Error())
-			sampleErr = nil
+			sampleErr, orphansLogged = nil, false
+		}
+		if sampleErr != nil && !orphansLogged {
+			var names []string
+			for _, n := range p.replicas().nodes {
+				if p.checker.ServesWithoutPrimary(n.idx) {
+					names = append(names, n.name)
+				}
+			}
+			if len(names) > 0 {
+				orphansLogged = true
+				l.Warn("rwsplit: primary down; reads go on on the replicas that lost it too, at the newest position any replica has", "replicas", names)
+			}
 		}
 	}
 }

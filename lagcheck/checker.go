@@ -98,6 +98,8 @@ type Checker struct {
 	hist      *history
 	notes     *notifier // nil without OnStateChange
 
+	primaryDown atomic.Bool // the latest sample of the primary failed
+
 	phase func(n int64) int64 // draws the sample loop's phase (firstWait); nil: rand.Int64N
 
 	ctx    context.Context // canceled by Close; every probe runs under it
@@ -132,6 +134,9 @@ type replica struct {
 	fresh atomic.Int64 // the replica has every commit made before this, nanoseconds since epoch; noFresh until known
 	gen   atomic.Uint64
 	pos   atomic.Pointer[Position]
+	// disconnected: the last reading said the replica is not connected
+	// to its primary.
+	disconnected atomic.Bool
 
 	mu   sync.Mutex
 	h    health
@@ -312,6 +317,7 @@ func (c *Checker) round() {
 		return
 	}
 	c.hist.record(sample{start: start, end: end, pos: pos}, err)
+	c.primaryDown.Store(err != nil)
 	// Give the replicas a moment to replay what the sample saw, so that a
 	// replica that is only its replication delay behind is seen to cover
 	// the sample (its lag then reads a few milliseconds, not an Interval).
@@ -432,6 +438,7 @@ func (c *Checker) apply(r *replica, gen uint64, rd Reading) {
 func (r *replica) publish(rd Reading) {
 	r.state.Store(int32(r.h.state))
 	r.gen.Store(r.h.gen)
+	r.disconnected.Store(rd.Disconnected)
 	fresh := rd.fresh
 	if rd.LagKnown {
 		r.lag.Store(int64(rd.Lag))
@@ -728,4 +735,40 @@ func (c *Checker) PrimaryErr() error {
 	c.hist.mu.Lock()
 	defer c.hist.mu.Unlock()
 	return c.hist.lastErr
+}
+
+// ServesWithoutPrimary reports whether replica i may serve reads although
+// its staleness bound (LagNow) has passed MaxLag, because the primary is
+// down: the latest attempt to sample the primary failed, the replica's
+// last probe found it disconnected from its primary too (Replay.Disconnected),
+// it is Healthy, and its replay position covers every other replica's last
+// known one. Such a replica has everything of the primary's that reached
+// any replica, and nothing newer can reach one until the primary is back.
+//
+// It cannot tell a primary that is down from one that goes on taking
+// writes from elsewhere, cut off from both this process and its replicas:
+// reads then see the data of the moment the replicas lost it.
+// docs/health.md ("The primary down") says more. It is lock-free and does
+// not allocate.
+func (c *Checker) ServesWithoutPrimary(i int) bool {
+	r := c.replica(i)
+	if !c.primaryDown.Load() || r == nil {
+		return false
+	}
+	if State(r.state.Load()) != Healthy || !r.disconnected.Load() {
+		return false
+	}
+	p := r.pos.Load()
+	if p == nil {
+		return false
+	}
+	for j, o := range c.replicas() {
+		if o == nil {
+			continue // removed
+		}
+		if q := o.pos.Load(); j != i && q != nil && !p.Covers(*q) {
+			return false
+		}
+	}
+	return true
 }

@@ -83,9 +83,12 @@ func rulesOf(c Config) rules {
 // only a lower bound, so it can prove a replica bad but never good.
 func (ru rules) classify(r Reading) verdict {
 	switch {
-	case r.Err != nil && connerr.Is(r.Err) && !connerr.IsTimeout(r.Err):
+	case r.Err != nil && !errors.Is(r.Err, ErrReplicationStopped) && connerr.Is(r.Err) && !connerr.IsTimeout(r.Err):
 		// A lost or refused connection. A connection attempt that ran
 		// out of the probe's Timeout is a timeout: bad, like any other.
+		// A replica that reports its own link to the primary broken
+		// (ErrNotReceiving, whose text quotes the replica's connection
+		// error) answered us: that is not a connection error of ours.
 		return fatal
 	case errors.Is(r.Err, ErrNotReplica):
 		// The server answers, but replicates from nothing: promoted, or

@@ -64,6 +64,9 @@ func TestClassify(t *testing.T) {
 		{name: "missing privilege", give: Reading{Err: fmt.Errorf("%w: GRANT SLAVE MONITOR ON *.* TO 'u'@'%%'", ErrPrivilege)}, want: bad},
 		{name: "not receiving", give: Reading{Err: ErrNotReceiving}, want: bad},
 		{name: "not receiving while the primary is down", give: Reading{Err: ErrNotReceiving, PrimaryErr: syscall.ECONNREFUSED}, want: unknown},
+		// MariaDB quotes the IO thread's own connection error.
+		{name: "not receiving, quoting a connection reset", give: Reading{Err: fmt.Errorf("%w: Slave_IO_Running=Connecting: Connection reset by peer", ErrNotReceiving)}, want: bad},
+		{name: "not receiving, quoting a connection reset, primary down", give: Reading{Err: fmt.Errorf("%w: Slave_IO_Running=Connecting: Connection reset by peer", ErrNotReceiving), PrimaryErr: syscall.ECONNREFUSED}, want: unknown},
 		{name: "sql thread stopped while the primary is down", give: Reading{Err: ErrReplicationStopped, PrimaryErr: syscall.ECONNREFUSED}, want: bad},
 	}
 	for _, tt := range tests {

@@ -1,6 +1,7 @@
 package lagcheck
 
 import (
+	"errors"
 	"sync"
 	"time"
 )
@@ -36,6 +37,10 @@ type Reading struct {
 	// Fallback is the probe's Replay.Fallback: why the replica has no
 	// position, and how the lag was bounded instead; "" normally.
 	Fallback string
+
+	// Disconnected: the replica said it is not connected to its primary
+	// (Replay.Disconnected, or ErrNotReceiving).
+	Disconnected bool
 
 	// At is when the probe finished; Took how long it ran.
 	At   time.Time
@@ -113,13 +118,15 @@ func (h *history) estimate(rep Replay, probeErr error, start, end time.Time) Rea
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	r := Reading{
-		Behind:     -1,
-		Position:   rep.Position,
-		Fallback:   rep.Fallback,
-		Err:        probeErr,
-		PrimaryErr: h.lastErr,
-		At:         end,
-		Took:       end.Sub(start),
+		Behind:   -1,
+		Position: rep.Position,
+		Fallback: rep.Fallback,
+		Err:      probeErr,
+
+		Disconnected: rep.Disconnected || errors.Is(probeErr, ErrNotReceiving),
+		PrimaryErr:   h.lastErr,
+		At:           end,
+		Took:         end.Sub(start),
 	}
 	upper, upperOK := time.Duration(0), false
 	lower := rep.LagAtLeast

@@ -49,6 +49,12 @@ type Replay struct {
 	// the replica and how it bounded the lag instead (MariaDB and MySQL
 	// without GTIDs: Seconds_Behind_*). Status.Fallback reports it.
 	Fallback string
+
+	// Disconnected says the replica reports that it is not connected to
+	// its primary (PostgreSQL: no WAL receiver; MariaDB and MySQL: the IO
+	// thread is not running, which is also ErrNotReceiving). While the
+	// primary cannot be sampled either, see Checker.ServesWithoutPrimary.
+	Disconnected bool
 }
 
 // DB is what a Probe runs its queries on: one connection the Checker

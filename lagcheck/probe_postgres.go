@@ -13,7 +13,8 @@ const (
 	pgCommitSQL  = `SELECT pg_current_wal_insert_lsn()::text, current_setting('wal_block_size')::bigint,` +
 		` pg_size_bytes(current_setting('wal_segment_size'))`
 	pgReplicaSQL = `SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text,` +
-		` (extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000000)::bigint`
+		` (extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000000)::bigint,` +
+		` EXISTS (SELECT 1 FROM pg_stat_wal_receiver)`
 )
 
 // PostgresProbe returns the probe for PostgreSQL streaming replication: it
@@ -79,11 +80,14 @@ func (postgresProbe) Replica(ctx context.Context, db DB, _ Position) (Replay, er
 		inRecovery bool
 		lsn        sql.NullString
 		ageMicros  sql.NullInt64
+		receiving  bool
 	)
-	if err := db.QueryRowContext(ctx, pgReplicaSQL).Scan(&inRecovery, &lsn, &ageMicros); err != nil {
+	if err := db.QueryRowContext(ctx, pgReplicaSQL).Scan(&inRecovery, &lsn, &ageMicros, &receiving); err != nil {
 		return Replay{}, err
 	}
-	var r Replay
+	// pg_stat_wal_receiver has its row (its pid, to any role) only while
+	// the WAL receiver is connected to the primary.
+	r := Replay{Disconnected: inRecovery && !receiving}
 	if lsn.Valid {
 		p, err := ParseLSN(lsn.String)
 		if err != nil {

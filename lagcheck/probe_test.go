@@ -363,7 +363,7 @@ func TestMySQLDialectDetects(t *testing.T) {
 }
 
 func TestPostgresProbe(t *testing.T) {
-	cols := []string{"pg_is_in_recovery", "pg_last_wal_replay_lsn", "int8"}
+	cols := []string{"pg_is_in_recovery", "pg_last_wal_replay_lsn", "int8", "exists"}
 	tests := []struct {
 		name      string
 		row       []driver.Value
@@ -371,19 +371,22 @@ func TestPostgresProbe(t *testing.T) {
 		wantLag   time.Duration
 		wantKnown bool
 		wantErr   error
+
+		wantDisconnected bool
 	}{
-		{name: "replica", row: []driver.Value{true, "16/B374D848", int64(1500)}, wantPos: "16/B374D848", wantLag: 1500 * time.Microsecond, wantKnown: true},
-		{name: "nothing replayed since start: no timestamp bound", row: []driver.Value{true, "0/3000060", nil}, wantPos: "0/3000060"},
-		{name: "clock skew never gives a negative bound", row: []driver.Value{true, "0/3000060", int64(-300)}, wantPos: "0/3000060", wantLag: 0, wantKnown: true},
-		{name: "promoted", row: []driver.Value{false, "0/3000060", nil}, wantPos: "0/3000060", wantErr: ErrNotReplica},
-		{name: "NULL replay position is lagging", row: []driver.Value{true, nil, nil}, wantErr: ErrReplicationStopped},
+		{name: "replica", row: []driver.Value{true, "16/B374D848", int64(1500), true}, wantPos: "16/B374D848", wantLag: 1500 * time.Microsecond, wantKnown: true},
+		{name: "nothing replayed since start: no timestamp bound", row: []driver.Value{true, "0/3000060", nil, true}, wantPos: "0/3000060"},
+		{name: "clock skew never gives a negative bound", row: []driver.Value{true, "0/3000060", int64(-300), true}, wantPos: "0/3000060", wantLag: 0, wantKnown: true},
+		{name: "promoted", row: []driver.Value{false, "0/3000060", nil, false}, wantPos: "0/3000060", wantErr: ErrNotReplica},
+		{name: "no WAL receiver: disconnected", row: []driver.Value{true, "0/3000060", int64(1500), false}, wantPos: "0/3000060", wantLag: 1500 * time.Microsecond, wantKnown: true, wantDisconnected: true},
+		{name: "NULL replay position is lagging", row: []driver.Value{true, nil, nil, true}, wantErr: ErrReplicationStopped},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			db, mock := newMock(t)
 			mock.ExpectQuery(pgReplicaSQL).WillReturnRows(sqlmock.NewRows(cols).AddRow(tt.row...))
 			rep, err := PostgresProbe().Replica(context.Background(), db, Position{})
-			if !errors.Is(err, tt.wantErr) || rep.Position.String() != tt.wantPos || rep.LagAtMost != tt.wantLag || rep.LagAtMostKnown != tt.wantKnown {
+			if !errors.Is(err, tt.wantErr) || rep.Position.String() != tt.wantPos || rep.LagAtMost != tt.wantLag || rep.LagAtMostKnown != tt.wantKnown || rep.Disconnected != tt.wantDisconnected {
 				t.Errorf("Replica = %+v, %v; want %s %v %v, %v", rep, err, tt.wantPos, tt.wantLag, tt.wantKnown, tt.wantErr)
 			}
 		})
