@@ -162,6 +162,12 @@ type Plugin struct {
 	initialized bool
 	stopped     bool // closeLocked has run (closed may be set before it)
 
+	// ctlMu serializes the controls that change the replicas or MaxLag
+	// (control.go), and Close's closing of the replicas with them. It is
+	// taken after mu, never before.
+	ctlMu   sync.Mutex
+	running atomic.Bool // Initialize succeeded
+
 	// notifying is set while the user's Lag.OnStateChange runs.
 	notifying atomic.Bool
 
@@ -311,6 +317,7 @@ func (p *Plugin) Initialize(db *gorm.DB) (err error) {
 	if err := p.registerCallbacks(db); err != nil {
 		return fmt.Errorf("rwsplit: register callbacks: %w", err)
 	}
+	p.running.Store(true)
 	p.logStart()
 	if p.cfg.Logger != nil {
 		p.watchStop, p.watchDone = make(chan struct{}), make(chan struct{})
@@ -484,9 +491,13 @@ func (p *Plugin) closeLocked() error {
 	for _, s := range resolverStores(p.resolver) {
 		stopStore(s)
 	}
+	// An AddReplica or RemoveReplica under way finishes first (closed
+	// ends RemoveReplica's wait); the replicas are then those published.
+	p.ctlMu.Lock()
 	for _, n := range p.replicas().nodes {
 		errs = append(errs, n.close())
 	}
+	p.ctlMu.Unlock()
 	if p.checkPrimary != nil {
 		errs = append(errs, p.checkPrimary.Close())
 	}

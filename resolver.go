@@ -66,7 +66,11 @@ func (p *Plugin) newReplica(db *gorm.DB, i int, r Replica) (*node, *replicaDiale
 		return nil, nil, fmt.Errorf("%w: replica %q: its dialect %q differs from the primary's %q; open it with the primary's driver", ErrConfig, r.Name, got, want)
 	}
 	n := newNode(&p.router, i, r)
-	d, err := inheritDriverSettings(db.Dialector, r.Dialector)
+	primary := db.Dialector
+	if w, ok := primary.(primaryDialector); ok {
+		primary = w.Dialector // installed by Initialize, before AddReplica
+	}
+	d, err := inheritDriverSettings(primary, r.Dialector)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: replica %q: %w", ErrConfig, r.Name, err)
 	}

@@ -593,3 +593,63 @@ func BenchmarkGuard(b *testing.B) {
 		}
 	}
 }
+
+// TestGoneReplica: a statement that routing sent to a replica just before
+// RemoveReplica took it out counts nothing there and runs where a retry
+// would: another replica, or the primary for a bounded read, or nowhere
+// under FallbackFail with no other replica; a transaction does not begin
+// there.
+func TestGoneReplica(t *testing.T) {
+	ctx := context.Background()
+	primary := failPool{errors.New("the primary")}
+	tests := []struct {
+		name  string
+		state *fakeState
+		fb    Fallback
+		view  view
+		want  string // the node the statement moves to; "primary"; "" for ErrNoReplica
+	}{
+		{name: "routed read", view: viewRouted, want: "r2"},
+		{name: "bounded read", view: viewConstrained, want: "primary"},
+		{name: "Replica{Name} read", view: viewExplicit, want: "r2"},
+		{name: "no other replica", state: func() *fakeState { s := healthy(); s.states[1] = lagcheck.Evicted; return s }(), view: viewRouted, want: "primary"},
+		{name: "no other replica, FallbackFail", state: func() *fakeState { s := healthy(); s.states[1] = lagcheck.Evicted; return s }(), fb: FallbackFail, view: viewRouted, want: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := tt.state
+			if s == nil {
+				s = healthy()
+			}
+			r := testRouter(t, s, tt.fb)
+			r.primaryPool = primary
+			nodes := r.replicas().nodes
+			for _, n := range nodes {
+				n.setPools(nil, nil)
+			}
+			gone := nodes[0]
+			r.publish(nodes[1:])
+			gone.gone.Store(true)
+			if _, ok := gone.enter(); ok || gone.stats.InFlight() != 0 {
+				t.Errorf("enter on a removed replica: ok %v, in flight %d", ok, gone.stats.InFlight())
+			}
+			if _, err := gone.beginTx(ctx, nil); !errors.Is(err, errGone) {
+				t.Errorf("beginTx on a removed replica = %v, want errGone", err)
+			}
+			got := "?"
+			switch p := gone.conn(false, tt.view).moved(ctx).(type) {
+			case *nodeConn:
+				got = p.n.name
+			case failPool:
+				if p == primary {
+					got = "primary"
+				} else if errors.Is(p.err, ErrNoReplica) {
+					got = ""
+				}
+			}
+			if got != tt.want {
+				t.Errorf("moved to %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
