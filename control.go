@@ -95,11 +95,12 @@ func (p *Plugin) SetMaxLag(d time.Duration) error {
 // for up to Config.StartupTimeout. A misconfiguration that probe shows
 // (failed authentication, unknown database, a server that is not a
 // replica, a missing privilege) returns an error wrapping ErrConfig and
-// leaves nothing open. Otherwise the replica joins: it serves reads once
-// the checker finds it healthy and its lag known, which for a replica
-// that answers is the case when AddReplica returns; a replica that is
-// down joins evicted, as at start-up. It is safe to call while statements
-// run; after Close it returns ErrClosed.
+// leaves nothing open. Otherwise the replica joins: it serves reads while
+// the checker finds it healthy with its lag known and within MaxLag.
+// AddReplica returns once a probe has bounded its lag or evicted it, or
+// after StartupTimeout: a replica that answers serves the next read, one
+// that is down joins evicted, as at start-up. It is safe to call while
+// statements run; after Close it returns ErrClosed.
 func (p *Plugin) AddReplica(r Replica) error {
 	p.ctlMu.Lock()
 	defer p.ctlMu.Unlock()
@@ -137,6 +138,7 @@ func (p *Plugin) AddReplica(r Replica) error {
 	if n.openErr != nil {
 		p.checker.ReportFailure(idx, n.openErr)
 	}
+	p.settle(ctx, idx)
 	for _, s := range p.checker.Status() {
 		if serr := startupError(r.Name, s.LastErr); s.Index == idx && serr != nil {
 			return errors.Join(serr, p.checker.Remove(idx), n.close())
@@ -147,6 +149,25 @@ func (p *Plugin) AddReplica(r Replica) error {
 		l.Info("rwsplit: replica added", "replica", r.Name, "state", p.state.State(idx).String(), "eligible", p.eligible(n))
 	}
 	return nil
+}
+
+// settle waits, until ctx ends, for the checker to have bounded the lag of
+// replica idx or evicted it. The first probe may have bounded nothing: a
+// new pool's first connection that takes longer than Lag.Timeout to open
+// reads as lagcheck.ErrPoolBusy, and the next round probes again.
+func (p *Plugin) settle(ctx context.Context, idx int) {
+	t := time.NewTicker(quiesceEvery)
+	defer t.Stop()
+	for {
+		if _, known := p.state.LagNow(idx); known || p.state.State(idx) != lagcheck.Healthy {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // RemoveTimeout bounds how long RemoveReplica waits for the statements and

@@ -286,12 +286,13 @@ func TestControlsNeedARunningPlugin(t *testing.T) {
 
 // TestSetMaxLag: replica1 applies each commit 400ms late while a writer
 // commits every 10ms, so its lag reads about 400ms: under MaxLag 1s it
-// serves reads. Lowered to 200ms under load, the next reads avoid it, and
+// serves reads. Lowered to 250ms under load, the next reads avoid it, and
 // the checker evicts it; raised to 2s, it is readmitted and serves again.
-// Asserted at the driver.
+// Asserted at the driver. The probe Timeout is well above the Interval, so
+// that probes slowed by -race on two busy cores do not fail.
 func TestSetMaxLag(t *testing.T) {
 	c, pg := pgCluster(t, clusterOpts{config: rwsplit.Config{Policy: policy.RoundRobin(),
-		Lag: lagcheck.Config{Interval: 50 * time.Millisecond, MaxLag: time.Second}}})
+		Lag: lagcheck.Config{Interval: 100 * time.Millisecond, Timeout: time.Second, MaxLag: time.Second}}})
 	setupPosts(t, c, pg.WaitCaughtUp)
 	stop := underLoad(t, 6, func(i int) error {
 		if i == 0 {
@@ -311,23 +312,24 @@ func TestSetMaxLag(t *testing.T) {
 		t.Fatalf("at a %v lag under MaxLag 1s, reads ran on %v, want replica1 among them", replica1().Health.Lag, nodes)
 	}
 
-	noErr(t, c.Plugin.SetMaxLag(200*time.Millisecond))
+	noErr(t, c.Plugin.SetMaxLag(250*time.Millisecond))
 	nodes := fgReads(t, c)
-	if !allOn(nodes, func(n string) bool { return n == "replica2" }) {
-		t.Errorf("right after SetMaxLag(200ms), reads ran on %v, want replica2 only", nodes)
+	if slices.Contains(nodes, "replica1") || !slices.Contains(nodes, "replica2") {
+		t.Errorf("right after SetMaxLag(250ms), reads ran on %v, want none on replica1", nodes)
 	}
-	if s := c.Plugin.Stats(); s.MaxLag != 200*time.Millisecond || s.ReadmitLag != 100*time.Millisecond {
-		t.Errorf("Stats: MaxLag %v, ReadmitLag %v; want 200ms, 100ms", s.MaxLag, s.ReadmitLag)
+	if s := c.Plugin.Stats(); s.MaxLag != 250*time.Millisecond || s.ReadmitLag != 125*time.Millisecond {
+		t.Errorf("Stats: MaxLag %v, ReadmitLag %v; want 250ms, 125ms", s.MaxLag, s.ReadmitLag)
 	}
 	evicted := eventually(t, 3*time.Second, "the checker evicts replica1", func() bool { return replica1().Health.State == lagcheck.Evicted })
-	t.Logf("lowered: replica1 at %v lag; reads on %v; evicted after %v", replica1().Health.Lag.Round(time.Millisecond), slices.Compact(nodes), evicted.Round(time.Millisecond))
+	t.Logf("lowered: replica1 at %v lag; of 40 reads %d on replica2, %d on the primary; evicted after %v",
+		replica1().Health.Lag.Round(time.Millisecond), countOf(nodes, "replica2"), countOf(nodes, "primary"), evicted.Round(time.Millisecond))
 
-	for _, bad := range []time.Duration{0, -time.Second, 50 * time.Millisecond} {
+	for _, bad := range []time.Duration{0, -time.Second, 100 * time.Millisecond} {
 		if err := c.Plugin.SetMaxLag(bad); !errors.Is(err, rwsplit.ErrConfig) {
 			t.Errorf("SetMaxLag(%v) = %v, want ErrConfig", bad, err)
 		}
 	}
-	if s := c.Plugin.Stats(); s.MaxLag != 200*time.Millisecond {
+	if s := c.Plugin.Stats(); s.MaxLag != 250*time.Millisecond {
 		t.Errorf("a refused SetMaxLag changed MaxLag to %v", s.MaxLag)
 	}
 

@@ -40,7 +40,8 @@ import (
 // the documented default.
 type Config struct {
 	// Replicas are the read replicas. At least one is required; names must
-	// be unique.
+	// be unique. Plugin.AddReplica and Plugin.RemoveReplica change the set
+	// while the plugin runs.
 	Replicas []Replica
 
 	// PrimaryName is the name the primary has in Route and Stats.
@@ -504,9 +505,11 @@ func (p *Plugin) closeLocked() error {
 	return errors.Join(errs...)
 }
 
-// Resolver returns the dbresolver.DBResolver that owns the replica pools,
-// e.g. to call SetMaxOpenConns or SetConnMaxLifetime on every pool.
-// It is nil before Initialize.
+// Resolver returns the dbresolver.DBResolver that opened the pools of
+// Config.Replicas, e.g. to call SetMaxOpenConns or SetConnMaxLifetime on
+// each. A replica added by AddReplica is not in it (ReplicaDB returns its
+// pool), and the pool of one removed by RemoveReplica is closed. It is nil
+// before Initialize.
 func (p *Plugin) Resolver() *dbresolver.DBResolver { return p.resolver }
 
 // ReplicaDB returns the *sql.DB of the named replica, or nil.
