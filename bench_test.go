@@ -28,9 +28,11 @@ func BenchmarkRead(b *testing.B) {
 	dbr, _ := openFake(b)
 	r1, _ := fakeDialector(b)
 	r2, _ := fakeDialector(b)
-	if err := dbr.Use(dbresolver.Register(dbresolver.Config{Replicas: []gorm.Dialector{r1, r2}})); err != nil {
+	resolver := dbresolver.Register(dbresolver.Config{Replicas: []gorm.Dialector{r1, r2}})
+	if err := dbr.Use(resolver); err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { rwsplit.StopResolverStores(resolver) })
 	split, _, replicas := openFakeRWSplit(b, rwsplit.Config{})
 	dbs := [3]*gorm.DB{plain, dbr, split}
 	var took [3]time.Duration
@@ -72,9 +74,11 @@ func BenchmarkReadAllocs(b *testing.B) {
 		db, _ := openFake(b)
 		r1, _ := fakeDialector(b)
 		r2, _ := fakeDialector(b)
-		if err := db.Use(dbresolver.Register(dbresolver.Config{Replicas: []gorm.Dialector{r1, r2}})); err != nil {
+		resolver := dbresolver.Register(dbresolver.Config{Replicas: []gorm.Dialector{r1, r2}})
+		if err := db.Use(resolver); err != nil {
 			b.Fatal(err)
 		}
+		b.Cleanup(func() { rwsplit.StopResolverStores(resolver) })
 		benchFirst(b, db, context.Background())
 	})
 	b.Run("rwsplit", func(b *testing.B) {

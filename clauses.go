@@ -93,7 +93,9 @@ func isPinned(pool gorm.ConnPool) bool {
 // never meets it. A
 // healthy replica meets a d of about Lag.Interval plus its lag; a smaller d
 // is met only right after a probe, and otherwise sends the read to the
-// primary.
+// primary. A d of zero or less is met by no replica: the read runs on the
+// primary (ReasonStale). While the primary is down, replicas that lost it
+// too serve such reads anyway (see Stats.PrimaryErr).
 func MaxStaleness(d time.Duration) clause.Expression { return maxStaleness(d) }
 
 type maxStaleness time.Duration

@@ -229,7 +229,9 @@ func TestAddRemoveReplica(t *testing.T) {
 			{name: "the primary's name", give: func() error {
 				return c.Plugin.AddReplica(rwsplit.Replica{Name: "primary", Dialector: postgres.Open(pg.Replicas[1].DSN())})
 			}, want: rwsplit.ErrConfig},
-			{name: "no name", give: func() error { return c.Plugin.AddReplica(rwsplit.Replica{Dialector: postgres.Open(pg.Replicas[1].DSN())}) }, want: rwsplit.ErrConfig},
+			{name: "no name", give: func() error {
+				return c.Plugin.AddReplica(rwsplit.Replica{Dialector: postgres.Open(pg.Replicas[1].DSN())})
+			}, want: rwsplit.ErrConfig},
 			{name: "nil Dialector", give: func() error { return c.Plugin.AddReplica(rwsplit.Replica{Name: "x"}) }, want: rwsplit.ErrConfig},
 			{name: "negative weight", give: func() error {
 				return c.Plugin.AddReplica(rwsplit.Replica{Name: "x", Weight: -1, Dialector: postgres.Open(pg.Replicas[1].DSN())})
@@ -351,4 +353,3 @@ func eventually(t *testing.T, limit time.Duration, what string, cond func() bool
 	}
 	return time.Since(start)
 }
-

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+	"gorm.io/plugin/dbresolver"
 
 	"github.com/rwsplit/rwsplit/lagcheck"
 )
@@ -27,4 +28,13 @@ func SetWatchEvery(d time.Duration) (restore func()) {
 	old := watchEvery
 	watchEvery = d
 	return func() { watchEvery = old }
+}
+
+// StopResolverStores stops the prepared-statement stores dbresolver made
+// for r's replicas (GORM v1.31.2 has no way to stop them), so that a
+// benchmark of plain dbresolver leaves no goroutine behind.
+func StopResolverStores(r *dbresolver.DBResolver) {
+	for _, s := range resolverStores(r) {
+		stopStore(s)
+	}
 }

@@ -215,6 +215,8 @@ type router struct {
 	serialRO                  bool // a replica cannot run SERIALIZABLE READ ONLY (PostgreSQL)
 
 	readsToPrimary atomic.Bool // the operator switch (SetReadsToPrimary)
+
+	primaryReads atomic.Uint64 // Stats.PrimaryReads
 }
 
 // replicaSet is the replicas in service, an immutable snapshot: AddReplica
@@ -684,6 +686,9 @@ func (p *Plugin) apply(db *gorm.DB, st *statement, t target) {
 // report counts a decision and passes it to Config.OnRoute.
 func (r *router) report(ctx context.Context, t target) {
 	r.counts[t.reason].Add(1)
+	if t.where == toPrimary && primaryReadReasons&(1<<t.reason) != 0 {
+		r.primaryReads.Add(1)
+	}
 	if r.onRoute == nil {
 		return
 	}

@@ -201,7 +201,9 @@ func TestDecide(t *testing.T) {
 			s.lagNow[0], s.lagNow[1] = 5*time.Second, 5*time.Second
 			s.orphans = []int{1}
 			return s
-		}(), give: func(*router) statement { st := read; st.maxStale = 100 * time.Millisecond; return st }, want: "r2", why: ReasonRead},
+		}(), give: func(*router) statement {
+			return with(func(s *statement) { s.dir, s.maxStale = dirMaxStaleness, 100*time.Millisecond })
+		}, want: "r2", why: ReasonRead},
 		{name: "read, primary down: an evicted replica does not serve", state: func() *fakeState {
 			s := evict(healthy(), 1)
 			s.lagNow[0], s.lagNow[1] = 5*time.Second, 5*time.Second
@@ -240,6 +242,9 @@ func TestDecide(t *testing.T) {
 			give: func(*router) statement {
 				return with(func(s *statement) { s.dir, s.maxStale = dirMaxStaleness, 100*time.Millisecond })
 			}, want: "primary", why: ReasonStale},
+		{name: "MaxStaleness of zero or less: the primary", give: func(*router) statement {
+			return with(func(s *statement) { s.dir, s.maxStale = dirMaxStaleness, -time.Second })
+		}, want: "primary", why: ReasonStale},
 		{name: "MaxStaleness, lag unknown", state: func() *fakeState { s := healthy(); s.lagNow[0], s.lagNow[1] = -1, -1; return s }(),
 			give: func(*router) statement {
 				return with(func(s *statement) { s.dir, s.maxStale = dirMaxStaleness, time.Hour })

@@ -29,6 +29,11 @@ type Stats struct {
 	// the primary; nil while it succeeds. While it is set, no lag is
 	// measured: see ReplicaStats.ServesWithoutPrimary.
 	PrimaryErr error
+	// PrimaryReads counts the reads routing sent to the primary (reasons
+	// forced-primary, no-replica, retry, stale, sticky, reads-to-primary,
+	// policy-primary): with the replicas' Served, the read load on each
+	// node.
+	PrimaryReads uint64
 	// MaxLag is the lag above which replicas stop serving reads:
 	// Config.Lag.MaxLag, or what Plugin.SetMaxLag set last; ReadmitLag is
 	// the lag they must be at or below to serve again. Zero before
@@ -50,16 +55,27 @@ type ReplicaStats struct {
 	// lagcheck.Checker.ServesWithoutPrimary).
 	ServesWithoutPrimary bool
 	// Health is the lag checker's view: state, last lag (time and
-	// position), last probe error, evictions and readmissions.
+	// position), last probe error, evictions and readmissions, and the
+	// server that answered (Health.Servers lists several when the
+	// replica's address answers from more than one: see
+	// docs/topologies.md).
 	Health lagcheck.Status
 	// Policy statistics: statements in flight, EWMA latency, statements
 	// served and failed (connection errors and timeouts).
 	policy.Snapshot
+	// Latencies is the distribution of the replica's statement latencies
+	// since Initialize.
+	Latencies policy.Histogram
 }
+
+// primaryReadReasons has bit r set for each Reason r of a read that
+// counts in Stats.PrimaryReads when it runs on the primary.
+const primaryReadReasons = 1<<ReasonForcedPrimary | 1<<ReasonNoReplica | 1<<ReasonRetry |
+	1<<ReasonStale | 1<<ReasonSticky | 1<<ReasonReadsToPrimary | 1<<ReasonPolicyPrimary
 
 // Stats returns a snapshot of the plugin's counters.
 func (p *Plugin) Stats() Stats {
-	s := Stats{Routes: make(map[Reason]uint64, numReasons), ReadsToPrimary: p.readsToPrimary.Load()}
+	s := Stats{Routes: make(map[Reason]uint64, numReasons), ReadsToPrimary: p.readsToPrimary.Load(), PrimaryReads: p.primaryReads.Load()}
 	if p.pol != nil {
 		s.Policy = p.pol.Name()
 	}
@@ -82,7 +98,7 @@ func (p *Plugin) Stats() Stats {
 	}
 	for _, n := range p.replicas().nodes {
 		s.Replicas = append(s.Replicas, ReplicaStats{Name: n.name, Eligible: p.eligible(n) && !n.drained.Load(), Drained: n.drained.Load(),
-			Health: health[n.idx], Snapshot: n.stats.Snapshot(),
+			Health: health[n.idx], Snapshot: n.stats.Snapshot(), Latencies: n.stats.Latencies(),
 			ServesWithoutPrimary: p.checker != nil && p.checker.ServesWithoutPrimary(n.idx)})
 	}
 	return s

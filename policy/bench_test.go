@@ -63,3 +63,29 @@ func BenchmarkStatsStartDone(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkLatencyHistogram measures what Done pays for Latencies: one
+// bucket lookup and one atomic add, on one replica's histogram shared by
+// all goroutines, and from one goroutine.
+func BenchmarkLatencyHistogram(b *testing.B) {
+	b.Run("parallel", func(b *testing.B) {
+		var h latencyHist
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			lat := int64(1_000_000)
+			for pb.Next() {
+				h.add(lat)
+				lat ^= 0x5_5555 // a few neighbouring buckets
+			}
+		})
+	})
+	b.Run("serial", func(b *testing.B) {
+		var h latencyHist
+		b.ReportAllocs()
+		lat := int64(1_000_000)
+		for b.Loop() {
+			h.add(lat)
+			lat ^= 0x5_5555
+		}
+	})
+}

@@ -31,6 +31,7 @@ type Stats struct {
 	ewma     atomic.Int64 // latency average, nanoseconds
 	stamp    atomic.Int64 // nanotime of the last Done; 0: none yet
 	probed   atomic.Int64 // nanotime of P2C's last probe; 0: never
+	hist     latencyHist
 }
 
 // Start records that a statement began on the replica and returns the
@@ -41,13 +42,14 @@ func (s *Stats) Start() int64 {
 }
 
 // Done records that the statement begun at start (Start's token) finished
-// and folds its latency into Latency. failed means it failed because of
+// and folds its latency into Latency and Latencies. failed means it failed because of
 // the replica (a connection error or a timeout), not the statement.
 func (s *Stats) Done(start int64, failed bool) {
 	now := nanotime()
 	s.inflight.Add(-1)
 	s.served.Add(1)
 	lat := max(now-start, 0)
+	s.hist.add(lat)
 	if failed {
 		s.failed.Add(1)
 		lat = max(lat, int64(failPenalty))
@@ -107,6 +109,10 @@ func (s *Stats) Served() uint64 { return s.served.Load() }
 // Failed returns the number of statements that failed because of the
 // replica (connection errors and timeouts), a subset of Served.
 func (s *Stats) Failed() uint64 { return s.failed.Load() }
+
+// Latencies returns the distribution of the latencies of the statements
+// served, failed ones included (as measured, without Latency's penalty).
+func (s *Stats) Latencies() Histogram { return s.hist.load() }
 
 // Snapshot is a copy of a Stats' counters, as its methods of the same
 // names return them.

@@ -49,6 +49,15 @@ func runExternal(ctx context.Context, o options) error {
 		return err
 	}
 	defer p.Close()
+	status, err := serveStatus(o.http, p)
+	if err != nil {
+		return err
+	}
+	defer status.stop()
+	fmt.Printf("Status page of rwsplit: %s\n\n", status.url)
+	if o.watch {
+		return watch(ctx, db, p, nil, status.url, o.readers)
+	}
 
 	type demoPost struct {
 		ID     int64

@@ -12,9 +12,19 @@
 //   - a replica answers 20ms slower than the other.
 //
 // It prints what each plugin did and how many statements each node of
-// rwsplit served and why, then removes everything it started.
+// rwsplit served and why, then removes everything it started. While it
+// runs it serves rwsplit's status page (rwsplit.StatusHandler) on -http,
+// whose address it prints at start.
 //
 //	go run ./cmd/rwsplit-demo
+//
+// With -watch it runs no comparison: it keeps the cluster running under a
+// mixed workload (readers, users who read their own writes, sticky) and
+// redraws a per-replica table every second, until Ctrl-C. Typed commands
+// pause, resume, crash and restart a replica, drain it, or send every read
+// to the primary, so the table and the status page show what follows.
+//
+//	go run ./cmd/rwsplit-demo -watch -http 127.0.0.1:8080
 //
 // With -primary and -replica it uses servers of yours instead (PostgreSQL,
 // or MySQL/MariaDB with -driver mysql) and runs a mixed read/write workload
@@ -42,13 +52,15 @@ func main() {
 	var o options
 	flag.IntVar(&o.writes, "writes", 1000, "insert-then-read iterations in the read-your-writes workload")
 	flag.DurationVar(&o.fault, "fault", 3*time.Second, "how long each fault (pause, crash, slow) lasts")
-	flag.IntVar(&o.readers, "readers", 8, "concurrent readers in the fault workloads")
+	flag.IntVar(&o.readers, "readers", 8, "concurrent readers in the fault workloads and with -watch")
 	flag.StringVar(&o.primary, "primary", "", "use this primary `DSN` instead of starting a local cluster")
 	flag.Func("replica", "a replica `DSN` (repeat the flag for each; with -primary)", func(v string) error {
 		o.replicas = append(o.replicas, v)
 		return nil
 	})
 	flag.StringVar(&o.driver, "driver", "postgres", "with -primary: postgres or mysql")
+	flag.StringVar(&o.http, "http", "127.0.0.1:0", "serve the status page on this `address` while the demo runs (port 0: a free one)")
+	flag.BoolVar(&o.watch, "watch", false, "keep the cluster running under a mixed workload, with a live per-replica table, until Ctrl-C")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("rwsplit-demo: ")
@@ -79,6 +91,9 @@ type options struct {
 	primary  string
 	replicas []string
 	driver   string
+
+	http  string
+	watch bool
 }
 
 func run(ctx context.Context, o options) error {
@@ -105,6 +120,15 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer env.close()
+	status, err := serveStatus(o.http, env.plugin)
+	if err != nil {
+		return err
+	}
+	defer status.stop()
+	fmt.Printf("Status page of rwsplit: %s\n\n", status.url)
+	if o.watch {
+		return watch(ctx, env.split, env.plugin, &faults{cluster: cl}, status.url, o.readers)
+	}
 
 	var rows []result
 	for _, w := range []workload{env.readYourWrites, env.pausedReplica, env.crashedReplica, env.slowReplica} {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -39,10 +40,15 @@ type Store struct {
 var _ stickiness.Store = (*Store)(nil)
 
 // New returns a Store that uses client. The caller owns client: Close does
-// not close it.
+// not close it. A nil client (also a nil *redis.Client) makes every call
+// fail with an error, which the Tracker counts and answers by sending the
+// user's reads to the primary.
 func New(client redis.UniversalClient, o Options) *Store {
 	if o.Prefix == "" {
 		o.Prefix = DefaultPrefix
+	}
+	if v := reflect.ValueOf(client); client != nil && v.Kind() == reflect.Pointer && v.IsNil() {
+		client = nil
 	}
 	return &Store{client: client, prefix: o.Prefix}
 }

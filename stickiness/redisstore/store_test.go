@@ -248,13 +248,16 @@ func TestRedisOutage(t *testing.T) {
 }
 
 func TestRedisNilClient(t *testing.T) {
-	s := New(nil, Options{})
-	ctx := context.Background()
-	if _, _, err := s.Get(ctx, "u"); err == nil {
-		t.Error("Get with a nil client: no error")
-	}
-	if err := s.Set(ctx, "u", stickiness.Record{Until: time.Now().Add(time.Minute)}); err == nil {
-		t.Error("Set with a nil client: no error")
+	var typed *redis.Client // nil, in a non-nil interface
+	for name, client := range map[string]redis.UniversalClient{"nil": nil, "nil *redis.Client": typed} {
+		s := New(client, Options{})
+		ctx := context.Background()
+		if _, _, err := s.Get(ctx, "u"); err == nil {
+			t.Errorf("%s: Get: no error", name)
+		}
+		if err := s.Set(ctx, "u", stickiness.Record{Until: time.Now().Add(time.Minute)}); err == nil {
+			t.Errorf("%s: Set: no error", name)
+		}
 	}
 }
 
