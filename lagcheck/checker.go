@@ -86,7 +86,8 @@ type Status struct {
 // Checker measures each replica's replication lag and health in the
 // background, and decides which replicas may serve reads. Its readers
 // (State, Lag, LagNow, Covers) are lock-free. It owns its goroutines: Start
-// starts them, Close stops them and waits.
+// starts them, Close stops them and waits. Add and Remove change the
+// replicas while it runs, SetMaxLag its MaxLag.
 //
 // It holds one connection of each pool it was given (the primary's and
 // each replica's) for its probes, taken before the first probe and again
