@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -128,7 +129,12 @@ func TestScrape(t *testing.T) {
 			t.Errorf("%s = %v (found %v)", tc.series, v, ok)
 		}
 	}
-	if t.Failed() {
-		t.Logf("scrape:\n%s", body)
+	// The series (without HELP and TYPE), shown with -v and on failure.
+	var series []string
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "rwsplit_") {
+			series = append(series, line)
+		}
 	}
+	t.Logf("scrape:\n%s", strings.Join(series, "\n"))
 }
