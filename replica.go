@@ -279,17 +279,27 @@ func isolation(opts *sql.TxOptions) sql.IsolationLevel {
 // replica, or the primary), reported as ReasonRetry; under FallbackFail
 // with no other replica, nowhere (ErrNoReplica).
 func (c *nodeConn) moved(ctx context.Context) gorm.ConnPool {
+	if pool, _ := c.elsewhere(ctx); pool != nil {
+		return pool
+	}
+	return failPool{ErrNoReplica}
+}
+
+// elsewhere returns the pool a read on c's replica runs on instead (the
+// retry's view of another eligible replica, or the primary), reported as
+// ReasonRetry; or nil and the decision's error when there is none.
+func (c *nodeConn) elsewhere(ctx context.Context) (gorm.ConnPool, error) {
 	r := c.n.r
 	t := r.retryTarget(ctx, c.n, c.view)
 	switch t.where {
 	case toReplica:
 		r.report(ctx, t)
-		return t.node.conn(c.prepared, viewRetry)
+		return t.node.conn(c.prepared, viewRetry), nil
 	case toPrimary:
 		r.report(ctx, t)
-		return r.primaryPool
+		return r.primaryPool, nil
 	}
-	return failPool{ErrNoReplica}
+	return nil, t.err
 }
 
 // again decides whether a failed read may be served again, and where. It
@@ -302,22 +312,16 @@ func (c *nodeConn) again(ctx context.Context, err error, query string) gorm.Conn
 	case connerr.Is(err):
 		// The server cannot have run the statement: another node may. The
 		// retry's view does not retry again.
-		r := c.n.r
-		t := r.retryTarget(ctx, c.n, c.view)
-		switch t.where {
-		case toReplica:
-			r.report(ctx, t)
-			return t.node.conn(c.prepared, viewRetry)
-		case toPrimary:
-			r.report(ctx, t)
-			return r.primaryPool
-		}
-		if t.err == nil {
+		pool, why := c.elsewhere(ctx)
+		switch {
+		case pool != nil:
+			return pool
+		case why == nil:
 			return nil
 		}
 		// FallbackFail and no other replica: ErrNoReplica, as for a read
 		// that found none, with the read's own error.
-		return failPool{fmt.Errorf("%w: %w", t.err, err)}
+		return failPool{fmt.Errorf("%w: %w", why, err)}
 	case isCachedPlanError(err):
 		// PostgreSQL refused a cached plan after DDL changed the result
 		// type. pgx has dropped it on that connection; drop it from the
