@@ -175,11 +175,7 @@ func privateCluster[C interface{ Close() error }](tb testing.TB, kind string, re
 		tb.Fatal(err)
 		return none
 	}
-	tb.Cleanup(func() {
-		if err := c.Close(); err != nil {
-			tb.Error(err)
-		}
-	})
+	closeAtEnd(tb, c)
 	return c
 }
 
@@ -264,11 +260,7 @@ func Redis(tb testing.TB) *testdb.RedisServer {
 		tb.Fatal(err)
 		return nil
 	}
-	tb.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			tb.Error(err)
-		}
-	})
+	closeAtEnd(tb, s)
 	return s
 }
 
@@ -291,11 +283,7 @@ func PgBouncer(tb testing.TB, targets ...*testdb.PGNode) *testdb.Bouncer {
 		tb.Fatal(err)
 		return nil
 	}
-	tb.Cleanup(func() {
-		if err := b.Close(); err != nil {
-			tb.Error(err)
-		}
-	})
+	closeAtEnd(tb, b)
 	return b
 }
 
@@ -363,4 +351,13 @@ func LeakIgnores() []goleak.Option {
 		goleak.IgnoreAnyFunction("github.com/rwsplit/rwsplit/internal/testdb.startProcess.func1"),
 		goleak.IgnoreAnyFunction("github.com/rwsplit/rwsplit/internal/testdb.spawn.func1"),
 	}
+}
+
+// closeAtEnd closes c when tb ends, and fails tb if that fails.
+func closeAtEnd(tb testing.TB, c interface{ Close() error }) {
+	tb.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			tb.Error(err)
+		}
+	})
 }
