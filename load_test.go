@@ -136,7 +136,9 @@ func TestLoad(t *testing.T) {
 			if n := errs.Load(); n > 0 {
 				t.Errorf("%d statements failed, e.g. %v", n, firstErr.Load())
 			}
-			if reads.Load() < goroutines || writes.Load() < goroutines/10 {
+			// A floor, not a throughput bound: under -race beside other
+			// work, 1000 goroutines managed 762 reads in 3s.
+			if reads.Load() < 200 || writes.Load() < 20 {
 				t.Fatalf("only %d reads and %d writes: nothing measured", reads.Load(), writes.Load())
 			}
 			// Every statement is routed, and counted, once.

@@ -44,7 +44,9 @@ func (p *Plugin) watch(stop <-chan struct{}, done chan<- struct{}) {
 				"reads", n-last, "fallback", p.fallback.String(), "replicas", p.replicaStates())
 		case n > last:
 			fellBack += n - last
-		case fallingBack:
+		case fallingBack && p.anyEligible():
+			// No read fell back in the period, and one could go to a
+			// replica now (a quiet period alone proves nothing).
 			fallingBack = false
 			l.Info("rwsplit: reads back on replicas", "fallback_reads", fellBack, "for", time.Since(since).Round(time.Millisecond))
 		}
@@ -87,4 +89,14 @@ func (p *Plugin) replicaStates() []string {
 		out[i] = n.name + "=" + s
 	}
 	return out
+}
+
+// anyEligible reports whether some replica may serve reads now.
+func (p *Plugin) anyEligible() bool {
+	for _, n := range p.replicas().nodes {
+		if p.eligible(n) && !n.drained.Load() {
+			return true
+		}
+	}
+	return false
 }
