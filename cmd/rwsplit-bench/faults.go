@@ -136,19 +136,30 @@ func runFaults(ctx context.Context, b *bench, w *sectionWriter) error {
 		return err
 	}
 
-	var setups []*setup
-	for _, open := range []func() (*setup, error){
-		func() (*setup, error) { return openPlain(t) },
-		func() (*setup, error) { return openDBResolver(t, t.replicas) },
-		func() (*setup, error) { return openRWSplit(t, t.replicas, rwsplit.Config{}) },
-	} {
-		s, err := open()
-		if err != nil {
-			return err
+	// Each fault gets fresh configurations, so that what one fault left in
+	// a plugin's statistics does not carry over into the next.
+	openSetups := func() ([]*setup, error) {
+		var setups []*setup
+		for _, open := range []func() (*setup, error){
+			func() (*setup, error) { return openPlain(t) },
+			func() (*setup, error) { return openDBResolver(t, t.replicas) },
+			func() (*setup, error) { return openRWSplit(t, t.replicas, rwsplit.Config{}) },
+		} {
+			s, err := open()
+			if err != nil {
+				closeAll(setups)
+				return nil, err
+			}
+			keepIdle(s, t.replicas, o.readers+1)
+			setups = append(setups, s)
+			if err := waitEligible(ctx, s, 20*time.Second); err != nil {
+				closeAll(setups)
+				return nil, err
+			}
 		}
-		defer s.close()
-		setups = append(setups, s)
+		return setups, nil
 	}
+	names := []string{"plain GORM", "dbresolver", "rwsplit"}
 	maxLag := 1 * time.Second // lagcheck.DefaultMaxLag, rwsplit's default bound
 	r1, r2 := cl.Replicas[0], cl.Replicas[1]
 	faults := []fault{
@@ -161,40 +172,44 @@ func runFaults(ctx context.Context, b *bench, w *sectionWriter) error {
 	}
 	pre, post := time.Second, 2*time.Second
 	if o.quick {
-		pre, post = 700*time.Millisecond, 1500*time.Millisecond
+		pre, post = 500*time.Millisecond, time.Second
 	}
 	w.p("A PostgreSQL primary and 2 replicas (replica2 behind a TCP proxy). %d goroutines read one row by primary key in a loop, each read with a %v deadline, "+
-		"while the primary updates that row every 10 ms. Each configuration goes through each fault on its own, in turn: %v of normal service, the fault for %v, then %v after it is healed. "+
+		"while the primary updates that row every 10 ms. Each configuration goes through each fault on its own, in turn, opened afresh for each fault: %v of normal service, the fault for %v, then %v after it is healed. "+
 		"The table counts the reads that started during the fault; the plots show the whole run. "+
 		"rwsplit runs with its defaults (MaxLag %v, the checker every 250 ms). The server's port in each answer says which node served it.",
 		o.readers, readTimeout, pre, o.fault, post, maxLag)
 
 	runs := map[string][]*faultRun{} // fault id → per setup
 	for _, f := range faults {
+		setups, err := openSetups()
+		if err != nil {
+			return err
+		}
 		for _, s := range setups {
 			log.Printf("fault %s: %s", f.id, s.name)
 			r, err := underFault(ctx, s, t, primary, f, o.readers, pre, o.fault, post)
 			if err != nil {
+				closeAll(setups)
 				return fmt.Errorf("%s, %s: %w", f.id, s.name, err)
 			}
 			runs[f.id] = append(runs[f.id], r)
 			// Back to normal before the next one.
 			if err := cl.WaitCaughtUp(ctx); err != nil {
+				closeAll(setups)
 				return err
 			}
 			for _, s := range setups {
 				if err := waitEligible(ctx, s, 20*time.Second); err != nil {
+					closeAll(setups)
 					return err
 				}
 			}
 		}
+		closeAll(setups)
 	}
 
 	// The table.
-	names := make([]string, len(setups))
-	for i, s := range setups {
-		names[i] = s.name
-	}
 	var rows [][]string
 	addRow := func(id, label, measure string, fn func(r *faultRun) string) {
 		row := []string{label, measure}
@@ -323,6 +338,12 @@ func runFaults(ctx context.Context, b *bench, w *sectionWriter) error {
 	w.p("Share of the reads during the fault that the faulty replica answered (successfully):")
 	w.table(append([]string{"fault"}, names[1:]...), shareRows)
 	return nil
+}
+
+func closeAll(setups []*setup) {
+	for _, s := range setups {
+		s.close()
+	}
 }
 
 func countErrs(rs []read) int {

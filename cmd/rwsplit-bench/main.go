@@ -43,16 +43,16 @@ type options struct {
 	quick    bool
 
 	// Scale: durations and counts (the -quick values are set in main).
-	rounds      int           // repeats of the measurements where noise matters
-	measure     time.Duration // one throughput measurement
-	fault       time.Duration // how long each fault lasts
-	rywRounds   int           // read-your-writes rounds
-	writePairs  int           // paired keyed/unkeyed inserts
-	backSamples int           // time-back-to-replicas samples
-	readers     int           // concurrent readers in the fault workloads
-	scaleLat    time.Duration // latency added to each replica in the scaling runs
-	scaleConns  int           // each replica pool's cap in the scaling runs
-	scaleReadrs int           // concurrent readers in the scaling runs
+	rounds      int             // repeats of the measurements where noise matters
+	measure     time.Duration   // one throughput measurement
+	fault       time.Duration   // how long each fault lasts
+	rywRounds   int             // read-your-writes rounds
+	writePairs  int             // paired keyed/unkeyed inserts
+	backSamples int             // time-back-to-replicas samples
+	readers     int             // concurrent readers in the fault workloads
+	scaleLats   []time.Duration // latencies added to each replica in the scaling runs, one table each
+	scaleConns  int             // each replica pool's cap in the scaling runs
+	scaleReadrs int             // concurrent readers in the scaling runs
 	callgrind   bool
 
 	cpuprofile string
@@ -71,16 +71,17 @@ func main() {
 	flag.StringVar(&sections, "sections", strings.Join(allSections, ","), "comma-separated sections to run: "+strings.Join(allSections, ", "))
 	flag.BoolVar(&o.quick, "quick", false, "shorter measurements and fewer repeats (about 3 minutes in all)")
 	flag.IntVar(&o.rounds, "rounds", 0, "repeats where noise matters (0: 5, -quick 2)")
-	flag.DurationVar(&o.measure, "measure", 0, "length of one throughput measurement (0: 4s, -quick 1.5s)")
-	flag.DurationVar(&o.fault, "fault", 0, "how long each fault lasts (0: 4s, -quick 2s)")
+	flag.DurationVar(&o.measure, "measure", 0, "length of one throughput measurement (0: 4s, -quick 1s; the scaling runs use at most 3s)")
+	flag.DurationVar(&o.fault, "fault", 0, "how long each fault lasts (0: 4s, -quick 1.5s)")
 	flag.IntVar(&o.rywRounds, "ryw", 0, "read-your-writes rounds per case (0: 2000, -quick 300)")
 	flag.IntVar(&o.writePairs, "writes", 0, "paired inserts per configuration in the write-cost table (0: 1000, -quick 200)")
 	flag.IntVar(&o.backSamples, "back", 0, "samples of the time back to replicas (0: 300, -quick 60)")
 	flag.IntVar(&o.readers, "readers", 8, "concurrent readers in the fault and pgpool workloads")
-	flag.DurationVar(&o.scaleLat, "scale-latency", 2*time.Millisecond, "latency the proxy adds to each query of a replica in the scaling runs")
+	var scaleLats string
+	flag.StringVar(&scaleLats, "scale-latency", "", "comma-separated latencies the proxy adds to each query of a server in the scaling runs, one table each (default 2ms,20ms; -quick 2ms)")
 	flag.IntVar(&o.scaleConns, "scale-conns", 8, "each replica pool's cap in the scaling runs")
 	flag.IntVar(&o.scaleReadrs, "scale-readers", 64, "concurrent readers in the scaling runs")
-	flag.BoolVar(&o.callgrind, "callgrind", true, "count instructions per read under valgrind's callgrind when valgrind is installed")
+	callgrind := flag.String("callgrind", "auto", "count instructions per read under valgrind's callgrind when valgrind is installed: on, off, or auto (on except with -quick)")
 	flag.StringVar(&o.child, "callgrind-child", "", "internal: run one configuration's reads for the callgrind count")
 	flag.IntVar(&o.childN, "n", 0, "internal: reads of the callgrind child")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write this process's CPU profile to `file`")
@@ -95,6 +96,28 @@ func main() {
 		return
 	}
 	o.defaults()
+	switch *callgrind {
+	case "on":
+		o.callgrind = true
+	case "off":
+	case "auto":
+		o.callgrind = !o.quick
+	default:
+		log.Fatalf("-callgrind: want on, off or auto, not %q", *callgrind)
+	}
+	if scaleLats == "" {
+		scaleLats = "2ms,20ms"
+		if o.quick {
+			scaleLats = "2ms"
+		}
+	}
+	for _, v := range strings.Split(scaleLats, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil || d <= 0 {
+			log.Fatalf("-scale-latency: bad duration %q", v)
+		}
+		o.scaleLats = append(o.scaleLats, d)
+	}
 	for _, s := range strings.Split(sections, ",") {
 		s = strings.TrimSpace(s)
 		if s == "" {
@@ -156,10 +179,10 @@ func (o *options) defaults() {
 		o.rounds = pick(5, 2)
 	}
 	if o.measure <= 0 {
-		o.measure = pickD(4*time.Second, 1500*time.Millisecond)
+		o.measure = pickD(4*time.Second, time.Second)
 	}
 	if o.fault <= 0 {
-		o.fault = pickD(4*time.Second, 2*time.Second)
+		o.fault = pickD(4*time.Second, 1500*time.Millisecond)
 	}
 	if o.rywRounds <= 0 {
 		o.rywRounds = pick(2000, 300)

@@ -147,7 +147,11 @@ func runOverhead(ctx context.Context, b *bench, w *sectionWriter) error {
 	var instr map[string]float64
 	var instrErr error
 	if o.callgrind {
-		instr, instrErr = callgrindCounts(ctx)
+		n1, n2 := 2000, 12000
+		if o.quick {
+			n1, n2 = 500, 3000
+		}
+		instr, instrErr = callgrindCounts(ctx, n1, n2)
 	}
 	header := []string{"configuration", "ns per read", "over plain GORM (ns)", "over plain GORM (%)", "allocs per read"}
 	if instr != nil {
@@ -177,7 +181,7 @@ func runOverhead(ctx context.Context, b *bench, w *sectionWriter) error {
 			"(`GODEBUG=asyncpreemptoff=1 GOMAXPROCS=1 GOGC=off`, the checker's interval set to an hour so that it does not run): "+
 			"(count at %d reads − count at %d reads) / %d. The count is the same run to run whatever else the machine does; "+
 			"it weighs a clock read or an atomic as one instruction each, which on this machine cost about 60–120 ns and 25 ns (shared/REPLICATION.md), so the wall-clock column is the one that shows their cost.",
-			cgN2, cgN1, cgN2-cgN1)
+			cgN[1], cgN[0], cgN[1]-cgN[0])
 	case instrErr != nil:
 		w.p("No instruction counts: %v.", instrErr)
 	}
@@ -209,11 +213,13 @@ func allocsPerRun(n int, f func()) float64 {
 	return float64(b.Mallocs-a.Mallocs) / float64(n)
 }
 
-const cgN1, cgN2 = 2000, 12000
+// cgN is the two read counts of the last callgrindCounts.
+var cgN [2]int
 
 // callgrindCounts runs this binary under callgrind for each configuration
-// at two read counts and returns instructions per read.
-func callgrindCounts(ctx context.Context) (map[string]float64, error) {
+// at n1 and n2 reads and returns instructions per read.
+func callgrindCounts(ctx context.Context, n1, n2 int) (map[string]float64, error) {
+	cgN = [2]int{n1, n2}
 	vg, err := exec.LookPath("valgrind")
 	if err != nil {
 		return nil, fmt.Errorf("valgrind is not installed (apt-get install valgrind)")
@@ -230,7 +236,7 @@ func callgrindCounts(ctx context.Context) (map[string]float64, error) {
 	out := map[string]float64{}
 	for _, name := range overheadConfigs {
 		var counts [2]int64
-		for k, n := range []int{cgN1, cgN2} {
+		for k, n := range cgN {
 			file := filepath.Join(dir, fmt.Sprintf("cg.%d.%d", len(out), n))
 			cmd := exec.CommandContext(ctx, vg, "--tool=callgrind", "--callgrind-out-file="+file, self, "-callgrind-child", name, "-n", strconv.Itoa(n))
 			cmd.Env = append(os.Environ(), "GODEBUG=asyncpreemptoff=1", "GOMAXPROCS=1", "GOGC=off")
@@ -243,7 +249,7 @@ func callgrindCounts(ctx context.Context) (map[string]float64, error) {
 			}
 			counts[k] = c
 		}
-		out[name] = float64(counts[1]-counts[0]) / float64(cgN2-cgN1)
+		out[name] = float64(counts[1]-counts[0]) / float64(n2-n1)
 		log.Printf("callgrind %s: %.0f instructions per read", name, out[name])
 	}
 	return out, nil

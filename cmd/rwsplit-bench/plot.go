@@ -53,8 +53,8 @@ func save(p *plot.Plot, path string) error {
 }
 
 // plotScaling draws reads/s against N per configuration, with the ideal.
-func plotScaling(path string, names []string, series map[string][]float64, ideal []float64) error {
-	p := newPlot("Read throughput against replicas", "replicas (N)", "reads/s")
+func plotScaling(path, title string, names []string, series map[string][]float64, ideal []float64) error {
+	p := newPlot(title, "replicas (N)", "reads/s")
 	xy := func(ys []float64) plotter.XYs {
 		pts := make(plotter.XYs, len(ys))
 		for i, y := range ys {

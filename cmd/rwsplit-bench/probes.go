@@ -66,10 +66,13 @@ func runProbes(ctx context.Context, b *bench, w *sectionWriter) error {
 		defer m.Close()
 		servers = append(servers, probeServer{name: n.Name, monitor: m})
 	}
-	interval := lagcheck.Config{}.Interval
-	if interval == 0 {
-		interval = 250 * time.Millisecond // lagcheck's default with the default MaxLag
+	// The default Interval, as lagcheck applies it (New runs no query).
+	def, err := lagcheck.New(lagcheck.Config{}, "postgres", servers[0].monitor, nil)
+	if err != nil {
+		return err
 	}
+	interval := def.Config().Interval
+	def.Close()
 
 	// run opens p configurations over the first n replicas, keeps them for
 	// window, closes them, waits for their sessions to end, and returns the

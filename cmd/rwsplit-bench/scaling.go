@@ -63,6 +63,25 @@ func capSetup(s *setup, replicas []node, n int) {
 	}
 }
 
+// keepIdle lets every application pool of s keep n idle connections
+// (database/sql keeps 2 by default: with more concurrent readers, every
+// configuration would close and reopen connections while measured).
+func keepIdle(s *setup, replicas []node, n int) {
+	if d, err := s.db.DB(); err == nil {
+		d.SetMaxIdleConns(n)
+	}
+	if s.dbr != nil {
+		s.dbr.SetMaxIdleConns(n)
+	}
+	if s.plugin != nil {
+		for _, r := range replicas {
+			if d := s.plugin.ReplicaDB(r.name); d != nil {
+				d.SetMaxIdleConns(n)
+			}
+		}
+	}
+}
+
 // measureReads runs readers primary-key readers through s for warm, then
 // measures for dur.
 func measureReads(ctx context.Context, s *setup, t *topology, readers int, warm, dur time.Duration) (scaleResult, error) {
@@ -170,26 +189,55 @@ func closeGorm(db *gorm.DB) {
 	}
 }
 
+const maxN = 4
+
 func runScaling(ctx context.Context, b *bench, w *sectionWriter) error {
-	o := b.o
-	const maxN = 4
-	sc, err := startScaleCluster(ctx, maxN, o.scaleLat)
+	sc, err := startScaleCluster(ctx, maxN, b.o.scaleLats[0])
 	if err != nil {
 		return err
 	}
 	defer sc.close()
+	for i, lat := range b.o.scaleLats {
+		for _, p := range sc.proxies {
+			p.SetLatency(lat)
+		}
+		if err := scaleAt(ctx, b, w, sc, lat, i == 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scaleRounds and scaleMeasure: the scaling runs repeat each measurement
+// fewer times than the other sections, having many more of them.
+func (o *options) scaleRounds() int { return min(o.rounds, 3) }
+
+func (o *options) scaleMeasure() time.Duration { return min(o.measure, 3*time.Second) }
+
+// scaleAt writes the scaling table, plot and unequal-replica table for
+// one latency.
+func scaleAt(ctx context.Context, b *bench, w *sectionWriter, sc *scaleCluster, lat time.Duration, first bool) error {
+	o := b.o
 	t := sc.topo
 	warm := 700 * time.Millisecond
-	capacity := float64(o.scaleConns) / o.scaleLat.Seconds()
-
-	w.p("A PostgreSQL primary and %d streaming replicas, each server reached through its own TCP proxy that adds %v to every query, "+
-		"each application pool capped at %d connections: a server then serves at most about %d × 1s/%v ≈ %.0f reads/s whatever the CPU does. "+
-		"%d goroutines read rows by primary key (`SELECT id, v, inet_server_port() FROM bench_rows WHERE id = $1 LIMIT 1`, built by GORM's `Take`). "+
-		"The server's port in each answer says which node served the read, independently of the plugins' own counters. "+
-		"For N replicas the plugins are given the first N; the others idle. "+
-		"Each configuration is measured %d times for %v (after %v of warm-up), in an order that rotates between repeats; the table shows medians. "+
-		"**Efficiency** is throughput(N) / (N × throughput(1)) of the same configuration. **CPU idle** is the machine's idle CPU during the measurement: near 0%% the CPU, not the replicas, is the limit.",
-		maxN, o.scaleLat, o.scaleConns, o.scaleConns, o.scaleLat, capacity, o.scaleReadrs, o.rounds, o.measure, warm)
+	if o.quick {
+		warm = 400 * time.Millisecond
+	}
+	rounds := o.scaleRounds()
+	capacity := float64(o.scaleConns) / lat.Seconds()
+	w.p("### +%v per query", lat)
+	if !first {
+		w.p("The same runs with %v added to every query: a replica's capacity drops to about %.0f reads/s, so that %d of them need far less CPU than the machine has, and the replicas' capacity, not the CPU, is the limit at every N.", lat, capacity, maxN)
+	} else {
+		w.p("A PostgreSQL primary and %d streaming replicas, each server reached through its own TCP proxy that adds %v to every query, "+
+			"each application pool capped at %d connections: a server then serves at most about %d × 1s/%v ≈ %.0f reads/s whatever the CPU does. "+
+			"%d goroutines read rows by primary key (`SELECT id, v, inet_server_port() FROM bench_rows WHERE id = $1 LIMIT 1`, built by GORM's `Take`). "+
+			"The server's port in each answer says which node served the read, independently of the plugins' own counters. "+
+			"For N replicas the plugins are given the first N; the others idle. "+
+			"Each configuration is measured %d times for %v (after %v of warm-up), in an order that rotates between repeats; the table shows medians. "+
+			"**Efficiency** is throughput(N) / (N × throughput(1)) of the same configuration. **CPU idle** is the machine's idle CPU during the measurement: near 0%% the CPU, not the replicas, is the limit.",
+			maxN, lat, o.scaleConns, o.scaleConns, lat, capacity, o.scaleReadrs, rounds, o.scaleMeasure(), warm)
+	}
 
 	// Plain GORM on the primary alone: one capacity-limited server.
 	plain, err := openPlain(t)
@@ -198,8 +246,8 @@ func runScaling(ctx context.Context, b *bench, w *sectionWriter) error {
 	}
 	capSetup(plain, nil, o.scaleConns)
 	var plainRes []scaleResult
-	for range o.rounds {
-		r, err := measureReads(ctx, plain, t, o.scaleReadrs, warm, o.measure)
+	for range rounds {
+		r, err := measureReads(ctx, plain, t, o.scaleReadrs, warm, o.scaleMeasure())
 		if err != nil {
 			return err
 		}
@@ -227,10 +275,10 @@ func runScaling(ctx context.Context, b *bench, w *sectionWriter) error {
 			}
 			setups[i] = s
 		}
-		for round := range o.rounds {
+		for round := range rounds {
 			for k := range setups {
 				i := (k + round) % len(setups)
-				r, err := measureReads(ctx, setups[i], t, o.scaleReadrs, warm, o.measure)
+				r, err := measureReads(ctx, setups[i], t, o.scaleReadrs, warm, o.scaleMeasure())
 				if err != nil {
 					return err
 				}
@@ -276,10 +324,11 @@ func runScaling(ctx context.Context, b *bench, w *sectionWriter) error {
 	for n := 1; n <= maxN; n++ {
 		ideal = append(ideal, float64(n)*plainThr)
 	}
-	if err := plotScaling(w.plotPath("scaling.png"), names, series, ideal); err != nil {
+	file := fmt.Sprintf("scaling-%v.png", lat)
+	if err := plotScaling(w.plotPath(file), fmt.Sprintf("Read throughput against replicas, +%v per query, %d connections each", lat, o.scaleConns), names, series, ideal); err != nil {
 		return err
 	}
-	w.image("reads/s against the number of replicas, per configuration, with the ideal line", "scaling.png")
+	w.image("reads/s against the number of replicas, per configuration, with the ideal line", file)
 	w.p("The ideal line is N × the throughput of plain GORM on one server alone (the primary, behind the same proxy and cap).")
 
 	// Goals.
@@ -306,17 +355,18 @@ func runScaling(ctx context.Context, b *bench, w *sectionWriter) error {
 	goals = append(goals, fmt.Sprintf("reads the primary served through rwsplit, every policy and N: %d (goal 0)", prim))
 	w.p("**Goals.** %s.", strings.Join(goals, "; "))
 
-	return runUnequal(ctx, b, w, sc, warm)
+	return runUnequal(ctx, b, w, sc, lat, warm)
 }
 
 // runUnequal: 3 replicas, the third at twice the latency (half the
 // capacity).
-func runUnequal(ctx context.Context, b *bench, w *sectionWriter, sc *scaleCluster, warm time.Duration) error {
+func runUnequal(ctx context.Context, b *bench, w *sectionWriter, sc *scaleCluster, lat, warm time.Duration) error {
 	o := b.o
 	t := sc.topo
 	reps := t.replicas[:3]
-	sc.proxies[3].SetLatency(2 * o.scaleLat)
-	defer sc.proxies[3].SetLatency(o.scaleLat)
+	rounds := o.scaleRounds()
+	sc.proxies[3].SetLatency(2 * lat)
+	defer sc.proxies[3].SetLatency(lat)
 
 	// Each replica's capacity: plain GORM on it alone, capped alike.
 	caps := make([][]float64, len(reps))
@@ -326,8 +376,8 @@ func runUnequal(ctx context.Context, b *bench, w *sectionWriter, sc *scaleCluste
 			return err
 		}
 		capSetup(s, nil, o.scaleConns)
-		for range o.rounds {
-			res, err := measureReads(ctx, s, t, o.scaleReadrs, warm, o.measure)
+		for range rounds {
+			res, err := measureReads(ctx, s, t, o.scaleReadrs, warm, o.scaleMeasure())
 			if err != nil {
 				return err
 			}
@@ -356,10 +406,10 @@ func runUnequal(ctx context.Context, b *bench, w *sectionWriter, sc *scaleCluste
 		setups[i] = s
 	}
 	res := make([][]scaleResult, len(setups))
-	for round := range o.rounds {
+	for round := range rounds {
 		for k := range setups {
 			i := (k + round) % len(setups)
-			r, err := measureReads(ctx, setups[i], t, o.scaleReadrs, warm, o.measure)
+			r, err := measureReads(ctx, setups[i], t, o.scaleReadrs, warm, o.scaleMeasure())
 			if err != nil {
 				return err
 			}
@@ -367,9 +417,9 @@ func runUnequal(ctx context.Context, b *bench, w *sectionWriter, sc *scaleCluste
 			log.Printf("unequal %s: %.0f reads/s", scaleConfigs[i].name, r.readsPerSec)
 		}
 	}
-	w.p("### Unequal replicas\n\n3 replicas; %s is reached with %v added instead of %v, so it has half the capacity of the others. "+
+	w.p("#### Unequal replicas, +%v\n\n3 replicas; %s is reached with %v added instead of %v, so it has half the capacity of the others. "+
 		"Capacities measured with plain GORM on each replica alone (same proxy and cap, median of %d): %s reads/s, sum %.0f.",
-		reps[2].name, 2*o.scaleLat, o.scaleLat, o.rounds, strings.Join(capText, ", "), capSum)
+		lat, reps[2].name, 2*lat, lat, rounds, strings.Join(capText, ", "), capSum)
 	var rows [][]string
 	var goals []string
 	for i, c := range scaleConfigs {
