@@ -29,6 +29,7 @@ type loadSample struct {
 	at     time.Time
 	span   time.Duration
 	ours   float64            // CPU seconds
+	kernel float64            // CPU seconds of kernel threads (children of kthreadd)
 	others map[string]float64 // CPU seconds by command name
 }
 
@@ -90,9 +91,12 @@ func (m *loadMon) add(now time.Time, span time.Duration, cur map[int]procTicks) 
 			continue
 		}
 		sec := float64(d) / clockTicks
-		if ours(pid) {
+		switch {
+		case ours(pid):
 			s.ours += sec
-		} else {
+		case p.ppid == 2 || pid == 2:
+			s.kernel += sec
+		default:
 			s.others[p.comm] += sec
 		}
 	}
@@ -107,7 +111,7 @@ func (m *loadMon) summary(from, to time.Time) string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var span time.Duration
-	var ours float64
+	var ours, kernel float64
 	others := map[string]float64{}
 	for _, s := range m.samples {
 		if s.at.Before(from) || s.at.After(to.Add(time.Second)) {
@@ -115,6 +119,7 @@ func (m *loadMon) summary(from, to time.Time) string {
 		}
 		span += s.span
 		ours += s.ours
+		kernel += s.kernel
 		for k, v := range s.others {
 			others[k] += v
 		}
@@ -145,8 +150,8 @@ func (m *loadMon) summary(from, to time.Time) string {
 	if len(top) > 0 {
 		what = strings.Join(top, ", ")
 	}
-	return fmt.Sprintf("CPU used meanwhile, as a share of all %d cores: this run (with the servers and proxies it started) %.0f%%, other processes %.0f%% (%s).",
-		runtime.NumCPU(), 100*ours/capacity, 100*total/capacity, what)
+	return fmt.Sprintf("CPU used meanwhile, as a share of all %d cores: this run (with the servers, proxies and pgpool it started) %.0f%%; kernel threads (network and memory work for every process, this run's included) %.0f%%; other processes %.0f%% (%s).",
+		runtime.NumCPU(), 100*ours/capacity, 100*kernel/capacity, 100*total/capacity, what)
 }
 
 // readProcs reads every process's command name, parent and CPU ticks.

@@ -354,6 +354,21 @@ func scaleAt(ctx context.Context, b *bench, w *sectionWriter, sc *scaleCluster, 
 	}
 	goals = append(goals, fmt.Sprintf("reads the primary served through rwsplit, every policy and N: %d (goal 0)", prim))
 	w.p("**Goals.** %s.", strings.Join(goals, "; "))
+	var cpuBound []string
+	for n := 1; n <= maxN; n++ {
+		var idle []float64
+		for _, c := range scaleConfigs {
+			idle = append(idle, idleOf(results[c.name][n])...)
+		}
+		if median(idle) < 0.10 {
+			cpuBound = append(cpuBound, fmt.Sprint(n))
+		}
+	}
+	if len(cpuBound) > 0 {
+		w.p("**The CPU was the limit** at N = %s here: the machine's median idle CPU during those measurements was below 10%%, so the replicas' capacity was not reached and the efficiencies measure the 2 cores, not the policies.", strings.Join(cpuBound, ", "))
+	} else {
+		w.p("The machine kept idle CPU (median at least 10%%) at every N: the replicas' capacity, not the CPU, was the limit.")
+	}
 
 	return runUnequal(ctx, b, w, sc, lat, warm)
 }
@@ -425,7 +440,7 @@ func runUnequal(ctx context.Context, b *bench, w *sectionWriter, sc *scaleCluste
 	for i, c := range scaleConfigs {
 		share := median(thr(res[i])) / capSum
 		rows = append(rows, []string{c.name, spread(thr(res[i]), "%.0f"), fmt.Sprintf("%.0f%%", 100*share), primaryShare(res[i], t), replicaShares(res[i], reps),
-			ms(medDur(res[i], p50Of)), ms(medDur(res[i], p99Of)), fmt.Sprint(sumErrs(res[i]))})
+			ms(medDur(res[i], p50Of)), ms(medDur(res[i], p99Of)), fmt.Sprint(sumErrs(res[i])), fmt.Sprintf("%.0f%%", 100*median(idleOf(res[i])))})
 		if i < 2 {
 			verdict := "met"
 			if share < 0.9 {
@@ -434,7 +449,7 @@ func runUnequal(ctx context.Context, b *bench, w *sectionWriter, sc *scaleCluste
 			goals = append(goals, fmt.Sprintf("%s %.0f%% of the capacity sum (goal ≥ 90%%: %s)", c.name, 100*share, verdict))
 		}
 	}
-	w.table([]string{"configuration", "reads/s (median, range)", "share of the capacity sum", "primary's share", "reads per replica", "p50", "p99", "errors"}, rows)
+	w.table([]string{"configuration", "reads/s (median, range)", "share of the capacity sum", "primary's share", "reads per replica", "p50", "p99", "errors", "CPU idle"}, rows)
 	w.p("**Goals.** %s.", strings.Join(goals, "; "))
 	return nil
 }
