@@ -177,11 +177,24 @@ func (c *cluster) served(marker string, fn func()) []string {
 	fn()
 	var nodes []string
 	for _, e := range c.rec.Since(mark) {
-		if strings.Contains(e.SQL, marker) {
+		if strings.Contains(e.SQL, marker) && !isProbe(e.SQL) {
 			nodes = append(nodes, e.Node)
 		}
 	}
 	return nodes
+}
+
+// isProbe reports whether sql is one of the lag checker's statements,
+// which run on a connection of the recorded pools (given to rwsplit as
+// existing *sql.DBs) and may contain a test's marker ("rt_" is in
+// pg_postmaster_start_time).
+func isProbe(sql string) bool {
+	for _, s := range []string{"pg_is_in_recovery()", "pg_current_wal", "@@GLOBAL.gtid", "SLAVES STATUS", "REPLICA STATUS", "SELECT VERSION()"} {
+		if strings.Contains(sql, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // routed returns the routing records since the last call.

@@ -72,7 +72,8 @@ type Config struct {
 	// while it lags beyond Lag.MaxLag (default 1s), fails or hangs, until
 	// it has caught up. The zero value is ready to use: see
 	// lagcheck.Config for every default. Lag.OnStateChange, if set, is
-	// called after rwsplit has applied the change.
+	// called after rwsplit has applied the change; Lag.OnServerChange
+	// after rwsplit has logged it.
 	//
 	// The probe is chosen from the primary's dialect: PostgreSQL, MySQL and
 	// MariaDB are known. For another database set Lag.Probe or
@@ -94,9 +95,10 @@ type Config struct {
 	StartupTimeout time.Duration
 
 	// Logger, if set, gets a record when the plugin starts (its
-	// configuration), when a replica is evicted or readmitted, and when
-	// the stickiness store starts failing or answers again: never one per
-	// statement. Nil means no logging.
+	// configuration), when a replica is evicted or readmitted, when a
+	// replica's address starts or stops answering from several servers,
+	// and when the stickiness store starts failing or answers again: never
+	// one per statement. Nil means no logging.
 	Logger *slog.Logger
 }
 
@@ -398,6 +400,15 @@ func (p *Plugin) startChecker(db *gorm.DB) error {
 			p.notifying.Store(true)
 			defer p.notifying.Store(false)
 			user(ch)
+		}
+	}
+	userServers := cfg.OnServerChange
+	cfg.OnServerChange = func(sc lagcheck.ServerChange) {
+		p.logServers(sc)
+		if userServers != nil {
+			p.notifying.Store(true)
+			defer p.notifying.Store(false)
+			userServers(sc)
 		}
 	}
 	primary := sqlDBOf(p.primaryPool)

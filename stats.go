@@ -45,7 +45,10 @@ type ReplicaStats struct {
 	// lagcheck.Checker.ServesWithoutPrimary).
 	ServesWithoutPrimary bool
 	// Health is the lag checker's view: state, last lag (time and
-	// position), last probe error, evictions and readmissions.
+	// position), last probe error, evictions and readmissions, and the
+	// server that answered (Health.Servers lists several when the
+	// replica's address answers from more than one: see
+	// docs/topologies.md).
 	Health lagcheck.Status
 	// Policy statistics: statements in flight, EWMA latency, statements
 	// served and failed (connection errors and timeouts).

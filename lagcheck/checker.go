@@ -58,6 +58,16 @@ type Status struct {
 	// Covers is then never true for a position newer than ReplayPosition,
 	// so causal reads go to the primary.
 	Fallback string
+	// Server is the server that answered the last probe that said (zero
+	// if the probe does not say).
+	Server Server
+	// Servers, when the replica's address has answered from more than one
+	// server within the hold (40 Intervals, at least 10s, after each
+	// server's last answer), lists them; nil otherwise. Meanwhile Lag and
+	// LagNow are the worst of theirs, and Covers is false, so causal
+	// reads go to the primary. A PostgreSQL server restarted at the same
+	// address counts once. See docs/topologies.md.
+	Servers []Server
 	// LastProbe is when the last probe finished (zero before the first).
 	LastProbe time.Time
 	// LastErr is the last reading's error (nil if it succeeded).
@@ -95,7 +105,8 @@ type Checker struct {
 	sampler   held    // the sample loop's connection to the primary
 	reps      []*replica
 	hist      *history
-	notes     *notifier // nil without OnStateChange
+	hold      time.Duration // serverHold
+	notes     *notifier     // nil without OnStateChange and OnServerChange
 
 	primaryDown atomic.Bool // the latest sample of the primary failed
 
@@ -131,10 +142,14 @@ type replica struct {
 	// disconnected: the last reading said the replica is not connected
 	// to its primary.
 	disconnected atomic.Bool
+	// several: more than one server answers behind the address; Covers
+	// is then false.
+	several atomic.Bool
 
 	mu   sync.Mutex
 	h    health
 	last Reading
+	srv  servers
 }
 
 // New returns a Checker for the primary and replicas, which it does not
@@ -163,12 +178,13 @@ func New(cfg Config, dialect string, primary *sql.DB, replicas []Target) (*Check
 		primary:   primary,
 		sampler:   held{pool: primary},
 		hist:      newHistory(historyCap(cfg)),
+		hold:      serverHold(cfg.Interval),
 		ctx:       ctx,
 		cancel:    cancel,
 		closeDone: make(chan struct{}),
 	}
-	if cfg.OnStateChange != nil {
-		c.notes = newNotifier(cfg.OnStateChange)
+	if cfg.OnStateChange != nil || cfg.OnServerChange != nil {
+		c.notes = newNotifier()
 	}
 	for i, t := range replicas {
 		if t.DB == nil {
@@ -383,22 +399,29 @@ func targetIndex(ctx context.Context) int {
 func (c *Checker) apply(r *replica, gen uint64, rd Reading) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	srv, rd := r.srv.observe(rd, c.hold)
 	h, tr := c.rules.step(r.h, c.rules.classify(rd), gen, rd.At)
 	if tr.dropped {
 		return
 	}
-	r.h = h
+	severalChanged := srv.several() != r.srv.several()
+	r.h, r.srv = h, srv
 	if rd.Position.IsZero() && !r.last.Position.IsZero() {
 		rd.Position = r.last.Position // a failed probe does not forget how far the replica got
 	}
 	r.last = rd
 	r.publish(rd)
+	if severalChanged {
+		c.notifyServers(r)
+	}
 	if tr.changed {
 		c.notify(r, tr, rd)
 	}
 }
 
 func (r *replica) publish(rd Reading) {
+	several := r.srv.several()
+	r.several.Store(several)
 	r.state.Store(int32(r.h.state))
 	r.gen.Store(r.h.gen)
 	r.disconnected.Store(rd.Disconnected)
@@ -414,9 +437,10 @@ func (r *replica) publish(rd Reading) {
 		r.lag.Store(-1)
 	}
 	// A reading that cannot bound the lag keeps the last bound, which
-	// LagNow lets grow: a replica never un-replays what it had.
+	// LagNow lets grow: a replica never un-replays what it had. Several
+	// servers behind the address may: a staler one may answer next.
 	if !fresh.IsZero() {
-		if f := int64(fresh.Sub(epoch)); f > r.fresh.Load() {
+		if f := int64(fresh.Sub(epoch)); f > r.fresh.Load() || several {
 			r.fresh.Store(f)
 		}
 	}
@@ -427,10 +451,18 @@ func (r *replica) publish(rd Reading) {
 }
 
 func (c *Checker) notify(r *replica, tr transition, rd Reading) {
-	if c.notes == nil {
-		return
+	if fn := c.cfg.OnStateChange; fn != nil {
+		ch := Change{Index: r.idx, Replica: r.name, From: tr.from, To: tr.to, Reading: rd, Generation: r.h.gen}
+		c.notes.push(func() { fn(ch) })
 	}
-	c.notes.push(Change{Index: r.idx, Replica: r.name, From: tr.from, To: tr.to, Reading: rd, Generation: r.h.gen})
+}
+
+// notifyServers queues the change of r.srv.several() for OnServerChange.
+func (c *Checker) notifyServers(r *replica) {
+	if fn := c.cfg.OnServerChange; fn != nil {
+		sc := ServerChange{Index: r.idx, Replica: r.name, Several: r.srv.several(), Servers: r.srv.list()}
+		c.notes.push(func() { fn(sc) })
+	}
 }
 
 var errReported = errors.New("lagcheck: failure reported")
@@ -515,14 +547,17 @@ const noFresh = math.MinInt64
 
 // Covers reports whether replica i's last measured replay position covers
 // p (see Position.Covers), as of its last probe. It says nothing about the
-// replica's health: check State too. It is lock-free and does not
+// replica's health: check State too. It is false while several servers
+// answer behind the replica's address (see Status.Servers): a position
+// read on one says nothing of the others. It is lock-free and does not
 // allocate.
 func (c *Checker) Covers(i int, p Position) bool {
 	if i < 0 || i >= len(c.reps) {
 		return false
 	}
-	pos := c.reps[i].pos.Load()
-	return pos != nil && pos.Covers(p)
+	r := c.reps[i]
+	pos := r.pos.Load()
+	return pos != nil && !r.several.Load() && pos.Covers(p)
 }
 
 // PrimaryPosition reads the primary's current replication position: take
@@ -588,6 +623,8 @@ func (c *Checker) Status() []Status {
 			Behind:         r.last.Behind,
 			ReplayPosition: r.last.Position,
 			Fallback:       r.last.Fallback,
+			Server:         r.last.Server,
+			Servers:        r.srv.list(),
 			LastProbe:      r.last.At,
 			LastErr:        r.last.Err,
 			PrimaryErr:     r.last.PrimaryErr,
@@ -600,13 +637,11 @@ func (c *Checker) Status() []Status {
 	return out
 }
 
-// notifier delivers state changes to Config.OnStateChange from one
-// goroutine, in the order they were queued, outside every lock.
+// notifier makes the calls to Config.OnStateChange and OnServerChange
+// from one goroutine, in the order they were queued, outside every lock.
 type notifier struct {
-	fn func(Change)
-
 	mu     sync.Mutex
-	queue  []Change
+	queue  []func()
 	closed bool
 
 	kick chan struct{} // capacity 1
@@ -614,14 +649,14 @@ type notifier struct {
 	done chan struct{} // closed when loop returns
 }
 
-func newNotifier(fn func(Change)) *notifier {
-	return &notifier{fn: fn, kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+func newNotifier() *notifier {
+	return &notifier{kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 }
 
-func (n *notifier) push(ch Change) {
+func (n *notifier) push(call func()) {
 	n.mu.Lock()
 	if !n.closed {
-		n.queue = append(n.queue, ch)
+		n.queue = append(n.queue, call)
 	}
 	n.mu.Unlock()
 	select {
@@ -656,8 +691,8 @@ func (n *notifier) drain(last bool) {
 		if len(q) == 0 {
 			return
 		}
-		for _, ch := range q {
-			n.fn(ch)
+		for _, call := range q {
+			call()
 		}
 	}
 }

@@ -61,6 +61,13 @@ type Config struct {
 	// State, in order, one call at a time, on a goroutine of the Checker
 	// and outside any lock. It must not call Checker.Close.
 	OnStateChange func(Change)
+
+	// OnServerChange, if set, is called when a second server answers
+	// behind one replica's address, and when one server alone has answered
+	// again for the hold (see Status.Servers), in order with
+	// OnStateChange, on the same goroutine, outside any lock. It must not
+	// call Checker.Close.
+	OnServerChange func(ServerChange)
 }
 
 // Heartbeat configures the heartbeat probe. The zero value is ready to

@@ -42,6 +42,13 @@ type Reading struct {
 	// (Replay.Disconnected, or ErrNotReceiving).
 	Disconnected bool
 
+	// Server is the server that answered the probe (zero if the probe
+	// does not say). Servers, when the replica's address has answered
+	// from several servers within the hold (see Status.Servers), lists
+	// them; Lag is then the worst of theirs. Nil otherwise.
+	Server  Server
+	Servers []Server
+
 	// At is when the probe finished; Took how long it ran.
 	At   time.Time
 	Took time.Duration
@@ -121,6 +128,7 @@ func (h *history) estimate(rep Replay, probeErr error, start, end time.Time) Rea
 		Behind:   -1,
 		Position: rep.Position,
 		Fallback: rep.Fallback,
+		Server:   rep.Server,
 		Err:      probeErr,
 
 		Disconnected: rep.Disconnected || errors.Is(probeErr, ErrNotReceiving),
@@ -145,8 +153,11 @@ func (h *history) estimate(rep Replay, probeErr error, start, end time.Time) Rea
 			lower = max(lower, start.Sub(h.at(k+1).end))
 		}
 	}
-	if rep.LagAtMostKnown && (!upperOK || rep.LagAtMost < upper) {
-		upper, upperOK = max(0, rep.LagAtMost), true
+	// The probe's own bound held when the server evaluated it, at some
+	// instant of the probe: counted from the probe's start, so that what
+	// was committed while the answer travelled back is not taken as had.
+	if own := max(0, rep.LagAtMost) + end.Sub(start); rep.LagAtMostKnown && (!upperOK || own < upper) {
+		upper, upperOK = own, true
 	}
 	if upperOK {
 		r.fresh = end.Add(-max(upper, lower))

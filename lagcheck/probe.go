@@ -55,6 +55,11 @@ type Replay struct {
 	// thread is not running, which is also ErrNotReceiving). While the
 	// primary cannot be sampled either, see Checker.ServesWithoutPrimary.
 	Disconnected bool
+
+	// Server is the server that answered, read by the same statement as
+	// the position and lag (zero if the probe does not say): the Checker
+	// detects several servers behind one address by it.
+	Server Server
 }
 
 // DB is what a Probe runs its queries on: one connection the Checker
@@ -140,6 +145,9 @@ func (w withHeartbeat) Replica(ctx context.Context, db DB, primary Position) (Re
 	r.LagAtLeast = max(r.LagAtLeast, h.LagAtLeast)
 	if r.Fallback != "" {
 		r.Fallback += "; heartbeat"
+	}
+	if r.Server.IsZero() {
+		r.Server = h.Server
 	}
 	return r, nil
 }

@@ -26,7 +26,8 @@ const (
 // ErrReplicationStopped; the writer's own row (session_id
 // MASTER_SESSION_ID), or no row, with ErrNotReplica. The bound is Aurora's
 // own figure, refreshed by Aurora: add Config.Heartbeat for one the
-// Checker measures. Set it as Config.Probe.
+// Checker measures. Replay.Server is the row's server_id, so a reader
+// endpoint's instances are told apart. Set it as Config.Probe.
 func AuroraPostgresProbe() Probe {
 	return auroraProbe{query: auroraPGReplicaSQL, session: "session_id", lag: "replica_lag_in_msec", source: "aurora_replica_status()"}
 }
@@ -58,9 +59,11 @@ func (p auroraProbe) Replica(ctx context.Context, db DB, _ Position) (Replay, er
 	if err != nil {
 		return r, err
 	}
-	session, lag := -1, -1
+	session, lag, id := -1, -1, -1
 	for i, c := range cols {
 		switch {
+		case strings.EqualFold(c, "server_id"):
+			id = i
 		case strings.EqualFold(c, p.session):
 			session = i
 		case strings.EqualFold(c, p.lag):
@@ -86,6 +89,9 @@ func (p auroraProbe) Replica(ctx context.Context, db DB, _ Position) (Replay, er
 	}
 	if err := rows.Close(); err != nil {
 		return r, err
+	}
+	if id >= 0 {
+		r.Server = Server{Addr: vals[id].String} // the instance identifier
 	}
 	if vals[session].String == auroraWriterSession {
 		return r, fmt.Errorf("%w: %s says this instance is the writer (%s %s)", ErrNotReplica, p.source, cols[session], auroraWriterSession)

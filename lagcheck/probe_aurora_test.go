@@ -92,6 +92,9 @@ func TestAuroraProbes(t *testing.T) {
 				if !rep.Position.IsZero() || !strings.Contains(rep.Fallback, p.fallback) {
 					t.Errorf("Position %q, Fallback %q; want none, and %q named", rep.Position, rep.Fallback, p.fallback)
 				}
+				if wantKnown && rep.Server.String() != "reader-1" {
+					t.Errorf("Server %q, want the instance reader-1", rep.Server)
+				}
 			})
 		}
 	}

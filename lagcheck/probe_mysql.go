@@ -17,11 +17,11 @@ import (
 // MariaDB and MySQL probe queries.
 const (
 	mariaPrimarySQL = `SELECT @@GLOBAL.gtid_binlog_pos, @@GLOBAL.log_bin`
-	mariaReplicaSQL = `SELECT @@GLOBAL.gtid_slave_pos`
+	mariaReplicaSQL = `SELECT @@GLOBAL.gtid_slave_pos, @@hostname, @@port, @@server_id`
 	mariaStatusSQL  = `SHOW ALL SLAVES STATUS`
 
 	mysqlPrimarySQL     = `SELECT @@GLOBAL.gtid_executed, @@GLOBAL.gtid_mode`
-	mysqlReplicaSQL     = `SELECT @@GLOBAL.gtid_executed, @@GLOBAL.gtid_mode`
+	mysqlReplicaSQL     = `SELECT @@GLOBAL.gtid_executed, @@GLOBAL.gtid_mode, @@hostname, @@port, @@server_id`
 	mysqlStatusSQL      = `SHOW REPLICA STATUS`
 	mysqlOldStatusSQL   = `SHOW SLAVE STATUS`
 	mysqlSyntaxErrorNum = 1064
@@ -35,9 +35,10 @@ const (
 // replicate by GTID (MASTER_USE_GTID=no, or an empty @@gtid_slave_pos) is
 // measured by Seconds_Behind_Master instead (see secondsBehind), without
 // a position: Status.Fallback says so, and Checker.Covers is false for
-// it. The probe's user needs SLAVE MONITOR (alias REPLICA MONITOR) or
-// SUPER on replicas; since MariaDB 10.5 REPLICATION CLIENT is BINLOG
-// MONITOR, which is not enough.
+// it. The first statement also reads the answering server's identity
+// (Replay.Server): @@hostname, @@port and @@server_id. The probe's user
+// needs SLAVE MONITOR (alias REPLICA MONITOR) or SUPER on replicas; since
+// MariaDB 10.5 REPLICATION CLIENT is BINLOG MONITOR, which is not enough.
 func MariaDBProbe() Probe { return mariaProbe{} }
 
 type mariaProbe struct{}
@@ -62,15 +63,15 @@ func (mariaProbe) commitPosition(ctx context.Context, q Querier) (Position, erro
 
 func (mariaProbe) Replica(ctx context.Context, db DB, _ Position) (Replay, error) {
 	var pos string
-	if err := db.QueryRowContext(ctx, mariaReplicaSQL).Scan(&pos); err != nil {
+	var id myServerID
+	if err := db.QueryRowContext(ctx, mariaReplicaSQL).Scan(&pos, &id.host, &id.port, &id.serverID); err != nil {
 		return Replay{}, err
 	}
-	var r Replay
 	p, err := ParseMariaDBGTID(pos)
 	if err != nil {
 		return Replay{}, err
 	}
-	r.Position = p
+	r := Replay{Position: p, Server: id.server()}
 	rows, err := db.QueryContext(ctx, mariaStatusSQL)
 	if err != nil {
 		return r, err
@@ -85,7 +86,21 @@ func (mariaProbe) Replica(ctx context.Context, db DB, _ Position) (Replay, error
 		// @@gtid_slave_pos too: its empty set is compared as it is.)
 		r = secondsBehind(st, err, "no GTIDs (@@gtid_slave_pos is empty)")
 	}
+	r.Server = id.server()
 	return r, err
+}
+
+// myServerID is what tells MariaDB and MySQL servers apart: server_id
+// must differ between the servers of one replication topology; host and
+// port name it for people.
+type myServerID struct {
+	host     sql.NullString
+	port     sql.NullInt64
+	serverID sql.NullInt64
+}
+
+func (id myServerID) server() Server {
+	return Server{Addr: fmt.Sprintf("%s:%d server_id=%d", id.host.String, id.port.Int64, id.serverID.Int64)}
 }
 
 // secondsBehind is the Replay of a replica without GTID positions: its lag
@@ -107,8 +122,9 @@ func secondsBehind(st replStatus, statusErr error, why string) Replay {
 // (gtid_mode=ON): it compares @@gtid_executed sets, and checks replication
 // as MariaDBProbe does. Without GTIDs (gtid_mode not ON) it measures a
 // replica by Seconds_Behind_Source, as MariaDBProbe does, and the primary
-// has no position (Checker.CommitPosition fails with ErrNoPosition). The
-// probe's user needs REPLICATION CLIENT on replicas.
+// has no position (Checker.CommitPosition fails with ErrNoPosition). It
+// reads the answering server's identity as MariaDBProbe does. The probe's
+// user needs REPLICATION CLIENT on replicas.
 func MySQLProbe() Probe { return &mysqlProbe{} }
 
 type mysqlProbe struct {
@@ -142,10 +158,11 @@ func (*mysqlProbe) commitPosition(ctx context.Context, q Querier) (Position, err
 func (m *mysqlProbe) Replica(ctx context.Context, db DB, _ Position) (Replay, error) {
 	var set string
 	var mode sql.NullString
-	if err := db.QueryRowContext(ctx, mysqlReplicaSQL).Scan(&set, &mode); err != nil {
+	var id myServerID
+	if err := db.QueryRowContext(ctx, mysqlReplicaSQL).Scan(&set, &mode, &id.host, &id.port, &id.serverID); err != nil {
 		return Replay{}, err
 	}
-	var r Replay
+	r := Replay{Server: id.server()}
 	noGTID := ""
 	if mode.Valid && !strings.EqualFold(mode.String, "ON") {
 		noGTID = "no GTIDs (gtid_mode=" + mode.String + ")"
@@ -172,6 +189,7 @@ func (m *mysqlProbe) Replica(ctx context.Context, db DB, _ Position) (Replay, er
 	st, err := replicaStatus(rows)
 	if noGTID != "" {
 		r = secondsBehind(st, err, noGTID)
+		r.Server = id.server()
 	}
 	return r, err
 }

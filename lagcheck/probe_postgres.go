@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net"
+	"strconv"
 	"time"
 )
 
@@ -14,7 +16,9 @@ const (
 		` pg_size_bytes(current_setting('wal_segment_size'))`
 	pgReplicaSQL = `SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text,` +
 		` (extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000000)::bigint,` +
-		` EXISTS (SELECT 1 FROM pg_stat_wal_receiver)`
+		` EXISTS (SELECT 1 FROM pg_stat_wal_receiver),` +
+		` host(inet_server_addr()), coalesce(inet_server_port(), current_setting('port')::int),` +
+		` (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint`
 )
 
 // PostgresProbe returns the probe for PostgreSQL streaming replication: it
@@ -22,7 +26,9 @@ const (
 // pg_last_wal_replay_lsn() (Reading.Behind is in bytes), and also bounds
 // the lag by the replica's time since its last replayed commit. A server
 // not in recovery fails with ErrNotReplica; a NULL replay position with
-// ErrReplicationStopped. docs/health.md says why these functions.
+// ErrReplicationStopped. The same statement reads the answering server's
+// identity (Replay.Server): its address and port as it sees them, and its
+// start time. docs/health.md says why these functions.
 func PostgresProbe() Probe { return postgresProbe{} }
 
 type postgresProbe struct{}
@@ -77,17 +83,20 @@ func pgPosition(ctx context.Context, q Querier, query string) (Position, error) 
 
 func (postgresProbe) Replica(ctx context.Context, db DB, _ Position) (Replay, error) {
 	var (
-		inRecovery bool
-		lsn        sql.NullString
-		ageMicros  sql.NullInt64
-		receiving  bool
+		inRecovery    bool
+		lsn           sql.NullString
+		ageMicros     sql.NullInt64
+		receiving     bool
+		host          sql.NullString
+		port          int64
+		startedMicros sql.NullInt64
 	)
-	if err := db.QueryRowContext(ctx, pgReplicaSQL).Scan(&inRecovery, &lsn, &ageMicros, &receiving); err != nil {
+	if err := db.QueryRowContext(ctx, pgReplicaSQL).Scan(&inRecovery, &lsn, &ageMicros, &receiving, &host, &port, &startedMicros); err != nil {
 		return Replay{}, err
 	}
 	// pg_stat_wal_receiver has its row (its pid, to any role) only while
 	// the WAL receiver is connected to the primary.
-	r := Replay{Disconnected: inRecovery && !receiving}
+	r := Replay{Disconnected: inRecovery && !receiving, Server: pgServer(host, port, startedMicros)}
 	if lsn.Valid {
 		p, err := ParseLSN(lsn.String)
 		if err != nil {
@@ -105,4 +114,18 @@ func (postgresProbe) Replica(ctx context.Context, db DB, _ Position) (Replay, er
 		r.LagAtMost, r.LagAtMostKnown = max(0, time.Duration(ageMicros.Int64)*time.Microsecond), true
 	}
 	return r, nil
+}
+
+// pgServer is the identity of a PostgreSQL server: "local" stands for
+// the host over a Unix socket, where inet_server_addr() is NULL.
+func pgServer(host sql.NullString, port int64, startedMicros sql.NullInt64) Server {
+	h := "local"
+	if host.Valid {
+		h = host.String
+	}
+	s := Server{Addr: net.JoinHostPort(h, strconv.FormatInt(port, 10))}
+	if startedMicros.Valid {
+		s.Started = time.UnixMicro(startedMicros.Int64)
+	}
+	return s
 }

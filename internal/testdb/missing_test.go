@@ -98,6 +98,14 @@ func TestMissingBinaries(t *testing.T) {
 				return err
 			},
 		},
+		{
+			name: "pgbouncer", env: "RWSPLIT_PGBOUNCER_BINDIR", pkg: "apt-get install pgbouncer",
+			start: func(tb testing.TB) { dbtest.PgBouncer(tb) },
+			startErr: func() error {
+				_, err := testdb.StartBouncer(context.Background(), nil, nil)
+				return err
+			},
+		},
 	}
 	requires := []struct {
 		give        string

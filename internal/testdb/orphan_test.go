@@ -20,7 +20,7 @@ const orphanChildEnv = "RWSPLIT_TESTDB_ORPHAN_CHILD"
 
 // TestHelperOrphanChild is not a test: TestOrphansAfterPanic and
 // TestSignalTearsDown run it in a child process, where it starts servers
-// and then panics (so Main never tears down) or waits for a signal.
+// (PostgreSQL, Redis, and PgBouncer if installed) and then panics (so Main never tears down) or waits for a signal.
 func TestHelperOrphanChild(t *testing.T) {
 	mode := os.Getenv(orphanChildEnv)
 	if mode == "" {
@@ -36,6 +36,13 @@ func TestHelperOrphanChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Printf("dir %s\ndir %s\n", pg.dir, rs.dir)
+	if CheckBouncer() == nil {
+		b, err := StartBouncer(ctx, []*PGNode{pg.Primary}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Printf("dir %s\n", b.dir)
+	}
 	procs.Lock()
 	for p := range procs.m {
 		fmt.Printf("pid %d\n", p.pid())
@@ -80,7 +87,8 @@ func childServers(t *testing.T, out []byte) (dirs []string, pids []int) {
 			pids = append(pids, pid)
 		}
 	}
-	if len(dirs) != 2 || len(pids) != 2 {
+	// PostgreSQL and Redis, and PgBouncer where it is installed.
+	if len(dirs) < 2 || len(pids) != len(dirs) {
 		t.Fatalf("child reported dirs %v, pids %v:\n%s", dirs, pids, out)
 	}
 	return dirs, pids

@@ -19,13 +19,15 @@
 //		// ... write on pg.Primary, read through the plugin, assert ...
 //	}
 //
-// A program starts servers with StartPostgres, StartMariaDB, StartRedis and
-// StartProxy, and calls Teardown before it exits. Environment variables:
+// A program starts servers with StartPostgres, StartMariaDB, StartRedis,
+// StartBouncer (PgBouncer) and StartProxy, and calls Teardown before it
+// exits. Environment variables:
 //
 //	RWSPLIT_PG_BINDIR=DIR      where postgres, initdb and pg_basebackup are
 //	                           (default: newest /usr/lib/postgresql/*/bin, then PATH)
 //	RWSPLIT_MARIADB_BINDIR=DIR where mariadbd and mariadb-install-db are (default: /usr/sbin, /usr/bin, PATH)
 //	RWSPLIT_REDIS_BINDIR=DIR   where redis-server is (default: /usr/bin, PATH)
+//	RWSPLIT_PGBOUNCER_BINDIR=DIR where pgbouncer is (default: /usr/sbin, /usr/bin, PATH)
 //	RWSPLIT_TESTDB_KEEP=1      keep the temporary folders (data and server logs) after teardown
 //
 // Servers run as the OS users postgres and mysql when the process runs as

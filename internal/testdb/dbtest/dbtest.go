@@ -19,9 +19,9 @@
 // promoted replica) needs a cluster of the test's own: PrivatePostgres,
 // PrivateMariaDB.
 //
-// When a server's binaries are missing, Postgres, MariaDB and Redis skip the
-// test with a one-line reason naming the Debian package to install, or fail
-// it when RWSPLIT_REQUIRE_DB=1 (as in CI). testdb documents the other
+// When a server's binaries are missing, Postgres, MariaDB, Redis and
+// PgBouncer skip the test with a one-line reason naming the Debian package
+// to install, or fail it when RWSPLIT_REQUIRE_DB=1 (as in CI). testdb documents the other
 // environment variables.
 package dbtest
 
@@ -270,6 +270,33 @@ func Redis(tb testing.TB) *testdb.RedisServer {
 		}
 	})
 	return s
+}
+
+// PgBouncer starts a PgBouncer in transaction pooling mode in front of
+// targets, as one database (testdb.StartBouncer), for the test, and stops
+// it when the test ends. The targets keep running.
+//
+// Without the pgbouncer binary, the test is skipped with a one-line reason
+// naming the package to install, or fails if RWSPLIT_REQUIRE_DB=1.
+func PgBouncer(tb testing.TB, targets ...*testdb.PGNode) *testdb.Bouncer {
+	tb.Helper()
+	if err := testdb.CheckBouncer(); err != nil {
+		skipOrFatal(tb, err)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	b, err := testdb.StartBouncer(ctx, targets, nil)
+	if err != nil {
+		tb.Fatal(err)
+		return nil
+	}
+	tb.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			tb.Error(err)
+		}
+	})
+	return b
 }
 
 // Proxy starts a TCP proxy to targetAddr ("127.0.0.1:5432") for the test
