@@ -160,7 +160,11 @@ func runFaults(ctx context.Context, b *bench, w *sectionWriter) error {
 		return setups, nil
 	}
 	names := []string{"plain GORM", "dbresolver", "rwsplit"}
-	maxLag := 1 * time.Second // lagcheck.DefaultMaxLag, rwsplit's default bound
+	lagDefaults, err := defaultLag()
+	if err != nil {
+		return err
+	}
+	maxLag := lagDefaults.MaxLag
 	r1, r2 := cl.Replicas[0], cl.Replicas[1]
 	faults := []fault{
 		{"paused", "replica1 stops replaying WAL", 0, r1.PauseReplay, r1.ResumeReplay},
@@ -177,8 +181,8 @@ func runFaults(ctx context.Context, b *bench, w *sectionWriter) error {
 	w.p("A PostgreSQL primary and 2 replicas (replica2 behind a TCP proxy). %d goroutines read one row by primary key in a loop, each read with a %v deadline, "+
 		"while the primary updates that row every 10 ms. Each configuration goes through each fault on its own, in turn, opened afresh for each fault: %v of normal service, the fault for %v, then %v after it is healed. "+
 		"The table counts the reads that started during the fault; the plots show the whole run. "+
-		"rwsplit runs with its defaults (MaxLag %v, the checker every 250 ms). The server's port in each answer says which node served it.",
-		o.readers, readTimeout, pre, o.fault, post, maxLag)
+		"rwsplit runs with its defaults (MaxLag %v, the checker every %v). The server's port in each answer says which node served it.",
+		o.readers, readTimeout, pre, o.fault, post, maxLag, lagDefaults.Interval)
 
 	runs := map[string][]*faultRun{} // fault id → per setup
 	for _, f := range faults {

@@ -57,9 +57,22 @@ func (freshProbe) Replica(context.Context, lagcheck.DB, lagcheck.Position) (lagc
 
 var overheadConfigs = []string{"plain GORM", "dbresolver", "rwsplit"}
 
+// defaultLag returns lagcheck's defaults as it applies them (New runs no
+// query).
+func defaultLag() (lagcheck.Config, error) {
+	db := sql.OpenDB(&fakedb.Connector{})
+	defer db.Close()
+	c, err := lagcheck.New(lagcheck.Config{}, "postgres", db, nil)
+	if err != nil {
+		return lagcheck.Config{}, err
+	}
+	defer c.Close()
+	return c.Config(), nil
+}
+
 // openFakeConfig opens one configuration over fakedb: plain GORM, or a
 // plugin over two fakedb replicas with its defaults (rwsplit: every
-// default on; its checker's rounds every interval).
+// default on; its checker's rounds every interval, 0 for the default).
 func openFakeConfig(name string, interval time.Duration) (*gorm.DB, func(), error) {
 	db, err := openFakeGorm()
 	if err != nil {
@@ -72,9 +85,13 @@ func openFakeConfig(name string, interval time.Duration) (*gorm.DB, func(), erro
 		err := db.Use(dbresolver.Register(dbresolver.Config{Replicas: []gorm.Dialector{fakeDialector(), fakeDialector()}}))
 		return db, func() {}, err
 	case "rwsplit":
+		lag := lagcheck.Config{Probe: freshProbe{}}
+		if interval > 0 {
+			lag.Interval, lag.MaxLag = interval, 2*interval
+		}
 		p := rwsplit.New(rwsplit.Config{
 			Replicas: []rwsplit.Replica{{Name: "r1", Dialector: fakeDialector()}, {Name: "r2", Dialector: fakeDialector()}},
-			Lag:      lagcheck.Config{Probe: freshProbe{}, Interval: interval, MaxLag: 2 * interval},
+			Lag:      lag,
 		})
 		if err := db.Use(p); err != nil {
 			return nil, nil, err
@@ -86,13 +103,17 @@ func openFakeConfig(name string, interval time.Duration) (*gorm.DB, func(), erro
 
 func runOverhead(ctx context.Context, b *bench, w *sectionWriter) error {
 	o := b.o
+	lagDefaults, err := defaultLag()
+	if err != nil {
+		return err
+	}
 	rounds, perRound := 15, 20000
 	if o.quick {
 		rounds, perRound = 5, 10000
 	}
 	dbs := make([]*gorm.DB, len(overheadConfigs))
 	for i, name := range overheadConfigs {
-		db, closeFn, err := openFakeConfig(name, 250*time.Millisecond)
+		db, closeFn, err := openFakeConfig(name, 0)
 		if err != nil {
 			return err
 		}
@@ -140,9 +161,9 @@ func runOverhead(ctx context.Context, b *bench, w *sectionWriter) error {
 	}
 
 	w.p("`db.First(&u, 1)` over `internal/fakedb`, a database/sql driver that answers from memory: no network, no server, so what differs is the CPU each plugin spends per read. "+
-		"dbresolver and rwsplit each have two fakedb replicas; rwsplit runs with every default on (lag bound, read-your-writes lookup, P2C, its checker every 250ms on a probe that reports the replicas caught up). "+
+		"dbresolver and rwsplit each have two fakedb replicas; rwsplit runs with every default on (lag bound, read-your-writes lookup, P2C, its checker every %v on a probe that reports the replicas caught up). "+
 		"Paired as in `bench_test.go`'s `BenchmarkRead`: each iteration reads once through each configuration in a rotating order and times each read, so drift on this noisy machine hits all three alike. "+
-		"%d rounds of %d iterations; the table gives the median over rounds (and the range). *Over plain GORM* is the median of the per-round differences.", rounds, perRound)
+		"%d rounds of %d iterations; the table gives the median over rounds (and the range). *Over plain GORM* is the median of the per-round differences.", lagDefaults.Interval, rounds, perRound)
 
 	var instr map[string]float64
 	var instrErr error
@@ -173,8 +194,11 @@ func runOverhead(ctx context.Context, b *bench, w *sectionWriter) error {
 		rows = append(rows, row)
 	}
 	w.table(header, rows)
-	ratio := median(over[2]) / median(over[1])
-	w.p("rwsplit's overhead is %.1f× dbresolver's on the wall clock in this run (medians of the paired differences).", ratio)
+	if d, r := median(over[1]), median(over[2]); d > 0 {
+		w.p("On the wall clock, rwsplit's overhead is %.1f× dbresolver's in this run (medians of the paired differences: %+.0f ns against %+.0f ns).", r/d, r, d)
+	} else {
+		w.p("On the wall clock, the medians of the paired differences are %+.0f ns for dbresolver and %+.0f ns for rwsplit: within this run's noise of plain GORM.", d, r)
+	}
 	switch {
 	case instr != nil:
 		w.p("Instructions are counted by `valgrind --tool=callgrind` over a child process that makes N reads through one configuration "+

@@ -80,7 +80,13 @@ func plotScaling(path, title string, names []string, series map[string][]float64
 		p.Add(l, pts)
 		p.Legend.Add(name, l, pts)
 	}
-	p.X.Min, p.Y.Min = 0.5, 0
+	top := 0.0
+	for _, ys := range append([][]float64{ideal}, mapValues(series)...) {
+		for _, y := range ys {
+			top = math.Max(top, y)
+		}
+	}
+	p.X.Min, p.Y.Min, p.Y.Max = 0.5, 0, top*1.35 // headroom for the legend
 	p.X.Max = float64(len(ideal)) + 0.5
 	p.X.Tick.Marker = plot.ConstantTicks(intTicks(len(ideal)))
 	return save(p, path)
@@ -208,4 +214,12 @@ func plotBars(path, title, ylabel string, labels []string, values []float64) err
 	p.NominalX(labels...)
 	p.Y.Min = 0
 	return save(p, path)
+}
+
+func mapValues(m map[string][]float64) [][]float64 {
+	var out [][]float64
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
 }
