@@ -55,7 +55,7 @@ func (r Replica) ModifyStatement(stmt *gorm.Statement) {
 	}
 	prepared := stmt.DB.PrepareStmt
 	if r.Name != "" {
-		n := p.byName[r.Name]
+		n := p.replicas().byName[r.Name]
 		if n == nil {
 			err := fmt.Errorf("%w: %q", ErrUnknownReplica, r.Name)
 			_ = stmt.DB.AddError(err)

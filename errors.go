@@ -24,7 +24,8 @@ var (
 	// statement elsewhere and never retries it.
 	ErrPrimaryUnreachable = errors.New("rwsplit: primary unreachable")
 
-	// ErrClosed is returned by Initialize after Close.
+	// ErrClosed is returned by Initialize, SetMaxLag, AddReplica and
+	// RemoveReplica after Close.
 	ErrClosed = errors.New("rwsplit: plugin closed")
 
 	// ErrConfig wraps every configuration error, so callers can tell bad

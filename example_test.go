@@ -223,3 +223,81 @@ func ExamplePlugin_Stats() {
 	// replica-a eligible=true state=healthy served>=2:true
 	// replica-b eligible=true state=healthy served>=2:true
 }
+
+// ExamplePlugin_AddReplica changes the replicas and MaxLag while the
+// plugin runs, as an autoscaler or an operator would.
+func ExamplePlugin_AddReplica() {
+	primaryDSN, replicaDSN := exampleDSNs()
+	db, _ := gorm.Open(postgres.Open(primaryDSN), &gorm.Config{Logger: logger.Discard})
+	sqlDB, _ := db.DB()
+	defer sqlDB.Close()
+	p := rwsplit.New(rwsplit.Config{
+		Replicas: []rwsplit.Replica{{Name: "replica-a", Dialector: postgres.Open(replicaDSN[0])}},
+		OnRoute:  printRoute,
+	})
+	if err := db.Use(p); err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+
+	// A replica came up: it is opened, probed once, and serves reads.
+	if err := p.AddReplica(rwsplit.Replica{Name: "replica-b", Dialector: postgres.Open(replicaDSN[1])}); err != nil {
+		log.Fatal(err)
+	}
+	// A replica goes away: no new reads; statements and transactions
+	// still on it finish; then its pools are closed.
+	if err := p.RemoveReplica("replica-a"); err != nil {
+		log.Fatal(err)
+	}
+	var n int
+	db.Raw("SELECT 1").Scan(&n)
+
+	// Fresher reads during an incident, validated like Config.Lag.
+	if err := p.SetMaxLag(500 * time.Millisecond); err != nil {
+		log.Fatal(err)
+	}
+	s := p.Stats()
+	fmt.Println("max lag:", s.MaxLag, "readmit lag:", s.ReadmitLag)
+	fmt.Println(errors.Is(p.SetMaxLag(0), rwsplit.ErrConfig), errors.Is(p.RemoveReplica("replica-a"), rwsplit.ErrUnknownReplica))
+	for _, r := range s.Replicas {
+		fmt.Println(r.Name, "eligible:", r.Eligible)
+	}
+	// Output:
+	//   -> replica (read)
+	// max lag: 500ms readmit lag: 250ms
+	// true true
+	// replica-b eligible: true
+}
+
+// Example_primaryShare lets the primary serve about a quarter of the
+// reads, the rest going to the replicas in turn.
+func Example_primaryShare() {
+	primaryDSN, replicaDSN := exampleDSNs()
+	db, _ := gorm.Open(postgres.Open(primaryDSN), &gorm.Config{Logger: logger.Discard})
+	sqlDB, _ := db.DB()
+	defer sqlDB.Close()
+	pol, err := policy.PrimaryShare(policy.RoundRobin(), 0.25)
+	if err != nil {
+		log.Fatal(err)
+	}
+	p := rwsplit.New(rwsplit.Config{
+		Replicas: []rwsplit.Replica{
+			{Name: "replica-a", Dialector: postgres.Open(replicaDSN[0])},
+			{Name: "replica-b", Dialector: postgres.Open(replicaDSN[1])},
+		},
+		Policy: pol,
+	})
+	if err := db.Use(p); err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+	for range 400 {
+		var n int
+		db.Raw("SELECT 1").Scan(&n)
+	}
+	s := p.Stats()
+	share := float64(s.Routes[rwsplit.ReasonPolicyPrimary]) / 400
+	fmt.Println(s.Policy, "on the primary:", share > 0.15 && share < 0.35)
+	// Output:
+	// roundrobin+primary(0.25) on the primary: true
+}

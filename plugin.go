@@ -40,7 +40,8 @@ import (
 // the documented default.
 type Config struct {
 	// Replicas are the read replicas. At least one is required; names must
-	// be unique.
+	// be unique. Plugin.AddReplica and Plugin.RemoveReplica change the set
+	// while the plugin runs.
 	Replicas []Replica
 
 	// PrimaryName is the name the primary has in Route and Stats.
@@ -163,6 +164,12 @@ type Plugin struct {
 	mu          sync.Mutex // serializes Initialize and Close
 	initialized bool
 	stopped     bool // closeLocked has run (closed may be set before it)
+
+	// ctlMu serializes the controls that change the replicas or MaxLag
+	// (control.go), and Close's closing of the replicas with them. It is
+	// taken after mu, never before.
+	ctlMu   sync.Mutex
+	running atomic.Bool // Initialize succeeded
 
 	// notifying is set while the user's Lag.OnStateChange runs.
 	notifying atomic.Bool
@@ -313,6 +320,7 @@ func (p *Plugin) Initialize(db *gorm.DB) (err error) {
 	if err := p.registerCallbacks(db); err != nil {
 		return fmt.Errorf("rwsplit: register callbacks: %w", err)
 	}
+	p.running.Store(true)
 	p.logStart()
 	if p.cfg.Logger != nil {
 		p.watchStop, p.watchDone = make(chan struct{}), make(chan struct{})
@@ -328,9 +336,10 @@ func (p *Plugin) logStart() {
 		return
 	}
 	lag := p.checker.Config()
-	names := make([]string, len(p.nodes))
+	nodes := p.replicas().nodes
+	names := make([]string, len(nodes))
 	var eligible []string
-	for i, n := range p.nodes {
+	for i, n := range nodes {
 		names[i] = n.name
 		if p.eligible(n) {
 			eligible = append(eligible, n.name)
@@ -391,8 +400,8 @@ func (p *Plugin) startChecker(db *gorm.DB) error {
 	cfg := p.cfg.Lag
 	user := cfg.OnStateChange
 	cfg.OnStateChange = func(ch lagcheck.Change) {
-		if ch.To == lagcheck.Healthy && ch.Index >= 0 && ch.Index < len(p.nodes) {
-			p.nodes[ch.Index].stats.ResetLatency()
+		if n := p.replicas().byIdx(ch.Index); n != nil && ch.To == lagcheck.Healthy {
+			n.stats.ResetLatency()
 		}
 		p.rebuild()
 		p.logChange(ch)
@@ -423,21 +432,18 @@ func (p *Plugin) startChecker(db *gorm.DB) error {
 	if pool, owned := checkPool(d, primary); owned {
 		p.checkPrimary, primary = pool, pool
 	}
-	targets := make([]lagcheck.Target, len(p.nodes))
-	for i, n := range p.nodes {
-		pool, owned := checkPool(n.dialect, n.sqlDB)
-		if owned {
-			n.checkDB = pool
-		}
-		targets[i] = lagcheck.Target{Name: n.name, DB: pool}
+	nodes := p.replicas().nodes
+	targets := make([]lagcheck.Target, len(nodes))
+	for i, n := range nodes {
+		targets[i] = n.checkTarget()
 	}
 	c, err := lagcheck.New(cfg, db.Dialector.Name(), primary, targets)
 	if err != nil {
 		return fmt.Errorf("%w: Lag: %w", ErrConfig, err)
 	}
 	p.checker, p.state = c, c
-	p.fresh = filter{bounded: true, maxLag: c.Config().MaxLag}
-	for _, n := range p.nodes {
+	p.maxLag.Store(int64(c.Config().MaxLag))
+	for _, n := range nodes {
 		if n.openErr != nil {
 			c.ReportFailure(n.idx, n.openErr)
 		}
@@ -497,31 +503,29 @@ func (p *Plugin) closeLocked() error {
 	for _, s := range resolverStores(p.resolver) {
 		stopStore(s)
 	}
-	for _, n := range p.nodes {
-		if n == nil {
-			continue
-		}
-		stopStore(n.store) // dbresolver's (stopped above) or rwsplit's own
-		for _, pool := range []*sql.DB{n.sqlDB, n.checkDB} {
-			if pool != nil {
-				errs = append(errs, pool.Close())
-			}
-		}
+	// An AddReplica or RemoveReplica under way finishes first (closed
+	// ends RemoveReplica's wait); the replicas are then those published.
+	p.ctlMu.Lock()
+	for _, n := range p.replicas().nodes {
+		errs = append(errs, n.close())
 	}
+	p.ctlMu.Unlock()
 	if p.checkPrimary != nil {
 		errs = append(errs, p.checkPrimary.Close())
 	}
 	return errors.Join(errs...)
 }
 
-// Resolver returns the dbresolver.DBResolver that owns the replica pools,
-// e.g. to call SetMaxOpenConns or SetConnMaxLifetime on every pool.
-// It is nil before Initialize.
+// Resolver returns the dbresolver.DBResolver that opened the pools of
+// Config.Replicas, e.g. to call SetMaxOpenConns or SetConnMaxLifetime on
+// each. A replica added by AddReplica is not in it (ReplicaDB returns its
+// pool), and the pool of one removed by RemoveReplica is closed. It is nil
+// before Initialize.
 func (p *Plugin) Resolver() *dbresolver.DBResolver { return p.resolver }
 
 // ReplicaDB returns the *sql.DB of the named replica, or nil.
 func (p *Plugin) ReplicaDB(name string) *sql.DB {
-	if n := p.byName[name]; n != nil {
+	if n := p.replicas().byName[name]; n != nil {
 		return n.sqlDB
 	}
 	return nil

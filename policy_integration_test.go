@@ -102,3 +102,56 @@ func TestPolicyDistribution(t *testing.T) {
 }
 
 func distPct(share float64) string { return fmt.Sprintf("%.1f%%", share*100) }
+
+// TestPrimaryShare: policy.PrimaryShare(RoundRobin, 0.25) over two real
+// replicas puts 25% ± 3 points of 4000 sequential reads on the primary and
+// splits the rest evenly, counted at the driver; each read the policy
+// sent to the primary is routed as ReasonPolicyPrimary, in OnRoute and in
+// Stats. 3 points is 4.4 standard deviations of a share of 1/4 over 4000
+// reads.
+func TestPrimaryShare(t *testing.T) {
+	const (
+		reads     = 4000
+		tolerance = 0.03
+		marker    = "primary_share_probe"
+	)
+	pol, err := policy.PrimaryShare(policy.RoundRobin(), 0.25)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := pgOn(t, dbtest.Postgres(t, 2), clusterOpts{config: rwsplit.Config{Policy: pol}})
+	c.takeRoutes()
+	served := c.served(marker, func() {
+		for range reads {
+			var x int
+			if err := c.DB.Raw("SELECT 1 AS " + marker).Scan(&x).Error; err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	routes := c.takeRoutes()
+	if len(served) != reads || len(routes) != reads {
+		t.Fatalf("%d reads: %d reached a node, %d were routed", reads, len(served), len(routes))
+	}
+	counts := map[string]int{}
+	for i, r := range routes {
+		want := rwsplit.ReasonRead
+		if served[i] == "primary" {
+			want = rwsplit.ReasonPolicyPrimary
+		}
+		if r.Node != served[i] || r.Reason != want {
+			t.Fatalf("read %d routed as %+v, but %s ran it", i, r, served[i])
+		}
+		counts[served[i]]++
+	}
+	for node, want := range map[string]float64{"primary": 0.25, "replica1": 0.375, "replica2": 0.375} {
+		if got := float64(counts[node]) / reads; math.Abs(got-want) > tolerance {
+			t.Errorf("%s served %s of reads, want %s ± %.0f points (all: %v)", node, distPct(got), distPct(want), tolerance*100, counts)
+		}
+	}
+	if got := c.Plugin.Stats().Routes[rwsplit.ReasonPolicyPrimary]; got != uint64(counts["primary"]) {
+		t.Errorf("Stats.Routes[policy-primary] = %d, the primary ran %d", got, counts["primary"])
+	}
+	t.Logf("4000 reads: primary %s, replica1 %s, replica2 %s; policy %q", distPct(float64(counts["primary"])/reads),
+		distPct(float64(counts["replica1"])/reads), distPct(float64(counts["replica2"])/reads), c.Plugin.Stats().Policy)
+}

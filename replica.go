@@ -11,6 +11,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/rwsplit/rwsplit/internal/connerr"
+	"github.com/rwsplit/rwsplit/lagcheck"
 	"github.com/rwsplit/rwsplit/policy"
 )
 
@@ -31,6 +32,59 @@ type node struct {
 	views   [2][numViews]*nodeConn
 	openErr error       // why the driver could not reach it at start-up
 	drained atomic.Bool // Plugin.Drain: no new reads
+
+	// RemoveReplica: gone is set once the replica is out of the published
+	// set; a statement routed to it before then runs elsewhere (enter).
+	// txs counts its open transactions, which Remove waits for.
+	gone atomic.Bool
+	txs  atomic.Int64
+}
+
+// errGone is what beginning a transaction on a removed replica fails
+// with, before it reaches the server: the caller begins it elsewhere.
+var errGone = errors.New("rwsplit: replica removed")
+
+// enter counts a statement on n (Stats.Start) and returns Start's token,
+// or reports false when RemoveReplica has taken n out, counting nothing.
+// Remove sets gone before it waits for InFlight to reach zero, and enter
+// counts before it reads gone: either Remove sees the statement in flight
+// and waits for it, or the statement sees gone and runs elsewhere.
+func (n *node) enter() (start int64, ok bool) {
+	start = n.stats.Start()
+	if n.gone.Load() {
+		n.stats.Cancel()
+		return 0, false
+	}
+	return start, true
+}
+
+// movable reports whether a transaction that failed to begin on a replica
+// may begin elsewhere: nothing ran.
+func movable(ctx context.Context, err error) bool {
+	return errors.Is(err, errGone) || connerr.Blames(ctx, err)
+}
+
+// checkTarget opens the checker's pool for n (see checkpool.go) and
+// returns the checker's target.
+func (n *node) checkTarget() lagcheck.Target {
+	pool, owned := checkPool(n.dialect, n.sqlDB)
+	if owned {
+		n.checkDB = pool
+	}
+	return lagcheck.Target{Name: n.name, DB: pool}
+}
+
+// close stops n's prepared-statement store (dbresolver's, or rwsplit's
+// own) and closes its pools.
+func (n *node) close() error {
+	stopStore(n.store)
+	var errs []error
+	for _, pool := range []*sql.DB{n.sqlDB, n.checkDB} {
+		if pool != nil {
+			errs = append(errs, pool.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // view is how a statement came to a replica.
@@ -124,7 +178,10 @@ func (c *nodeConn) PrepareContext(ctx context.Context, query string) (*sql.Stmt,
 	if p := c.primary(ctx, query); p != nil {
 		return p.PrepareContext(ctx, query)
 	}
-	start := c.n.stats.Start()
+	start, ok := c.n.enter()
+	if !ok {
+		return c.moved(ctx).PrepareContext(ctx, query)
+	}
 	st, err := c.inner.PrepareContext(ctx, query)
 	c.n.done(ctx, start, err)
 	return st, err
@@ -134,7 +191,10 @@ func (c *nodeConn) ExecContext(ctx context.Context, query string, args ...any) (
 	if p := c.primary(ctx, query); p != nil {
 		return p.ExecContext(ctx, query, args...)
 	}
-	start := c.n.stats.Start()
+	start, ok := c.n.enter()
+	if !ok {
+		return c.moved(ctx).ExecContext(ctx, query, args...)
+	}
 	res, err := c.inner.ExecContext(ctx, query, args...)
 	c.n.done(ctx, start, err)
 	if err != nil && c.view <= viewConstrained {
@@ -149,7 +209,10 @@ func (c *nodeConn) QueryContext(ctx context.Context, query string, args ...any) 
 	if p := c.primary(ctx, query); p != nil {
 		return p.QueryContext(ctx, query, args...)
 	}
-	start := c.n.stats.Start()
+	start, ok := c.n.enter()
+	if !ok {
+		return c.moved(ctx).QueryContext(ctx, query, args...)
+	}
 	rows, err := c.inner.QueryContext(ctx, query, args...)
 	c.n.done(ctx, start, err)
 	if err != nil && c.view <= viewConstrained {
@@ -164,7 +227,10 @@ func (c *nodeConn) QueryRowContext(ctx context.Context, query string, args ...an
 	if p := c.primary(ctx, query); p != nil {
 		return p.QueryRowContext(ctx, query, args...)
 	}
-	start := c.n.stats.Start()
+	start, ok := c.n.enter()
+	if !ok {
+		return c.moved(ctx).QueryRowContext(ctx, query, args...)
+	}
 	row := c.inner.QueryRowContext(ctx, query, args...)
 	err := row.Err()
 	c.n.done(ctx, start, err)
@@ -187,16 +253,16 @@ func (c *nodeConn) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnP
 		return c.n.r.primaryTx.BeginTx(ctx, opts)
 	}
 	if iso := isolation(opts); c.n.r.closed.Load() || iso == sql.LevelSerializable && c.n.r.serialRO {
-		return c.n.r.beginReadOnly(ctx, opts, c.prepared, txRequest{})
+		return c.n.r.beginReadOnly(ctx, opts, c.prepared, txRequest{replica: true})
 	}
 	tx, err := c.n.beginTx(ctx, opts)
 	if err == nil {
 		return tx.pool(c.prepared), nil
 	}
-	if !connerr.Blames(ctx, err) {
+	if !movable(ctx, err) {
 		return nil, err
 	}
-	return c.n.r.beginReadOnly(ctx, opts, c.prepared, txRequest{skip: c.n})
+	return c.n.r.beginReadOnly(ctx, opts, c.prepared, txRequest{skip: c.n, replica: true})
 }
 
 // isolation returns opts' isolation level.
@@ -205,6 +271,24 @@ func isolation(opts *sql.TxOptions) sql.IsolationLevel {
 		return sql.LevelDefault
 	}
 	return opts.Isolation
+}
+
+// moved returns where a read runs that routing sent to c's replica just
+// before RemoveReplica took it out: where a retry would (another eligible
+// replica, or the primary), reported as ReasonRetry; under FallbackFail
+// with no other replica, nowhere (ErrNoReplica).
+func (c *nodeConn) moved(ctx context.Context) gorm.ConnPool {
+	r := c.n.r
+	t := r.retryTarget(ctx, c.n, c.view)
+	switch t.where {
+	case toReplica:
+		r.report(ctx, t)
+		return t.node.conn(c.prepared, viewRetry)
+	case toPrimary:
+		r.report(ctx, t)
+		return r.primaryPool
+	}
+	return failPool{ErrNoReplica}
 }
 
 // again decides whether a failed read may be served again, and where. It
@@ -315,8 +399,14 @@ func readOnly(opts *sql.TxOptions) *sql.TxOptions {
 // Stats. rwsplit refuses writes in it before they reach the server
 // (ErrReadOnly); READ ONLY makes the server refuse them too.
 func (n *node) beginTx(ctx context.Context, opts *sql.TxOptions) (*nodeTx, error) {
-	start := n.stats.Start()
+	start, ok := n.enter()
+	if !ok {
+		return nil, errGone
+	}
 	tx, err := n.sqlDB.BeginTx(ctx, readOnly(opts))
+	if err == nil {
+		n.txs.Add(1) // before done: Remove reads InFlight, then txs
+	}
 	n.done(ctx, start, err)
 	if err != nil {
 		return nil, err
@@ -331,7 +421,7 @@ func (r *router) beginReadOnly(ctx context.Context, opts *sql.TxOptions, prepare
 	q.iso = isolation(opts)
 	for tries := 0; ; tries++ {
 		t := r.readOnlyTarget(ctx, &q)
-		if tries > len(r.nodes) && t.where == toReplica {
+		if tries > len(r.replicas().nodes) && t.where == toReplica {
 			t = r.noReplica(ReasonNoReplica) // each replica failed: stop
 		}
 		switch t.where {
@@ -346,7 +436,7 @@ func (r *router) beginReadOnly(ctx context.Context, opts *sql.TxOptions, prepare
 			r.report(ctx, t)
 			return tx.pool(prepared), nil
 		}
-		if !connerr.Blames(ctx, err) {
+		if !movable(ctx, err) {
 			return nil, err
 		}
 		q.skip = t.node
@@ -360,6 +450,7 @@ type nodeTx struct {
 	tx       *sql.Tx
 	prepOnce sync.Once
 	prep     *gorm.PreparedStmtTX
+	ended    atomic.Bool // Commit or Rollback was called: no longer in node.txs
 }
 
 var _ gorm.Tx = (*nodeTx)(nil)
@@ -382,8 +473,22 @@ func (t *nodeTx) pool(prepared bool) gorm.ConnPool {
 
 // GetDBConn returns the primary's *sql.DB, as nodeConn.GetDBConn does.
 func (t *nodeTx) GetDBConn() (*sql.DB, error) { return sqlDBOf(t.n.r.primaryPool), nil }
-func (t *nodeTx) Commit() error               { return t.tx.Commit() }
-func (t *nodeTx) Rollback() error             { return t.tx.Rollback() }
+func (t *nodeTx) Commit() error {
+	defer t.end()
+	return t.tx.Commit()
+}
+
+func (t *nodeTx) Rollback() error {
+	defer t.end()
+	return t.tx.Rollback()
+}
+
+// end takes the transaction out of its replica's count, once.
+func (t *nodeTx) end() {
+	if !t.ended.Swap(true) {
+		t.n.txs.Add(-1)
+	}
+}
 
 func (t *nodeTx) StmtContext(ctx context.Context, stmt *sql.Stmt) *sql.Stmt {
 	return t.tx.StmtContext(ctx, stmt)
@@ -457,14 +562,15 @@ func (a *anyReplicaPool) pool(ctx context.Context) gorm.ConnPool {
 	if a.r.closed.Load() {
 		return a.r.primaryPool
 	}
-	if n := a.r.pick(ctx, nil, &a.r.fresh); n != nil {
+	f := a.r.fresh()
+	if n, _ := a.r.pick(ctx, nil, &f); n != nil {
 		return n.conn(a.prepared, viewRouted)
 	}
 	return a.r.primaryPool
 }
 
 func (a *anyReplicaPool) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool, error) {
-	return a.r.beginReadOnly(ctx, opts, a.prepared, txRequest{})
+	return a.r.beginReadOnly(ctx, opts, a.prepared, txRequest{replica: true})
 }
 
 // GetDBConn returns the primary's *sql.DB: a connection pinned with

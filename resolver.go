@@ -22,23 +22,17 @@ import (
 // openReplicas lets dbresolver open every replica, and takes from it each
 // replica's pool and prepared-statement store.
 func (p *Plugin) openReplicas(db *gorm.DB) error {
-	p.nodes = make([]*node, len(p.cfg.Replicas))
-	p.byName = make(map[string]*node, len(p.cfg.Replicas))
+	nodes := make([]*node, len(p.cfg.Replicas))
 	dialectors := make([]gorm.Dialector, len(p.cfg.Replicas))
 	for i, r := range p.cfg.Replicas {
-		if got, want := r.Dialector.Name(), db.Dialector.Name(); got != want {
-			return fmt.Errorf("%w: replica %q: its dialect %q differs from the primary's %q; open it with the primary's driver", ErrConfig, r.Name, got, want)
-		}
-		n := newNode(&p.router, i, r)
-		p.nodes[i] = n
-		p.byName[r.Name] = n
-		d, err := inheritDriverSettings(db.Dialector, r.Dialector)
+		n, d, err := p.newReplica(db, i, r)
 		if err != nil {
-			return fmt.Errorf("%w: replica %q: %w", ErrConfig, r.Name, err)
+			return err
 		}
-		n.dialect = d
-		dialectors[i] = &replicaDialector{Dialector: d, node: n}
+		nodes[i] = n
+		dialectors[i] = d
 	}
+	p.set.Store(newReplicaSet(nodes))
 
 	// dbresolver keeps its stores in an unexported map, and hands one out
 	// only from its read resolution, for the replica its policy returns.
@@ -54,13 +48,52 @@ func (p *Plugin) openReplicas(db *gorm.DB) error {
 		return fmt.Errorf("rwsplit: open replicas: %w", err)
 	}
 	resolve := db.Callback().Query().Get("gorm:db_resolver")
-	for i, n := range p.nodes {
+	for i, n := range nodes {
 		if n.sqlDB == nil {
 			return fmt.Errorf("rwsplit: replica %q: dialector did not open a *sql.DB", n.name)
 		}
 		pick = i
 		n.setPools(n.sqlDB, replicaStore(db, resolve, n))
 	}
+	return nil
+}
+
+// newReplica checks that replica r, the i-th, has the primary's dialect,
+// and returns its node and the dialector that opens it (replicaDialector),
+// with the primary's driver settings.
+func (p *Plugin) newReplica(db *gorm.DB, i int, r Replica) (*node, *replicaDialector, error) {
+	if got, want := r.Dialector.Name(), db.Dialector.Name(); got != want {
+		return nil, nil, fmt.Errorf("%w: replica %q: its dialect %q differs from the primary's %q; open it with the primary's driver", ErrConfig, r.Name, got, want)
+	}
+	n := newNode(&p.router, i, r)
+	primary := db.Dialector
+	if w, ok := primary.(primaryDialector); ok {
+		primary = w.Dialector // installed by Initialize, before AddReplica
+	}
+	d, err := inheritDriverSettings(primary, r.Dialector)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: replica %q: %w", ErrConfig, r.Name, err)
+	}
+	n.dialect = d
+	return n, &replicaDialector{Dialector: d, node: n}, nil
+}
+
+// openReplica opens one replica added while the plugin runs
+// (Plugin.AddReplica) as dbresolver opens those of the Config: from a copy
+// of the primary's gorm.Config, through replicaDialector. dbresolver takes
+// no part: rwsplit makes the replica's prepared-statement store itself.
+// On an error, the pool it may have opened is the caller's to close.
+func (p *Plugin) openReplica(db *gorm.DB, d *replicaDialector) error {
+	cfg := *db.Config
+	cfg.Plugins = map[string]gorm.Plugin{} // gorm.Open would install each on the replica
+	if _, err := gorm.Open(d, &cfg); err != nil {
+		if errors.Is(err, ErrConfig) {
+			return err
+		}
+		return fmt.Errorf("rwsplit: open %w", err)
+	}
+	n := d.node
+	n.setPools(n.sqlDB, gorm.NewPreparedStmtDB(n.sqlDB, db.PrepareStmtMaxSize, db.PrepareStmtTTL))
 	return nil
 }
 
@@ -103,6 +136,9 @@ func (d *replicaDialector) Initialize(db *gorm.DB) error {
 	db.Config.ClauseBuilders = maps.Clone(db.Config.ClauseBuilders)
 	err := d.Dialector.Initialize(db)
 	pool := sqlDBOf(db.ConnPool)
+	if pool != nil {
+		d.node.sqlDB = pool // closed with the node, also when opening it fails
+	}
 	if err != nil {
 		if serr := startupError(d.node.name, err); serr != nil {
 			return serr
@@ -117,7 +153,6 @@ func (d *replicaDialector) Initialize(db *gorm.DB) error {
 	if pool == nil {
 		return fmt.Errorf("replica %q: the dialector opened no *sql.DB", d.node.name)
 	}
-	d.node.sqlDB = pool
 	return nil
 }
 

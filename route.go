@@ -65,6 +65,10 @@ const (
 	// ReasonReadsToPrimary: a read sent to the primary because the
 	// operator switch Plugin.SetReadsToPrimary is on.
 	ReasonReadsToPrimary
+	// ReasonPolicyPrimary: a read, or a read-only transaction, sent to
+	// the primary because the policy chose it (policy.Primary, e.g.
+	// policy.PrimaryShare).
+	ReasonPolicyPrimary
 	numReasons
 )
 
@@ -85,6 +89,7 @@ var reasonNames = [numReasons]string{
 	ReasonSticky:         "sticky",
 	ReasonCausal:         "causal",
 	ReasonReadsToPrimary: "reads-to-primary",
+	ReasonPolicyPrimary:  "policy-primary",
 }
 
 func (r Reason) String() string {
@@ -190,14 +195,13 @@ type replicaState interface {
 
 // router owns the replicas and makes every routing decision.
 type router struct {
-	nodes       []*node
-	byName      map[string]*node
+	set         atomic.Pointer[replicaSet] // the replicas in service (see replicas)
 	state       replicaState
 	pol         policy.Policy
 	picker      atomic.Pointer[pickerSnapshot]
 	pickMu      sync.Mutex // serializes rebuild
 	fallback    Fallback
-	fresh       filter // every replica read: staleness bound now <= MaxLag
+	maxLag      atomic.Int64 // every replica read's staleness bound: Lag.MaxLag, as SetMaxLag last set it
 	funcs       *sqlclass.Functions
 	primaryName string
 	primaryPool gorm.ConnPool         // the primary pool as it was before Initialize
@@ -213,6 +217,54 @@ type router struct {
 	readsToPrimary atomic.Bool // the operator switch (SetReadsToPrimary)
 
 	primaryReads atomic.Uint64 // Stats.PrimaryReads
+}
+
+// replicaSet is the replicas in service, an immutable snapshot: AddReplica
+// and RemoveReplica publish a new one, and routing reads it without a lock.
+type replicaSet struct {
+	nodes  []*node // in the order they were added, so by node.idx
+	byName map[string]*node
+}
+
+var noReplicas = &replicaSet{}
+
+// replicas returns the replicas in service now.
+func (r *router) replicas() *replicaSet {
+	if s := r.set.Load(); s != nil {
+		return s
+	}
+	return noReplicas
+}
+
+// publish makes nodes the replicas in service, and rebuilds the picker
+// over them.
+func (r *router) publish(nodes []*node) {
+	r.set.Store(newReplicaSet(nodes))
+	r.rebuild()
+}
+
+func newReplicaSet(nodes []*node) *replicaSet {
+	s := &replicaSet{nodes: nodes, byName: make(map[string]*node, len(nodes))}
+	for _, n := range nodes {
+		s.byName[n.name] = n
+	}
+	return s
+}
+
+// byIdx returns the replica in s whose checker index is i, or nil.
+func (s *replicaSet) byIdx(i int) *node {
+	for _, n := range s.nodes {
+		if n.idx == i {
+			return n
+		}
+	}
+	return nil
+}
+
+// fresh is the filter every replica read passes: its staleness bound now
+// is known and at most MaxLag.
+func (r *router) fresh() filter {
+	return filter{bounded: true, maxLag: time.Duration(r.maxLag.Load())}
 }
 
 // pickerSnapshot is an immutable pairing of a Picker with the nodes it
@@ -303,7 +355,7 @@ func (p *Plugin) readStatement(db *gorm.DB, k kind) statement {
 		case Replica:
 			st.dir = dirReplica
 			if d.Name != "" {
-				st.dir, st.replica = dirNamedReplica, p.byName[d.Name]
+				st.dir, st.replica = dirNamedReplica, p.replicas().byName[d.Name]
 			}
 		case maxStaleness:
 			st.dir, st.maxStale = dirMaxStaleness, time.Duration(d)
@@ -471,15 +523,22 @@ func (r *router) decide(st *statement) target {
 		return r.freshRead(st, filter{bounded: true, maxLag: st.maxStale})
 	}
 	if st.sticky {
-		return r.freshRead(st, r.fresh)
+		return r.freshRead(st, r.fresh())
 	}
 	return r.anyReplica(st.ctx, ReasonRead)
 }
 
 // anyReplica sends a read to the replica the policy picks, or follows
-// Config.Fallback when none is eligible.
+// Config.Fallback when none is eligible. The policy may choose the primary
+// for a plain read (ReasonRead), not for one that asked for a replica.
 func (r *router) anyReplica(ctx context.Context, why Reason) target {
-	if n := r.pick(ctx, nil, &r.fresh); n != nil {
+	f := r.fresh()
+	f.primaryOK = why == ReasonRead
+	n, primary := r.pick(ctx, nil, &f)
+	switch {
+	case primary:
+		return target{where: toPrimary, reason: ReasonPolicyPrimary}
+	case n != nil:
 		return target{where: toReplica, node: n, reason: why}
 	}
 	if n := r.leastLagged(nil); n != nil {
@@ -498,7 +557,12 @@ func (r *router) freshRead(st *statement, f filter) target {
 		}
 		f.causal, f.pos = true, st.pos
 	}
-	if n := r.pick(st.ctx, nil, &f); n != nil {
+	f.primaryOK = true
+	n, primary := r.pick(st.ctx, nil, &f)
+	if primary {
+		return target{where: toPrimary, reason: ReasonPolicyPrimary}
+	}
+	if n != nil {
 		why := ReasonRead
 		if f.causal {
 			why = ReasonCausal
@@ -522,7 +586,13 @@ func (r *router) retryTarget(ctx context.Context, failed *node, v view) target {
 		// Only the primary is sure to meet the read's bound.
 		return target{where: toPrimary, reason: ReasonRetry}
 	}
-	if n := r.pick(ctx, failed, &r.fresh); n != nil {
+	f := r.fresh()
+	f.primaryOK = true
+	n, primary := r.pick(ctx, failed, &f)
+	switch {
+	case primary:
+		return target{where: toPrimary, reason: ReasonRetry}
+	case n != nil:
 		return target{where: toReplica, node: n, reason: ReasonRetry}
 	}
 	t := r.noReplica(ReasonRetry)
@@ -532,10 +602,11 @@ func (r *router) retryTarget(ctx context.Context, failed *node, v view) target {
 
 // txRequest is what decides where a read-only transaction begins.
 type txRequest struct {
-	skip   *node // a replica that failed to begin it
-	iso    sql.IsolationLevel
-	sticky bool // the stickiness verdict, as for a read
-	pos    lagcheck.Position
+	skip    *node // a replica that failed to begin it
+	replica bool  // a Replica clause asked for a replica: the policy may not choose the primary
+	iso     sql.IsolationLevel
+	sticky  bool // the stickiness verdict, as for a read
+	pos     lagcheck.Position
 }
 
 // readOnlyTarget decides where a read-only transaction begins: on an
@@ -548,18 +619,27 @@ func (r *router) readOnlyTarget(ctx context.Context, q *txRequest) target {
 	case r.readsToPrimary.Load():
 		return target{where: toPrimary, reason: ReasonReadsToPrimary}
 	}
+	f := r.fresh()
+	f.primaryOK = !q.replica
 	if q.sticky {
-		f := r.fresh
 		f.causal, f.pos = true, q.pos
 		if q.pos.IsZero() {
 			return target{where: toPrimary, reason: ReasonSticky}
 		}
-		if n := r.pick(ctx, q.skip, &f); n != nil {
+		n, primary := r.pick(ctx, q.skip, &f)
+		switch {
+		case primary:
+			return target{where: toPrimary, reason: ReasonPolicyPrimary}
+		case n != nil:
 			return target{where: toReplica, node: n, reason: ReasonCausal}
 		}
 		return target{where: toPrimary, reason: ReasonSticky}
 	}
-	if n := r.pick(ctx, q.skip, &r.fresh); n != nil {
+	n, primary := r.pick(ctx, q.skip, &f)
+	switch {
+	case primary:
+		return target{where: toPrimary, reason: ReasonPolicyPrimary}
+	case n != nil:
 		return target{where: toReplica, node: n, reason: ReasonReadOnlyTx}
 	}
 	if n := r.leastLagged(q.skip); n != nil {
@@ -624,10 +704,11 @@ func (r *router) report(ctx context.Context, t target) {
 
 // filter narrows the replicas a read may use beyond eligibility.
 type filter struct {
-	bounded bool          // maxLag applies
-	maxLag  time.Duration // the staleness bound now (LagNow) must be known and at most this
-	causal  bool          // pos applies
-	pos     lagcheck.Position
+	bounded   bool          // maxLag applies
+	maxLag    time.Duration // the staleness bound now (LagNow) must be known and at most this
+	causal    bool          // pos applies
+	pos       lagcheck.Position
+	primaryOK bool // the policy may send the read to the primary (policy.Primary)
 }
 
 func (r *router) ok(f *filter, n *node) bool {
@@ -640,28 +721,36 @@ func (r *router) ok(f *filter, n *node) bool {
 }
 
 // pick asks the current picker for an eligible replica other than skip
-// that passes f. When the policy's choices fail f, the first eligible
-// replica that passes it is used.
-func (r *router) pick(ctx context.Context, skip *node, f *filter) *node {
+// that passes f, or reports that the policy chose the primary (only when
+// f.primaryOK; otherwise that choice counts as one that failed f). When
+// the policy's choices fail f, the first eligible replica that passes it
+// is used.
+func (r *router) pick(ctx context.Context, skip *node, f *filter) (n *node, primary bool) {
 	snap := r.picker.Load()
 	if snap == nil {
-		return nil
+		return nil, false
 	}
 	for range len(snap.nodes) {
 		i := snap.picker.Pick(ctx)
+		if i == policy.Primary {
+			if f.primaryOK {
+				return nil, true
+			}
+			continue
+		}
 		if i < 0 || i >= len(snap.nodes) {
 			break
 		}
 		if n := snap.nodes[i]; n != skip && r.ok(f, n) {
-			return n
+			return n, false
 		}
 	}
 	for _, n := range snap.nodes {
 		if n != skip && r.ok(f, n) {
-			return n
+			return n, false
 		}
 	}
-	return nil
+	return nil, false
 }
 
 // leastLagged returns the replica a read uses when none is eligible, under
@@ -673,7 +762,7 @@ func (r *router) leastLagged(skip *node) *node {
 	}
 	var best *node
 	var bestLag time.Duration
-	for _, n := range r.nodes {
+	for _, n := range r.replicas().nodes {
 		if lag, known := r.state.Lag(n.idx); n != skip && !n.drained.Load() && known && (best == nil || lag < bestLag) {
 			best, bestLag = n, lag
 		}
@@ -689,7 +778,7 @@ func (r *router) rebuild() {
 		eligible []*node
 		views    []policy.Replica
 	)
-	for _, n := range r.nodes {
+	for _, n := range r.replicas().nodes {
 		if r.eligible(n) && !n.drained.Load() {
 			eligible = append(eligible, n)
 			views = append(views, policy.Replica{Name: n.name, Weight: n.weight, Stats: &n.stats})

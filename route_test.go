@@ -89,16 +89,11 @@ func testRouter(t testing.TB, s *fakeState, fb Fallback) *router {
 		state:       s,
 		pol:         firstPolicy{},
 		fallback:    fb,
-		fresh:       filter{bounded: true, maxLag: time.Second},
 		funcs:       funcs,
 		primaryName: "primary",
 	}
-	for i, name := range []string{"r1", "r2"} {
-		n := newNode(r, i, Replica{Name: name})
-		r.nodes = append(r.nodes, n)
-	}
-	r.byName = map[string]*node{"r1": r.nodes[0], "r2": r.nodes[1]}
-	r.rebuild()
+	r.maxLag.Store(int64(time.Second))
+	r.publish([]*node{newNode(r, 0, Replica{Name: "r1"}), newNode(r, 1, Replica{Name: "r2"})})
 	return r
 }
 
@@ -107,7 +102,7 @@ func testRouter(t testing.TB, s *fakeState, fb Fallback) *router {
 func sqlStmt(r *router, k kind, p pin, sql string) statement {
 	st := statement{ctx: context.Background(), kind: k, pin: p}
 	if p == pinReplicaTx {
-		st.tx = &nodeTx{n: r.nodes[0]}
+		st.tx = &nodeTx{n: r.replicas().nodes[0]}
 	}
 	st.classify(sql, r.funcs)
 	return st
@@ -180,7 +175,7 @@ func TestDecide(t *testing.T) {
 		{name: "Replica clause, none eligible", state: evict(healthy(), 0, 1), give: func(*router) statement { return with(func(s *statement) { s.dir = dirReplica }) },
 			want: "primary", why: ReasonNoReplica},
 		{name: "named replica, even evicted", state: evict(healthy(), 1), give: func(r *router) statement {
-			return with(func(s *statement) { s.dir, s.replica = dirNamedReplica, r.nodes[1] })
+			return with(func(s *statement) { s.dir, s.replica = dirNamedReplica, r.replicas().nodes[1] })
 		}, want: "r2", why: ReasonForcedReplica},
 		{name: "named replica that does not exist", give: func(*router) statement { return with(func(s *statement) { s.dir = dirNamedReplica }) },
 			want: "", why: 0},
@@ -339,7 +334,7 @@ func TestDecide(t *testing.T) {
 		{name: "reads to the primary", give: func(*router) statement { return with(func(s *statement) { s.toPrimary = true }) },
 			want: "primary", why: ReasonReadsToPrimary},
 		{name: "reads to the primary beats a Replica{Name} clause", give: func(r *router) statement {
-			return with(func(s *statement) { s.toPrimary = true; s.dir, s.replica = dirNamedReplica, r.nodes[1] })
+			return with(func(s *statement) { s.toPrimary = true; s.dir, s.replica = dirNamedReplica, r.replicas().nodes[1] })
 		}, want: "primary", why: ReasonReadsToPrimary},
 		{name: "reads to the primary: a write is still a write", give: func(*router) statement {
 			return with(func(s *statement) { s.toPrimary = true; s.kind = kindWrite })
@@ -349,32 +344,76 @@ func TestDecide(t *testing.T) {
 			return r.readOnlyTarget(ctx, &txRequest{})
 		}, want: "primary", why: ReasonReadsToPrimary},
 		{name: "a drained replica gets no reads", other: func(r *router) target {
-			r.nodes[0].drained.Store(true)
+			r.replicas().nodes[0].drained.Store(true)
 			r.rebuild()
 			st := read
 			return r.decide(&st)
 		}, want: "r2", why: ReasonRead},
 		{name: "a Replica{Name} clause naming a drained replica reads elsewhere", other: func(r *router) target {
-			r.nodes[1].drained.Store(true)
+			r.replicas().nodes[1].drained.Store(true)
 			r.rebuild()
-			st := with(func(s *statement) { s.dir, s.replica = dirNamedReplica, r.nodes[1] })
+			st := with(func(s *statement) { s.dir, s.replica = dirNamedReplica, r.replicas().nodes[1] })
 			return r.decide(&st)
 		}, want: "r1", why: ReasonForcedReplica},
 
+		// The policy chooses the primary (policy.Primary): for the reads
+		// it may send to a replica of its choosing, never for one that
+		// asked for a replica.
+		{name: "the policy chooses the primary for a read", other: func(r *router) target {
+			st := read
+			return primaryPolicy(r).decide(&st)
+		}, want: "primary", why: ReasonPolicyPrimary},
+		{name: "the policy chooses the primary for a MaxStaleness read", other: func(r *router) target {
+			st := with(func(s *statement) { s.dir, s.maxStale = dirMaxStaleness, time.Hour })
+			return primaryPolicy(r).decide(&st)
+		}, want: "primary", why: ReasonPolicyPrimary},
+		{name: "the policy chooses the primary for a sticky read", state: func() *fakeState { s := healthy(); s.pos[0] = lsn("0/10"); return s }(),
+			other: func(r *router) target {
+				st := with(func(s *statement) { s.sticky, s.pos = true, lsn("0/50") })
+				return primaryPolicy(r).decide(&st)
+			}, want: "primary", why: ReasonPolicyPrimary},
+		{name: "the policy may not choose the primary for a Replica clause", other: func(r *router) target {
+			st := with(func(s *statement) { s.dir = dirReplica })
+			return primaryPolicy(r).decide(&st)
+		}, want: "r1", why: ReasonForcedReplica},
+		{name: "the policy chooses the primary for a read-only transaction", other: func(r *router) target {
+			return primaryPolicy(r).readOnlyTarget(ctx, &txRequest{})
+		}, want: "primary", why: ReasonPolicyPrimary},
+		{name: "the policy chooses the primary for a sticky read-only transaction", state: func() *fakeState { s := healthy(); s.pos[0] = lsn("0/10"); return s }(),
+			other: func(r *router) target {
+				return primaryPolicy(r).readOnlyTarget(ctx, &txRequest{sticky: true, pos: lsn("0/50")})
+			}, want: "primary", why: ReasonPolicyPrimary},
+		{name: "the policy may not choose the primary for a Replica clause's transaction", other: func(r *router) target {
+			return primaryPolicy(r).readOnlyTarget(ctx, &txRequest{replica: true})
+		}, want: "r1", why: ReasonReadOnlyTx},
+		{name: "the policy chooses the primary for a retry", other: func(r *router) target {
+			return primaryPolicy(r).retryTarget(ctx, r.replicas().nodes[0], viewRouted)
+		}, want: "primary", why: ReasonRetry},
+		{name: "the policy is not asked when no replica is eligible", state: evict(healthy(), 0, 1), fb: FallbackFail, other: func(r *router) target {
+			st := read
+			return primaryPolicy(r).decide(&st)
+		}, want: "", why: 0, err: ErrNoReplica},
+		{name: "a lowered MaxLag takes r1 out for the next read", state: func() *fakeState { s := healthy(); s.lagNow[0] = 300 * time.Millisecond; return s }(),
+			other: func(r *router) target {
+				r.maxLag.Store(int64(200 * time.Millisecond))
+				st := read
+				return r.decide(&st)
+			}, want: "r2", why: ReasonRead},
+
 		// Decisions taken outside decide: where a read that failed to
 		// connect runs again, and where a read-only transaction begins.
-		{name: "retry on the other replica", other: func(r *router) target { return r.retryTarget(ctx, r.nodes[0], viewRouted) },
+		{name: "retry on the other replica", other: func(r *router) target { return r.retryTarget(ctx, r.replicas().nodes[0], viewRouted) },
 			want: "r2", why: ReasonRetry},
 		{name: "retry on the primary", state: evict(healthy(), 1),
-			other: func(r *router) target { return r.retryTarget(ctx, r.nodes[0], viewRouted) }, want: "primary", why: ReasonRetry},
+			other: func(r *router) target { return r.retryTarget(ctx, r.replicas().nodes[0], viewRouted) }, want: "primary", why: ReasonRetry},
 		{name: "no retry under FallbackFail", fb: FallbackFail, state: evict(healthy(), 1),
-			other: func(r *router) target { return r.retryTarget(ctx, r.nodes[0], viewRouted) }, want: "", why: 0},
+			other: func(r *router) target { return r.retryTarget(ctx, r.replicas().nodes[0], viewRouted) }, want: "", why: 0},
 		{name: "retry skips a replica beyond MaxLag", state: func() *fakeState { s := healthy(); s.lagNow[1] = 2 * time.Second; return s }(),
-			other: func(r *router) target { return r.retryTarget(ctx, r.nodes[0], viewRouted) }, want: "primary", why: ReasonRetry},
+			other: func(r *router) target { return r.retryTarget(ctx, r.replicas().nodes[0], viewRouted) }, want: "primary", why: ReasonRetry},
 		{name: "read-only transaction", other: func(r *router) target { return r.readOnlyTarget(ctx, &txRequest{iso: sql.LevelDefault}) },
 			want: "r1", why: ReasonReadOnlyTx},
 		{name: "read-only transaction after r1 failed", other: func(r *router) target {
-			return r.readOnlyTarget(ctx, &txRequest{skip: r.nodes[0], iso: sql.LevelDefault})
+			return r.readOnlyTarget(ctx, &txRequest{skip: r.replicas().nodes[0], iso: sql.LevelDefault})
 		},
 			want: "r2", why: ReasonReadOnlyTx},
 		{name: "read-only transaction, none eligible", state: evict(healthy(), 0, 1),
@@ -395,9 +434,9 @@ func TestDecide(t *testing.T) {
 				return s
 			}(),
 			other: func(r *router) target {
-				return r.readOnlyTarget(ctx, &txRequest{skip: r.nodes[0], iso: sql.LevelDefault})
+				return r.readOnlyTarget(ctx, &txRequest{skip: r.replicas().nodes[0], iso: sql.LevelDefault})
 			}, want: "r2", why: ReasonNoReplica},
-		{name: "a bounded read's retry goes to the primary", other: func(r *router) target { return r.retryTarget(ctx, r.nodes[0], viewConstrained) },
+		{name: "a bounded read's retry goes to the primary", other: func(r *router) target { return r.retryTarget(ctx, r.replicas().nodes[0], viewConstrained) },
 			want: "primary", why: ReasonRetry},
 		{name: "a causal read is on a constrained view", state: func() *fakeState { s := healthy(); s.pos[0] = lsn("0/10"); return s }(),
 			other: func(r *router) target {
@@ -456,6 +495,15 @@ func TestDecide(t *testing.T) {
 	}
 }
 
+// primaryPolicy gives r policy.PrimaryShare(firstPolicy{}, 1): every pick
+// is policy.Primary.
+func primaryPolicy(r *router) *router {
+	pol, _ := policy.PrimaryShare(firstPolicy{}, 1) // a valid share
+	r.pol = pol
+	r.rebuild()
+	return r
+}
+
 // targetName is the node a target runs the statement on: a replica's
 // name, "primary", or "" when it keeps the statement where it is.
 func targetName(r *router, t target) string {
@@ -477,8 +525,8 @@ func TestMarkDown(t *testing.T) {
 	if got := r.decide(&st); targetName(r, got) != "r1" {
 		t.Fatalf("first read on %s, want r1", targetName(r, got))
 	}
-	r.markDown(r.nodes[0], errors.New("connection refused"))
-	r.markDown(r.nodes[0], errors.New("connection refused")) // already out: not reported again
+	r.markDown(r.replicas().nodes[0], errors.New("connection refused"))
+	r.markDown(r.replicas().nodes[0], errors.New("connection refused")) // already out: not reported again
 	if got := r.decide(&st); targetName(r, got) != "r2" {
 		t.Errorf("read after markDown on %s, want r2", targetName(r, got))
 	}
@@ -548,5 +596,65 @@ func BenchmarkGuard(b *testing.B) {
 		if _, moved := r.guard(q); moved {
 			b.Fatal("moved")
 		}
+	}
+}
+
+// TestGoneReplica: a statement that routing sent to a replica just before
+// RemoveReplica took it out counts nothing there and runs where a retry
+// would: another replica, or the primary for a bounded read, or nowhere
+// under FallbackFail with no other replica; a transaction does not begin
+// there.
+func TestGoneReplica(t *testing.T) {
+	ctx := context.Background()
+	primary := failPool{errors.New("the primary")}
+	tests := []struct {
+		name  string
+		state *fakeState
+		fb    Fallback
+		view  view
+		want  string // the node the statement moves to; "primary"; "" for ErrNoReplica
+	}{
+		{name: "routed read", view: viewRouted, want: "r2"},
+		{name: "bounded read", view: viewConstrained, want: "primary"},
+		{name: "Replica{Name} read", view: viewExplicit, want: "r2"},
+		{name: "no other replica", state: func() *fakeState { s := healthy(); s.states[1] = lagcheck.Evicted; return s }(), view: viewRouted, want: "primary"},
+		{name: "no other replica, FallbackFail", state: func() *fakeState { s := healthy(); s.states[1] = lagcheck.Evicted; return s }(), fb: FallbackFail, view: viewRouted, want: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := tt.state
+			if s == nil {
+				s = healthy()
+			}
+			r := testRouter(t, s, tt.fb)
+			r.primaryPool = primary
+			nodes := r.replicas().nodes
+			for _, n := range nodes {
+				n.setPools(nil, nil)
+			}
+			gone := nodes[0]
+			r.publish(nodes[1:])
+			gone.gone.Store(true)
+			if _, ok := gone.enter(); ok || gone.stats.InFlight() != 0 {
+				t.Errorf("enter on a removed replica: ok %v, in flight %d", ok, gone.stats.InFlight())
+			}
+			if _, err := gone.beginTx(ctx, nil); !errors.Is(err, errGone) {
+				t.Errorf("beginTx on a removed replica = %v, want errGone", err)
+			}
+			got := "?"
+			switch p := gone.conn(false, tt.view).moved(ctx).(type) {
+			case *nodeConn:
+				got = p.n.name
+			case failPool:
+				if p == primary {
+					got = "primary"
+				} else if errors.Is(p.err, ErrNoReplica) {
+					got = ""
+				}
+			}
+			if got != tt.want {
+				t.Errorf("moved to %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

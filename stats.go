@@ -1,6 +1,8 @@
 package rwsplit
 
 import (
+	"time"
+
 	"github.com/rwsplit/rwsplit/lagcheck"
 	"github.com/rwsplit/rwsplit/policy"
 	"github.com/rwsplit/rwsplit/stickiness"
@@ -11,7 +13,9 @@ import (
 type Stats struct {
 	// Policy is the name of the policy choosing among replicas.
 	Policy string
-	// Replicas has one entry per configured replica, in Config order.
+	// Replicas has one entry per replica in service: those of Config,
+	// then those added by AddReplica, in that order, without those removed
+	// by RemoveReplica.
 	Replicas []ReplicaStats
 	// Routes counts routing decisions by reason since Initialize; a read
 	// served again after a connection error counts once more under
@@ -26,9 +30,15 @@ type Stats struct {
 	// measured: see ReplicaStats.ServesWithoutPrimary.
 	PrimaryErr error
 	// PrimaryReads counts the reads routing sent to the primary (reasons
-	// forced-primary, no-replica, retry, stale, sticky, reads-to-primary):
-	// with the replicas' Served, the read load on each node.
+	// forced-primary, no-replica, retry, stale, sticky, reads-to-primary,
+	// policy-primary): with the replicas' Served, the read load on each
+	// node.
 	PrimaryReads uint64
+	// MaxLag is the lag above which replicas stop serving reads:
+	// Config.Lag.MaxLag, or what Plugin.SetMaxLag set last; ReadmitLag is
+	// the lag they must be at or below to serve again. Zero before
+	// Initialize.
+	MaxLag, ReadmitLag time.Duration
 }
 
 // ReplicaStats describes one replica.
@@ -61,7 +71,7 @@ type ReplicaStats struct {
 // primaryReadReasons has bit r set for each Reason r of a read that
 // counts in Stats.PrimaryReads when it runs on the primary.
 const primaryReadReasons = 1<<ReasonForcedPrimary | 1<<ReasonNoReplica | 1<<ReasonRetry |
-	1<<ReasonStale | 1<<ReasonSticky | 1<<ReasonReadsToPrimary
+	1<<ReasonStale | 1<<ReasonSticky | 1<<ReasonReadsToPrimary | 1<<ReasonPolicyPrimary
 
 // Stats returns a snapshot of the plugin's counters.
 func (p *Plugin) Stats() Stats {
@@ -77,20 +87,19 @@ func (p *Plugin) Stats() Stats {
 	if p.sticky != nil {
 		s.Sticky = p.sticky.Stats()
 	}
-	var health []lagcheck.Status
+	health := map[int]lagcheck.Status{}
 	if p.checker != nil {
-		health = p.checker.Status()
+		for _, h := range p.checker.Status() {
+			health[h.Index] = h
+		}
+		cfg := p.checker.Config()
+		s.MaxLag, s.ReadmitLag = cfg.MaxLag, cfg.ReadmitLag
 		s.PrimaryErr = p.checker.PrimaryErr()
 	}
-	for i, n := range p.nodes {
-		if n == nil {
-			continue
-		}
-		s.Replicas = append(s.Replicas, ReplicaStats{Name: n.name, Eligible: p.eligible(n) && !n.drained.Load(), Drained: n.drained.Load(), Snapshot: n.stats.Snapshot(), Latencies: n.stats.Latencies(),
+	for _, n := range p.replicas().nodes {
+		s.Replicas = append(s.Replicas, ReplicaStats{Name: n.name, Eligible: p.eligible(n) && !n.drained.Load(), Drained: n.drained.Load(),
+			Health: health[n.idx], Snapshot: n.stats.Snapshot(), Latencies: n.stats.Latencies(),
 			ServesWithoutPrimary: p.checker != nil && p.checker.ServesWithoutPrimary(n.idx)})
-		if i < len(health) {
-			s.Replicas[len(s.Replicas)-1].Health = health[i]
-		}
 	}
 	return s
 }

@@ -29,10 +29,14 @@ type StatusReport struct {
 	Policy         string  `json:"policy"`
 	// ReadsToPrimary and Drained are the operator switches in force:
 	// Plugin.SetReadsToPrimary, and the replicas Plugin.Drain took out.
-	ReadsToPrimary bool            `json:"reads_to_primary"`
-	Drained        []string        `json:"drained"`
-	Primary        StatusPrimary   `json:"primary"`
-	Replicas       []StatusReplica `json:"replicas"`
+	ReadsToPrimary bool     `json:"reads_to_primary"`
+	Drained        []string `json:"drained"`
+	// MaxLagSeconds and ReadmitLagSeconds are Stats.MaxLag and
+	// Stats.ReadmitLag: Lag.MaxLag, or what Plugin.SetMaxLag set last.
+	MaxLagSeconds     float64         `json:"max_lag_seconds"`
+	ReadmitLagSeconds float64         `json:"readmit_lag_seconds"`
+	Primary           StatusPrimary   `json:"primary"`
+	Replicas          []StatusReplica `json:"replicas"`
 	// Routes counts routing decisions by reason, in the order routing
 	// checks them (Reason), for the reasons seen at least once.
 	Routes []StatusRoute `json:"routes"`
@@ -206,9 +210,10 @@ func (h *statusHandler) report(s Stats, now time.Time) StatusReport {
 		Policy:         s.Policy,
 		ReadsToPrimary: s.ReadsToPrimary,
 		Drained:        []string{},
-		Primary:        StatusPrimary{Name: h.p.cfg.PrimaryName, Reads: s.PrimaryReads, WindowReads: since(s.PrimaryReads, b.primaryReads)},
-		Replicas:       make([]StatusReplica, 0, len(s.Replicas)),
-		Routes:         []StatusRoute{},
+		MaxLagSeconds:  s.MaxLag.Seconds(), ReadmitLagSeconds: s.ReadmitLag.Seconds(),
+		Primary:  StatusPrimary{Name: h.p.cfg.PrimaryName, Reads: s.PrimaryReads, WindowReads: since(s.PrimaryReads, b.primaryReads)},
+		Replicas: make([]StatusReplica, 0, len(s.Replicas)),
+		Routes:   []StatusRoute{},
 		Sticky: StatusSticky{
 			Mode: s.Sticky.Mode.String(), Marks: s.Sticky.Marks, Notes: s.Sticky.Notes,
 			StickyReads: s.Routes[ReasonSticky], CausalReads: s.Routes[ReasonCausal],

@@ -178,6 +178,9 @@ func TestStatusJSON(t *testing.T) {
 	if rep.Policy != s.Policy || rep.ReadsToPrimary || !slices.Equal(rep.Drained, []string{"replica2"}) {
 		t.Errorf("policy %q, reads_to_primary %v, drained %v; want %q, false, [replica2]", rep.Policy, rep.ReadsToPrimary, rep.Drained, s.Policy)
 	}
+	if rep.MaxLagSeconds != s.MaxLag.Seconds() || rep.ReadmitLagSeconds != s.ReadmitLag.Seconds() || rep.MaxLagSeconds <= 0 {
+		t.Errorf("max_lag_seconds %v, readmit_lag_seconds %v; want Stats' %v, %v", rep.MaxLagSeconds, rep.ReadmitLagSeconds, s.MaxLag, s.ReadmitLag)
+	}
 	if rep.WindowSeconds <= 0 || rep.WindowSeconds > 60 {
 		t.Errorf("window %vs, want the time since the handler started", rep.WindowSeconds)
 	}

@@ -61,7 +61,7 @@ func (p *Plugin) watch(stop <-chan struct{}, done chan<- struct{}) {
 		}
 		if sampleErr != nil && !orphansLogged {
 			var names []string
-			for _, n := range p.nodes {
+			for _, n := range p.replicas().nodes {
 				if p.checker.ServesWithoutPrimary(n.idx) {
 					names = append(names, n.name)
 				}
@@ -77,8 +77,9 @@ func (p *Plugin) watch(stop <-chan struct{}, done chan<- struct{}) {
 // replicaStates returns "name=state" for each replica, with "drained" for
 // a drained one, for the log.
 func (p *Plugin) replicaStates() []string {
-	out := make([]string, len(p.nodes))
-	for i, n := range p.nodes {
+	nodes := p.replicas().nodes
+	out := make([]string, len(nodes))
+	for i, n := range nodes {
 		s := p.state.State(n.idx).String()
 		if n.drained.Load() {
 			s += ",drained"

@@ -36,7 +36,7 @@ func BenchmarkChecker(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer c.Close()
-	c.apply(c.reps[1], 0, Reading{Position: LSNPosition(1000), LagKnown: true})
+	c.apply(c.replica(1), 0, Reading{Position: LSNPosition(1000), LagKnown: true})
 	target := LSNPosition(900)
 	b.Run("State", func(b *testing.B) {
 		b.ReportAllocs()

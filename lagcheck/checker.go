@@ -86,7 +86,8 @@ type Status struct {
 // Checker measures each replica's replication lag and health in the
 // background, and decides which replicas may serve reads. Its readers
 // (State, Lag, LagNow, Covers) are lock-free. It owns its goroutines: Start
-// starts them, Close stops them and waits.
+// starts them, Close stops them and waits. Add and Remove change the
+// replicas while it runs, SetMaxLag its MaxLag.
 //
 // It holds one connection of each pool it was given (the primary's and
 // each replica's) for its probes, taken before the first probe and again
@@ -97,13 +98,14 @@ type Status struct {
 // Config.Timeout is an ErrPoolBusy reading, which neither evicts nor
 // readmits, and bounds no lag.
 type Checker struct {
-	cfg       Config // defaults applied
-	rules     rules
+	cfg       Config // defaults applied; MaxLag and ReadmitLag as New had them (see rules)
+	given     Config // as given to New: SetMaxLag defaults what it left zero
+	rules     atomic.Pointer[rules]
 	probe     Probe
-	positions Probe   // reads the primary's position for PrimaryPosition; may be nil
-	primary   *sql.DB // for PrimaryPosition and CommitPosition, which any goroutine may call
-	sampler   held    // the sample loop's connection to the primary
-	reps      []*replica
+	positions Probe                      // reads the primary's position for PrimaryPosition; may be nil
+	primary   *sql.DB                    // for PrimaryPosition and CommitPosition, which any goroutine may call
+	sampler   held                       // the sample loop's connection to the primary
+	reps      atomic.Pointer[[]*replica] // by index, nil once removed (see replicas)
 	hist      *history
 	hold      time.Duration // serverHold
 	notes     *notifier     // nil without OnStateChange and OnServerChange
@@ -115,7 +117,7 @@ type Checker struct {
 	ctx    context.Context // canceled by Close; every probe runs under it
 	cancel context.CancelFunc
 
-	mu        sync.Mutex // guards started, closed, and wg.Add against Close's wg.Wait
+	mu        sync.Mutex // guards started, closed, the stores to reps and rules, and wg.Add against Close's wg.Wait
 	started   bool
 	closed    bool
 	wg        sync.WaitGroup
@@ -129,6 +131,11 @@ type replica struct {
 	idx  int
 	name string
 	conn held // used only by the replica's loop (and Start's round)
+
+	ctx     context.Context // canceled by Close or Remove; its probes run under it
+	cancel  context.CancelFunc
+	looping bool          // its loop was started (guarded by Checker.mu)
+	done    chan struct{} // closed when its loop returns
 
 	wake      chan struct{} // a new round: probe (capacity 1, coalesces)
 	first     chan struct{} // closed after the first probe's result was applied
@@ -158,6 +165,7 @@ type replica struct {
 // apart with SELECT VERSION()); "mariadb" is accepted too. Any other
 // dialect needs Config.Probe or Config.Heartbeat. Errors wrap ErrConfig.
 func New(cfg Config, dialect string, primary *sql.DB, replicas []Target) (*Checker, error) {
+	given := cfg
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
@@ -172,7 +180,7 @@ func New(cfg Config, dialect string, primary *sql.DB, replicas []Target) (*Check
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Checker{
 		cfg:       cfg,
-		rules:     rulesOf(cfg),
+		given:     given,
 		probe:     explain(probe, cfg.Heartbeat),
 		positions: positions,
 		primary:   primary,
@@ -183,25 +191,35 @@ func New(cfg Config, dialect string, primary *sql.DB, replicas []Target) (*Check
 		cancel:    cancel,
 		closeDone: make(chan struct{}),
 	}
+	ru := rulesOf(cfg)
+	c.rules.Store(&ru)
 	if cfg.OnStateChange != nil || cfg.OnServerChange != nil {
 		c.notes = newNotifier()
 	}
+	reps := make([]*replica, 0, len(replicas))
 	for i, t := range replicas {
 		if t.DB == nil {
 			cancel()
 			return nil, fmt.Errorf("%w: replica %d (%q) has a nil *sql.DB", ErrConfig, i, t.Name)
 		}
-		name := t.Name
-		if name == "" {
-			name = fmt.Sprintf("replica%d", i)
-		}
-		r := &replica{idx: i, name: name, conn: held{pool: t.DB}, wake: make(chan struct{}, 1), first: make(chan struct{})}
-		r.lag.Store(-1)
-		r.fresh.Store(noFresh)
-		r.last.Behind = -1
-		c.reps = append(c.reps, r)
+		reps = append(reps, c.newReplica(i, t))
 	}
+	c.reps.Store(&reps)
 	return c, nil
+}
+
+// newReplica returns the replica at index i, watching t.
+func (c *Checker) newReplica(i int, t Target) *replica {
+	name := t.Name
+	if name == "" {
+		name = fmt.Sprintf("replica%d", i)
+	}
+	r := &replica{idx: i, name: name, conn: held{pool: t.DB}, wake: make(chan struct{}, 1), first: make(chan struct{}), done: make(chan struct{})}
+	r.ctx, r.cancel = context.WithCancel(c.ctx)
+	r.lag.Store(-1)
+	r.fresh.Store(noFresh)
+	r.last.Behind = -1
+	return r
 }
 
 // Start runs one probe round synchronously, so that a replica that is
@@ -211,14 +229,16 @@ func New(cfg Config, dialect string, primary *sql.DB, replicas []Target) (*Check
 // first call, after Close, or without replicas.
 func (c *Checker) Start(ctx context.Context) {
 	c.mu.Lock()
-	if c.started || c.closed || len(c.reps) == 0 {
+	reps := c.replicas()
+	if c.started || c.closed || c.Len() == 0 {
 		c.mu.Unlock()
 		return
 	}
 	c.started = true
-	for _, r := range c.reps {
-		c.wg.Add(1)
-		go c.replicaLoop(r)
+	for _, r := range reps {
+		if r != nil {
+			c.loop(r)
+		}
 	}
 	if c.notes != nil {
 		go c.notes.loop()
@@ -228,7 +248,10 @@ func (c *Checker) Start(ctx context.Context) {
 
 	c.round()
 	c.wg.Done()
-	for _, r := range c.reps {
+	for _, r := range reps {
+		if r == nil {
+			continue
+		}
 		select {
 		case <-r.first:
 		case <-ctx.Done():
@@ -257,8 +280,10 @@ func (c *Checker) Close() error {
 		c.cancel()
 		c.wg.Wait()
 		c.sampler.close()
-		for _, r := range c.reps {
-			r.conn.close()
+		for _, r := range c.replicas() {
+			if r != nil {
+				r.conn.close()
+			}
 		}
 		if c.notes != nil {
 			c.notes.stop(started)
@@ -320,7 +345,10 @@ func (c *Checker) round() {
 		t.Stop()
 		return
 	}
-	for _, r := range c.reps {
+	for _, r := range c.replicas() {
+		if r == nil {
+			continue
+		}
 		select {
 		case r.wake <- struct{}{}:
 		default:
@@ -334,13 +362,22 @@ func settleTime(interval time.Duration) time.Duration {
 	return min(max(interval/50, time.Millisecond), 10*time.Millisecond)
 }
 
-// replicaLoop probes one replica each time a round wakes it.
+// loop starts r's loop; c.mu must be held.
+func (c *Checker) loop(r *replica) {
+	c.wg.Add(1)
+	r.looping = true
+	go c.replicaLoop(r)
+}
+
+// replicaLoop probes one replica each time a round wakes it, until Close
+// or Remove.
 func (c *Checker) replicaLoop(r *replica) {
 	defer c.wg.Done()
+	defer close(r.done)
 	defer r.firstOnce.Do(func() { close(r.first) })
 	for {
 		select {
-		case <-c.ctx.Done():
+		case <-r.ctx.Done():
 			return
 		case <-r.wake:
 		}
@@ -356,14 +393,14 @@ func (c *Checker) probeReplica(r *replica) {
 	q, err := c.take(&r.conn)
 	start := time.Now()
 	if err == nil {
-		ctx, cancel := context.WithTimeout(withTarget(c.ctx, r.idx), c.cfg.Timeout)
+		ctx, cancel := context.WithTimeout(withTarget(r.ctx, r.idx), c.cfg.Timeout)
 		rep, err = c.probe.Replica(ctx, q, primary)
 		cancel()
 		r.conn.done(err)
 	}
 	end := time.Now()
-	if c.ctx.Err() != nil {
-		return // closing: the probe was canceled, not the replica's fault
+	if r.ctx.Err() != nil {
+		return // closing or removed: the probe was canceled, not the replica's fault
 	}
 	c.apply(r, gen, c.hist.estimate(rep, err, start, end))
 }
@@ -400,7 +437,8 @@ func (c *Checker) apply(r *replica, gen uint64, rd Reading) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	srv, rd := r.srv.observe(rd, c.hold)
-	h, tr := c.rules.step(r.h, c.rules.classify(rd), gen, rd.At)
+	ru := c.rules.Load()
+	h, tr := ru.step(r.h, ru.classify(rd), gen, rd.At)
 	if tr.dropped {
 		return
 	}
@@ -470,20 +508,20 @@ var errReported = errors.New("lagcheck: failure reported")
 // ReportFailure tells the Checker that a statement on replica i lost its
 // connection: the replica is evicted at once, whatever err is, and a probe
 // already in flight cannot readmit it. It is safe for concurrent use, does
-// no I/O, and does nothing for an index out of range.
+// no I/O, and does nothing for an index out of range or removed.
 func (c *Checker) ReportFailure(i int, err error) {
-	if i < 0 || i >= len(c.reps) {
+	r := c.replica(i)
+	if r == nil {
 		return
 	}
 	if err == nil {
 		err = errReported
 	}
-	r := c.reps[i]
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := time.Now()
 	r.h.gen++
-	h, tr := c.rules.step(r.h, fatal, r.h.gen, now)
+	h, tr := c.rules.Load().step(r.h, fatal, r.h.gen, now)
 	r.h = h
 	rd := Reading{Err: err, At: now, Behind: -1, Position: r.last.Position}
 	r.last = rd
@@ -493,23 +531,25 @@ func (c *Checker) ReportFailure(i int, err error) {
 	}
 }
 
-// State returns replica i's state; Evicted for an index out of range. It
-// is a single atomic load.
+// State returns replica i's state; Evicted for an index out of range or
+// removed. It is lock-free.
 func (c *Checker) State(i int) State {
-	if i < 0 || i >= len(c.reps) {
+	r := c.replica(i)
+	if r == nil {
 		return Evicted
 	}
-	return State(c.reps[i].state.Load())
+	return State(r.state.Load())
 }
 
 // Lag returns the last lag measured on replica i, an upper bound (see
 // Reading.Lag), and false when the last probe could not bound it (it
 // failed, or the primary could not be sampled). It is lock-free.
 func (c *Checker) Lag(i int) (time.Duration, bool) {
-	if i < 0 || i >= len(c.reps) {
+	r := c.replica(i)
+	if r == nil {
 		return 0, false
 	}
-	v := c.reps[i].lag.Load()
+	v := r.lag.Load()
 	if v < 0 {
 		return 0, false
 	}
@@ -524,10 +564,11 @@ func (c *Checker) Lag(i int) (time.Duration, bool) {
 // where it was, so LagNow keeps growing. It returns false only when no
 // probe has ever bounded the lag. It is lock-free and does not allocate.
 func (c *Checker) LagNow(i int) (time.Duration, bool) {
-	if i < 0 || i >= len(c.reps) {
+	r := c.replica(i)
+	if r == nil {
 		return 0, false
 	}
-	return c.reps[i].lagNow(int64(time.Since(epoch)))
+	return r.lagNow(int64(time.Since(epoch)))
 }
 
 // lagNow is LagNow at now, nanoseconds since epoch.
@@ -552,10 +593,10 @@ const noFresh = math.MinInt64
 // read on one says nothing of the others. It is lock-free and does not
 // allocate.
 func (c *Checker) Covers(i int, p Position) bool {
-	if i < 0 || i >= len(c.reps) {
+	r := c.replica(i)
+	if r == nil {
 		return false
 	}
-	r := c.reps[i]
 	pos := r.pos.Load()
 	return pos != nil && !r.several.Load() && pos.Covers(p)
 }
@@ -598,6 +639,8 @@ func (c *Checker) CommitPosition(ctx context.Context, q Querier) (Position, erro
 // with every default applied (MaxLag is never zero, for instance).
 func (c *Checker) Config() Config {
 	cfg := c.cfg
+	ru := c.rules.Load()
+	cfg.MaxLag, cfg.ReadmitLag = ru.maxLag, ru.readmitLag
 	if cfg.Heartbeat != nil {
 		h := *cfg.Heartbeat
 		cfg.Heartbeat = &h
@@ -605,15 +648,28 @@ func (c *Checker) Config() Config {
 	return cfg
 }
 
-// Len returns the number of replicas.
-func (c *Checker) Len() int { return len(c.reps) }
+// Len returns the number of replicas watched: those given to New and
+// added, less those removed.
+func (c *Checker) Len() int {
+	n := 0
+	for _, r := range c.replicas() {
+		if r != nil {
+			n++
+		}
+	}
+	return n
+}
 
-// Status returns a snapshot of every replica, in index order.
+// Status returns a snapshot of every replica watched, in index order
+// (Status.Index; a removed replica's index is skipped).
 func (c *Checker) Status() []Status {
-	out := make([]Status, len(c.reps))
-	for i, r := range c.reps {
+	out := make([]Status, 0, c.Len())
+	for i, r := range c.replicas() {
+		if r == nil {
+			continue
+		}
 		r.mu.Lock()
-		out[i] = Status{
+		out = append(out, Status{
 			Index:          i,
 			Name:           r.name,
 			State:          r.h.state,
@@ -631,7 +687,7 @@ func (c *Checker) Status() []Status {
 			Evictions:      r.h.evictions,
 			Readmissions:   r.h.readmissions,
 			Generation:     r.h.gen,
-		}
+		})
 		r.mu.Unlock()
 	}
 	return out
@@ -730,10 +786,10 @@ func (c *Checker) PrimaryErr() error {
 // docs/health.md ("The primary down") says more. It is lock-free and does
 // not allocate.
 func (c *Checker) ServesWithoutPrimary(i int) bool {
-	if !c.primaryDown.Load() || i < 0 || i >= len(c.reps) {
+	r := c.replica(i)
+	if !c.primaryDown.Load() || r == nil {
 		return false
 	}
-	r := c.reps[i]
 	if State(r.state.Load()) != Healthy || !r.disconnected.Load() {
 		return false
 	}
@@ -741,7 +797,10 @@ func (c *Checker) ServesWithoutPrimary(i int) bool {
 	if p == nil {
 		return false
 	}
-	for j, o := range c.reps {
+	for j, o := range c.replicas() {
+		if o == nil {
+			continue // removed
+		}
 		if q := o.pos.Load(); j != i && q != nil && !p.Covers(*q) {
 			return false
 		}

@@ -424,14 +424,21 @@ func TestCommitPosition(t *testing.T) {
 	}
 }
 
+// testChecker is a Checker over reps, for the tests of its readers.
+func testChecker(reps ...*replica) *Checker {
+	c := &Checker{}
+	c.reps.Store(&reps)
+	return c
+}
+
 func TestLagNowGrowsBetweenProbes(t *testing.T) {
-	c := &Checker{reps: []*replica{{}}}
-	c.reps[0].lag.Store(-1) // as New leaves them
-	c.reps[0].fresh.Store(noFresh)
+	c := testChecker(&replica{})
+	c.replica(0).lag.Store(-1) // as New leaves them
+	c.replica(0).fresh.Store(noFresh)
 	if _, ok := c.LagNow(0); ok {
 		t.Fatal("LagNow known before any reading")
 	}
-	c.reps[0].publish(Reading{Lag: 5 * time.Millisecond, LagKnown: true, At: time.Now().Add(-20 * time.Millisecond)})
+	c.replica(0).publish(Reading{Lag: 5 * time.Millisecond, LagKnown: true, At: time.Now().Add(-20 * time.Millisecond)})
 	got, ok := c.LagNow(0)
 	if !ok || got < 25*time.Millisecond || got > time.Second {
 		t.Fatalf("LagNow = %v, %v; want about 25ms (5ms lag measured 20ms ago)", got, ok)
@@ -510,7 +517,7 @@ func TestLagNowBound(t *testing.T) {
 			if got != tt.want.want || known != tt.want.known {
 				t.Errorf("lagNow at %dms = %v, %v; want %v, %v", tt.want.at, got, known, tt.want.want, tt.want.known)
 			}
-			c := &Checker{reps: []*replica{r}}
+			c := testChecker(r)
 			if lag, ok := c.Lag(0); lag != tt.wantLag || ok != tt.lagKnown {
 				t.Errorf("Lag = %v, %v; want %v, %v", lag, ok, tt.wantLag, tt.lagKnown)
 			}
@@ -528,7 +535,7 @@ func TestPoolBusy(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		cfg := Config{Interval: 10 * time.Millisecond, Timeout: 20 * time.Millisecond, MaxLag: time.Second}
 		c, f := newFakeChecker(t, cfg, 1)
-		pool := c.reps[0].conn.pool
+		pool := c.replica(0).conn.pool
 		pool.SetMaxOpenConns(1)
 		f.set(0, fakeReplica{lag: time.Millisecond})
 		c.Start(t.Context())

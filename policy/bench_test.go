@@ -9,7 +9,11 @@ import (
 // BenchmarkPick measures one Pick per iteration from parallel goroutines,
 // per policy and replica count. Pick must not allocate.
 func BenchmarkPick(b *testing.B) {
-	for _, pol := range builtins {
+	share := func() Policy { p, _ := PrimaryShare(Default(), 0.25); return p }
+	for _, pol := range append(builtins[:len(builtins):len(builtins)], struct {
+		name string
+		new  func() Policy
+	}{"primaryshare", share}) {
 		b.Run(pol.name, func(b *testing.B) {
 			for _, n := range []int{1, 2, 3, 8} {
 				b.Run(strconv.Itoa(n), func(b *testing.B) {

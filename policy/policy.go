@@ -3,8 +3,9 @@
 // A Policy builds an immutable Picker over the eligible replicas; the
 // plugin rebuilds it when that set changes and calls Pick once per read.
 // Per-replica Stats outlive rebuilds. The built-in policies are Random,
-// RoundRobin, Weighted, LeastInFlight and P2C (the Default); a custom one
-// implements Policy, or wraps a function in Func. docs/policies.md has the
+// RoundRobin, Weighted, LeastInFlight and P2C (the Default), and
+// PrimaryShare, which sends a share of the reads to the primary around any
+// of them; a custom one implements Policy, or wraps a function in Func. docs/policies.md has the
 // design notes.
 package policy
 
@@ -38,8 +39,9 @@ type Policy interface {
 // Picker chooses the replica for one read.
 type Picker interface {
 	// Pick returns the index, in the slice given to NewPicker, of the
-	// replica that should serve the next read, or -1 if there is none. It
-	// must not block or allocate, and must be safe for concurrent use.
+	// replica that should serve the next read, -1 if there is none, or
+	// Primary to have the primary serve it. It must not block or
+	// allocate, and must be safe for concurrent use.
 	Pick(ctx context.Context) int
 }
 

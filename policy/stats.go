@@ -93,6 +93,10 @@ func (s *Stats) ResetLatency() {
 	s.ewma.Store(0)
 }
 
+// Cancel records that the statement Start counted did not run after all:
+// InFlight is as it was before Start, and nothing else is counted.
+func (s *Stats) Cancel() { s.inflight.Add(-1) }
+
 // InFlight returns the number of statements running on the replica: Start
 // calls not yet matched by Done.
 func (s *Stats) InFlight() int64 { return s.inflight.Load() }

@@ -27,6 +27,8 @@ func newDesc(name, help string, kind prometheus.ValueType, labels ...string) des
 var (
 	routes      = newDesc("routes_total", "Statements routed, by reason (see rwsplit.Reason); retries and fallbacks to the primary have reasons of their own.", prometheus.CounterValue, "reason")
 	readsToPrim = newDesc("reads_to_primary", "1 while the operator switch SetReadsToPrimary is on.", prometheus.GaugeValue)
+	maxLag      = newDesc("max_lag_seconds", "The lag above which replicas stop serving reads: Lag.MaxLag, or what SetMaxLag set last.", prometheus.GaugeValue)
+	readmitLag  = newDesc("readmit_lag_seconds", "The lag an evicted replica must be at or below to serve reads again.", prometheus.GaugeValue)
 	eligible    = newDesc("replica_eligible", "1 while the replica may serve reads.", prometheus.GaugeValue, "replica")
 	drained     = newDesc("replica_drained", "1 while the replica is drained.", prometheus.GaugeValue, "replica")
 	state       = newDesc("replica_state", "1 for the replica's health state, 0 for the others.", prometheus.GaugeValue, "replica", "state")
@@ -50,7 +52,7 @@ var (
 	storeSkips  = newDesc("sticky_store_skipped_total", "Keyed reads sent to the primary without asking the store, during its backoff.", prometheus.CounterValue)
 	storeRetry  = newDesc("sticky_store_retries_total", "Retries of store writes that failed.", prometheus.CounterValue)
 
-	all = []desc{routes, readsToPrim, eligible, drained, state, lag, lagKnown, evictions, readmits,
+	all = []desc{routes, readsToPrim, maxLag, readmitLag, eligible, drained, state, lag, lagKnown, evictions, readmits,
 		served, failed, inFlight, latency, poolOpen, poolInUse, poolIdle, poolMax, poolWaits, poolWaitSec,
 		marks, notes, storeErrs, storeSkips, storeRetry}
 
@@ -80,6 +82,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		emit(routes, float64(n), r.String())
 	}
 	emit(readsToPrim, b2f(s.ReadsToPrimary))
+	emit(maxLag, s.MaxLag.Seconds())
+	emit(readmitLag, s.ReadmitLag.Seconds())
 	for _, r := range s.Replicas {
 		emit(eligible, b2f(r.Eligible), r.Name)
 		emit(drained, b2f(r.Drained), r.Name)

@@ -62,6 +62,7 @@ func TestScrape(t *testing.T) {
 	}
 	dbtest.Must(t, p.Drain("replica2"))
 	p.SetReadsToPrimary(true)
+	dbtest.Must(t, p.SetMaxLag(1500*time.Millisecond))
 
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(rwsplitprom.NewCollector(p))
@@ -93,6 +94,8 @@ func TestScrape(t *testing.T) {
 		{`rwsplit_routes_total{reason="read"}`, func(v float64) bool { return v >= 20 }},
 		{`rwsplit_routes_total{reason="migrator"}`, func(v float64) bool { return v >= 1 }},
 		{`rwsplit_reads_to_primary`, func(v float64) bool { return v == 1 }},
+		{`rwsplit_max_lag_seconds`, func(v float64) bool { return v == 1.5 }},
+		{`rwsplit_readmit_lag_seconds`, func(v float64) bool { return v == 0.75 }},
 		{`rwsplit_replica_drained{replica="replica2"}`, func(v float64) bool { return v == 1 }},
 		{`rwsplit_replica_drained{replica="replica1"}`, func(v float64) bool { return v == 0 }},
 		{`rwsplit_replica_eligible{replica="replica1"}`, func(v float64) bool { return v == 1 }},
