@@ -36,6 +36,7 @@ type loadSample struct {
 type procTicks struct {
 	comm  string
 	ppid  int
+	start int64 // start time since boot, in ticks: tells a reused pid apart
 	ticks int64
 }
 
@@ -84,7 +85,9 @@ func (m *loadMon) add(now time.Time, span time.Duration, cur map[int]procTicks) 
 	s := loadSample{at: now, span: span, others: map[string]float64{}}
 	for pid, p := range cur {
 		d := p.ticks
-		if old, ok := m.prev[pid]; ok && old.comm == p.comm {
+		// A kernel worker renames itself after the queue it serves: compare
+		// start times, not names, to tell a new process from an old one.
+		if old, ok := m.prev[pid]; ok && old.start == p.start {
 			d -= old.ticks
 		}
 		if d <= 0 {
@@ -174,14 +177,16 @@ func readProcs() map[int]procTicks {
 		}
 		comm := s[open+1 : close]
 		f := strings.Fields(s[close+1:])
-		// f[0] state, f[1] ppid, ... f[11] utime, f[12] stime (fields 14, 15 of stat)
-		if len(f) < 13 {
+		// f[0] state, f[1] ppid, ... f[11] utime, f[12] stime, f[19] starttime
+		// (fields 3, 4, 14, 15 and 22 of stat)
+		if len(f) < 20 {
 			continue
 		}
 		ppid, _ := strconv.Atoi(f[1])
 		ut, _ := strconv.ParseInt(f[11], 10, 64)
 		st, _ := strconv.ParseInt(f[12], 10, 64)
-		out[pid] = procTicks{comm: comm, ppid: ppid, ticks: ut + st}
+		start, _ := strconv.ParseInt(f[19], 10, 64)
+		out[pid] = procTicks{comm: comm, ppid: ppid, start: start, ticks: ut + st}
 	}
 	return out
 }
