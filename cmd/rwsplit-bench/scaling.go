@@ -365,7 +365,8 @@ func scaleAt(ctx context.Context, b *bench, w *sectionWriter, sc *scaleCluster, 
 		}
 	}
 	if len(cpuBound) > 0 {
-		w.p("**The CPU was the limit** at N = %s here: the machine's median idle CPU during those measurements was below 10%%, so the replicas' capacity was not reached and the efficiencies measure the 2 cores, not the policies.", strings.Join(cpuBound, ", "))
+		w.p("**The CPU may have been the limit** at N = %s here: the machine's median idle CPU during those measurements was below 10%% (this run's work and other processes': see the load line). "+
+			"Where the throughput falls short of N × one replica there, it measures the 2 cores, not the policies.", strings.Join(cpuBound, ", "))
 	} else {
 		w.p("The machine kept idle CPU (median at least 10%%) at every N: the replicas' capacity, not the CPU, was the limit.")
 	}
