@@ -31,6 +31,7 @@ type Stats struct {
 	ewma     atomic.Int64 // latency average, nanoseconds
 	stamp    atomic.Int64 // nanotime of the last Done; 0: none yet
 	probed   atomic.Int64 // nanotime of P2C's last probe; 0: never
+	reset    atomic.Int64 // nanotime of the last ResetLatency; 0: never
 	hist     latencyHist
 }
 
@@ -53,6 +54,9 @@ func (s *Stats) Done(start int64, failed bool) {
 	if failed {
 		s.failed.Add(1)
 		lat = max(lat, int64(failPenalty))
+	}
+	if r := s.reset.Load(); r != 0 && start < r {
+		return // begun before ResetLatency: it measured the replica as it was
 	}
 	s.observe(now, lat)
 }
@@ -80,10 +84,11 @@ func (s *Stats) observe(now, lat int64) {
 	}
 }
 
-// ResetLatency forgets the latency history, so that the next statement to
-// finish sets Latency afresh. The plugin calls it when a replica returns to
-// service.
+// ResetLatency forgets the latency history, so that the next statement
+// begun after it sets Latency afresh; statements begun before it no longer
+// count in Latency. The plugin calls it when a replica returns to service.
 func (s *Stats) ResetLatency() {
+	s.reset.Store(nanotime())
 	s.stamp.Store(0)
 	s.ewma.Store(0)
 }

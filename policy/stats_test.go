@@ -224,3 +224,29 @@ func TestStatsResetLatency(t *testing.T) {
 		t.Fatalf("counters changed: served %d failed %d", s.Served(), s.Failed())
 	}
 }
+
+// A statement begun before ResetLatency (one that hung on the replica
+// before it was taken out of service) does not set the fresh Latency when
+// it finishes after it; one begun after does.
+func TestStatsResetLatencyIgnoresEarlierStatements(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var s Stats
+		hung := s.Start()
+		time.Sleep(time.Second)
+		s.ResetLatency()
+		time.Sleep(10 * time.Millisecond)
+		s.Done(hung, false)
+		if got := s.Latency(); got != 0 {
+			t.Fatalf("Latency after a statement begun before the reset = %v, want 0", got)
+		}
+		if s.InFlight() != 0 || s.Served() != 1 {
+			t.Fatalf("counters: in flight %d, served %d; want 0, 1", s.InFlight(), s.Served())
+		}
+		fresh := s.Start()
+		time.Sleep(2 * time.Millisecond)
+		s.Done(fresh, false)
+		if got, want := s.Latency(), 2*time.Millisecond; got != want {
+			t.Fatalf("Latency after a statement begun after the reset = %v, want %v", got, want)
+		}
+	})
+}

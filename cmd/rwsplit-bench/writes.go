@@ -1,0 +1,332 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/rwsplit/rwsplit"
+	"github.com/rwsplit/rwsplit/internal/testdb"
+)
+
+// benchPost is what the write workloads insert and read back.
+type benchPost struct {
+	ID     int64
+	Author string
+	Body   string
+}
+
+func (benchPost) TableName() string { return "bench_posts" }
+
+// writeCluster is one cluster of the writes section, with its three
+// configurations.
+type writeCluster struct {
+	f        flavor
+	topo     *topology
+	setups   []*setup // plain GORM, dbresolver, rwsplit
+	delay    func(context.Context, time.Duration) error
+	caughtUp func(context.Context) error
+	delayFor time.Duration // what the delayed case sets
+	delayTxt string
+	closeFn  func()
+}
+
+func startWriteCluster(ctx context.Context, f flavor) (*writeCluster, error) {
+	startCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	wc := &writeCluster{f: f}
+	switch f.name {
+	case pgFlavor.name:
+		cl, err := testdb.StartPostgres(startCtx, 2, nil)
+		if err != nil {
+			return nil, err
+		}
+		wc.topo = &topology{f: f, primary: pgNode(cl.Primary, nil), replicas: []node{pgNode(cl.Replicas[0], nil), pgNode(cl.Replicas[1], nil)}}
+		wc.delay = cl.Replicas[0].SetApplyDelay
+		wc.caughtUp = cl.WaitCaughtUp
+		wc.delayFor, wc.delayTxt = 200*time.Millisecond, "replica1 applies each commit 200 ms late (`recovery_min_apply_delay`)"
+		wc.closeFn = func() { cl.Close() }
+	default:
+		cl, err := testdb.StartMariaDB(startCtx, 2, nil)
+		if err != nil {
+			return nil, err
+		}
+		wc.topo = &topology{f: f, primary: mariaNode(cl.Primary, nil), replicas: []node{mariaNode(cl.Replicas[0], nil), mariaNode(cl.Replicas[1], nil)}}
+		wc.delay = cl.Replicas[0].SetDelay
+		wc.caughtUp = cl.WaitCaughtUp
+		wc.delayFor, wc.delayTxt = 200*time.Millisecond, "replica1 applies each event 1 s late (`MASTER_DELAY` counts whole seconds: 200 ms rounds up to 1 s)"
+		wc.closeFn = func() { cl.Close() }
+	}
+	plain, err := openPlain(wc.topo)
+	if err != nil {
+		wc.close()
+		return nil, err
+	}
+	wc.setups = append(wc.setups, plain)
+	if err := plain.db.WithContext(ctx).Migrator().DropTable(&benchPost{}); err != nil {
+		wc.close()
+		return nil, err
+	}
+	if err := plain.db.WithContext(ctx).AutoMigrate(&benchPost{}); err != nil {
+		wc.close()
+		return nil, err
+	}
+	if err := wc.caughtUp(ctx); err != nil {
+		wc.close()
+		return nil, err
+	}
+	dbr, err := openDBResolver(wc.topo, wc.topo.replicas)
+	if err != nil {
+		wc.close()
+		return nil, err
+	}
+	wc.setups = append(wc.setups, dbr)
+	split, err := openRWSplit(wc.topo, wc.topo.replicas, rwsplit.Config{})
+	if err != nil {
+		wc.close()
+		return nil, err
+	}
+	wc.setups = append(wc.setups, split)
+	if err := waitEligible(ctx, split, 10*time.Second); err != nil {
+		wc.close()
+		return nil, err
+	}
+	return wc, nil
+}
+
+func (wc *writeCluster) close() {
+	for _, s := range wc.setups {
+		s.close()
+	}
+	wc.closeFn()
+}
+
+// readPost reads post id with the port of the server that answered.
+func readPost(ctx context.Context, db *gorm.DB, f flavor, id int64) (port int, found bool, err error) {
+	var out struct {
+		ID   int64
+		Port int
+	}
+	err = db.WithContext(ctx).Model(&benchPost{}).Select("id, "+f.portExpr+" AS port").Where("id = ?", id).Take(&out).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return 0, false, nil
+	}
+	return out.Port, err == nil, err
+}
+
+func insertPost(ctx context.Context, db *gorm.DB, user string) (int64, error) {
+	p := benchPost{Author: user, Body: "hello"}
+	err := db.WithContext(ctx).Create(&p).Error
+	return p.ID, err
+}
+
+func runWrites(ctx context.Context, b *bench, w *sectionWriter) error {
+	w.p("Each cluster: a primary and 2 replicas, no proxy. *plain GORM* writes and reads on the primary; *dbresolver* is set up as its README does; " +
+		"*rwsplit* runs with its defaults (causal read-your-writes: a write by a user, `rwsplit.WithUser(ctx, key)`, marks the user until a replica has replayed it). " +
+		"Every insert goes through GORM's default transaction in every configuration.")
+	for _, f := range []flavor{pgFlavor, mariaFlavor} {
+		log.Printf("writes: %s", f.name)
+		wc, err := startWriteCluster(ctx, f)
+		if err != nil {
+			return fmt.Errorf("%s: %w", f.name, err)
+		}
+		err = writesOn(ctx, b, w, wc)
+		wc.close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", f.name, err)
+		}
+	}
+	return nil
+}
+
+func writesOn(ctx context.Context, b *bench, w *sectionWriter, wc *writeCluster) error {
+	o := b.o
+	plain, dbr, split := wc.setups[0], wc.setups[1], wc.setups[2]
+	w.p("### %s", wc.f.name)
+
+	// 1. Keyed-write cost, paired.
+	type op struct {
+		name string
+		db   *gorm.DB
+		user bool
+	}
+	ops := []op{{"plain GORM", plain.db, false}, {"dbresolver", dbr.db, false}, {"rwsplit, no user", split.db, false}, {"rwsplit, keyed (user)", split.db, true}}
+	lat := make([][]time.Duration, len(ops))
+	for i := range o.writePairs {
+		for k := range ops {
+			j := (i + k) % len(ops)
+			c := ctx
+			if ops[j].user {
+				c = rwsplit.WithUser(ctx, "writer-"+strconv.Itoa(i%50))
+			}
+			start := time.Now()
+			if _, err := insertPost(c, ops[j].db, "w"); err != nil {
+				return err
+			}
+			lat[j] = append(lat[j], time.Since(start))
+		}
+	}
+	var diffs []float64 // keyed − unkeyed, per iteration
+	for i := range lat[2] {
+		diffs = append(diffs, float64(lat[3][i]-lat[2][i]))
+	}
+	var rows [][]string
+	base := quantile(sortedDurations(lat[0]), 0.5)
+	for j, op := range ops {
+		s := sortedDurations(lat[j])
+		p50 := quantile(s, 0.5)
+		rows = append(rows, []string{op.name, ms(p50), ms(quantile(s, 0.99)), fmt.Sprintf("%+.1f%%", 100*(float64(p50)/float64(base)-1))})
+	}
+	w.p("**Write cost.** %d iterations; each makes one insert through each of the four, in a rotating order. "+
+		"*keyed* inserts run with a user in the context, so rwsplit marks the user (by default it asks the primary for its position after the commit).", o.writePairs)
+	w.table([]string{"insert through", "p50", "p99", "p50 against plain GORM"}, rows)
+	unkeyed := quantile(sortedDurations(lat[2]), 0.5)
+	w.p("Keyed against unkeyed through rwsplit, paired per iteration: median difference %s (%+.1f%% of the unkeyed p50 %s).",
+		signedMs(time.Duration(median(diffs))), 100*median(diffs)/float64(unkeyed), ms(unkeyed))
+
+	// 2. Read-your-writes misses, healthy and with a delayed replica.
+	var rywRows [][]string
+	for _, delayed := range []bool{false, true} {
+		if delayed {
+			if err := wc.delay(ctx, wc.delayFor); err != nil {
+				return err
+			}
+		}
+		misses := make([]int, len(wc.setups))
+		onReplica := make([]int, len(wc.setups))
+		for i := range o.rywRounds {
+			user := "user-" + strconv.Itoa(i%50)
+			c := rwsplit.WithUser(ctx, user)
+			for k := range wc.setups {
+				j := (i + k) % len(wc.setups)
+				id, err := insertPost(c, wc.setups[j].db, user)
+				if err != nil {
+					return err
+				}
+				port, found, err := readPost(c, wc.setups[j].db, wc.f, id)
+				if err != nil {
+					return err
+				}
+				if !found {
+					misses[j]++
+				}
+				if found && port != wc.topo.primary.port || !found {
+					onReplica[j]++ // a miss can only come from a replica
+				}
+			}
+		}
+		if delayed {
+			if err := wc.delay(ctx, 0); err != nil {
+				return err
+			}
+			if err := wc.caughtUp(ctx); err != nil {
+				return err
+			}
+		}
+		cond := "healthy"
+		if delayed {
+			cond = wc.delayTxt
+		}
+		for j, s := range wc.setups {
+			rywRows = append(rywRows, []string{cond, s.name, fmt.Sprintf("%d of %d (%.1f%%)", misses[j], o.rywRounds, pct(misses[j], o.rywRounds)),
+				fmt.Sprintf("%.1f%%", pct(onReplica[j], o.rywRounds))})
+		}
+		if err := waitEligible(ctx, split, 15*time.Second); err != nil {
+			return err
+		}
+	}
+	w.p("**Read-your-writes.** %d rounds per case: a user inserts a row and reads it back by primary key at once, with the user in the context; the configurations take turns. "+
+		"A miss is a read that did not find the row just written. *Reads on replicas* counts the reads the replicas answered (by the server's port in the answer).", o.rywRounds)
+	w.table([]string{"case", "configuration", "misses", "reads on replicas"}, rywRows)
+
+	// 3. Time back to replicas after a write.
+	var backRows [][]string
+	for _, s := range []*setup{dbr, split} {
+		back, missed, err := timeBack(ctx, s, wc, o.backSamples)
+		if err != nil {
+			return err
+		}
+		sorted := sortedDurations(back)
+		backRows = append(backRows, []string{s.name, fmt.Sprint(len(back)), ms(quantile(sorted, 0.5)), ms(quantile(sorted, 0.99)), ms(sorted[len(sorted)-1]),
+			fmt.Sprintf("%d (%.1f%%)", missed, pct(missed, len(back)))})
+	}
+	backRows = append(backRows, []string{"plain GORM", "—", "never: every read is on the primary", "", "", "0"})
+	w.p("**Time back to replicas.** %d samples, 8 users at a time: a user inserts a row, then reads it back every millisecond until a replica answers (by the server's port); "+
+		"the time runs from the insert's return to the end of that first replica read. *first replica read missed* counts first replica reads that did not find the row.", o.backSamples)
+	w.table([]string{"configuration", "samples", "p50", "p99", "max", "first replica read missed"}, backRows)
+	return nil
+}
+
+func signedMs(d time.Duration) string {
+	if d < 0 {
+		return "−" + ms(-d)
+	}
+	return "+" + ms(d)
+}
+
+// timeBack measures, n times, how long after a keyed write the user's
+// reads are served by a replica again.
+func timeBack(ctx context.Context, s *setup, wc *writeCluster, n int) (back []time.Duration, missed int, err error) {
+	var mu sync.Mutex
+	var firstErr error
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for u := range 8 {
+		wg.Go(func() {
+			user := "back-" + strconv.Itoa(u)
+			c := rwsplit.WithUser(ctx, user)
+			for range next {
+				id, err := insertPost(c, s.db, user)
+				if err != nil {
+					mu.Lock()
+					firstErr = errors.Join(firstErr, err)
+					mu.Unlock()
+					continue
+				}
+				t0 := time.Now()
+				for time.Since(t0) < 10*time.Second {
+					port, found, err := readPost(c, s.db, wc.f, id)
+					if err != nil {
+						mu.Lock()
+						firstErr = errors.Join(firstErr, err)
+						mu.Unlock()
+						break
+					}
+					if !found || port != wc.topo.primary.port {
+						mu.Lock()
+						back = append(back, time.Since(t0))
+						if !found {
+							missed++
+						}
+						mu.Unlock()
+						break
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
+		})
+	}
+	for i := range n {
+		if ctx.Err() != nil {
+			break
+		}
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if firstErr != nil {
+		return nil, 0, firstErr
+	}
+	if len(back) == 0 {
+		return nil, 0, fmt.Errorf("%s: no read reached a replica", s.name)
+	}
+	slices.Sort(back)
+	return back, missed, ctx.Err()
+}
