@@ -213,6 +213,17 @@ func TestAddRemoveReplica(t *testing.T) {
 			t.Errorf("with no replica: Replicas %v, no-replica routes %d", replicaNames(s), s.Routes[rwsplit.ReasonNoReplica])
 		}
 		noErr(t, c.Plugin.AddReplica(rwsplit.Replica{Name: "replica1", Dialector: pgDialector(pg.Replicas[0].OpenDB(c.rec))}))
+		// AddReplica returns after a probe that bounds the lag, or that
+		// evicted the replica: on a loaded machine the first probe may
+		// time out, and readmission takes ReadmitAfter more. Wait for it
+		// to be eligible (the event), then every read must be there.
+		deadline := time.Now().Add(10 * time.Second)
+		for !c.Plugin.Stats().Replicas[0].Eligible {
+			if time.Now().After(deadline) {
+				t.Fatalf("replica1 added again, not eligible after 10s: %+v", c.Plugin.Stats().Replicas[0].Health)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 		if nodes := fgReads(t, c); !allOn(nodes, func(n string) bool { return n == "replica1" }) {
 			t.Errorf("replica1 added again, reads ran on %v", nodes)
 		}
