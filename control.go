@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/rwsplit/rwsplit/internal/connerr"
 	"github.com/rwsplit/rwsplit/lagcheck"
 )
 
@@ -151,15 +152,23 @@ func (p *Plugin) AddReplica(r Replica) error {
 	return nil
 }
 
-// settle waits, until ctx ends, for the checker to have bounded the lag of
-// replica idx or evicted it. The first probe may have bounded nothing: a
-// new pool's first connection that takes longer than Lag.Timeout to open
-// reads as lagcheck.ErrPoolBusy, and the next round probes again.
+// settle waits, until ctx ends, for a probe of replica idx that tells
+// what the server is: one that bounded its lag, or one that evicted it
+// for an answer (a misconfiguration, a refused connection, a lag over
+// MaxLag). A probe that timed out, or waited for a connection of a busy
+// pool (lagcheck.ErrPoolBusy, as a new pool's slow first connection
+// reads), tells nothing: the first such reading evicts a new replica
+// (lagcheck's start-up rule), but AddReplica must still see the next
+// probe's answer before it admits a server it has not identified, such as
+// the primary itself.
 func (p *Plugin) settle(ctx context.Context, idx int) {
 	t := time.NewTicker(quiesceEvery)
 	defer t.Stop()
 	for {
-		if _, known := p.state.LagNow(idx); known || p.state.State(idx) != lagcheck.Healthy {
+		if _, known := p.state.LagNow(idx); known {
+			return
+		}
+		if p.state.State(idx) != lagcheck.Healthy && !p.inconclusive(idx) {
 			return
 		}
 		select {
@@ -168,6 +177,17 @@ func (p *Plugin) settle(ctx context.Context, idx int) {
 		case <-t.C:
 		}
 	}
+}
+
+// inconclusive reports whether replica idx's last probe ended without an
+// answer from its server: it timed out or waited for a pool connection.
+func (p *Plugin) inconclusive(idx int) bool {
+	for _, s := range p.checker.Status() {
+		if s.Index == idx {
+			return errors.Is(s.LastErr, lagcheck.ErrPoolBusy) || connerr.IsTimeout(s.LastErr)
+		}
+	}
+	return false
 }
 
 // RemoveTimeout bounds how long RemoveReplica waits for the statements and

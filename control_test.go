@@ -1,15 +1,23 @@
 package rwsplit_test
 
 import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 
 	"github.com/rwsplit/rwsplit"
+	"github.com/rwsplit/rwsplit/internal/fakedb"
+	"github.com/rwsplit/rwsplit/lagcheck"
 	"github.com/rwsplit/rwsplit/policy"
 )
 
@@ -114,4 +122,60 @@ func TestOperatorControls(t *testing.T) {
 			}
 		}
 	})
+}
+
+// imposterProbe answers like freshProbe for every server but the one
+// whose fakedb rows name "imposter": its first probe times out, and the
+// next ones say it is not a replica, as the primary's would.
+type imposterProbe struct {
+	lagcheck.Probe // rwsplit.FreshProbe
+	timedOut atomic.Bool
+}
+
+func (p *imposterProbe) Replica(ctx context.Context, db lagcheck.DB, at lagcheck.Position) (lagcheck.Replay, error) {
+	var (
+		id   int64
+		name string
+		ts   time.Time
+	)
+	if err := db.QueryRowContext(ctx, "SELECT id, name, created_at").Scan(&id, &name, &ts); err != nil {
+		return lagcheck.Replay{}, err
+	}
+	if name != "imposter" {
+		return p.Probe.Replica(ctx, db, at)
+	}
+	if !p.timedOut.Swap(true) {
+		return lagcheck.Replay{}, context.DeadlineExceeded
+	}
+	return lagcheck.Replay{}, fmt.Errorf("%w: pg_is_in_recovery() is false", lagcheck.ErrNotReplica)
+}
+
+// TestAddReplicaWaitsForAnAnswer: a new replica's first probe timed out,
+// which evicts it (lagcheck's first-reading rule) but says nothing of what
+// the server is. AddReplica waits for the next probe, which says the
+// server is not a replica, and refuses it. (A CI run under load added the
+// primary when AddReplica returned on the timeout's eviction.)
+func TestAddReplicaWaitsForAnAnswer(t *testing.T) {
+	db, _ := openFake(t)
+	r1, _ := fakeDialector(t)
+	probe := &imposterProbe{Probe: rwsplit.FreshProbe}
+	cfg := rwsplit.Config{Replicas: []rwsplit.Replica{{Name: "r1", Dialector: r1}}}
+	cfg.Lag.Probe, cfg.Lag.Interval = probe, 20*time.Millisecond
+	p := rwsplit.New(cfg)
+	noErr(t, db.Use(p))
+	t.Cleanup(func() { p.Close() })
+
+	c := &fakedb.Connector{Columns: []string{"id", "name", "created_at"}, Row: []driver.Value{int64(1), "imposter", time.Unix(0, 0)}}
+	sqlDB := sql.OpenDB(c)
+	t.Cleanup(func() { sqlDB.Close() })
+	err := p.AddReplica(rwsplit.Replica{Name: "imposter", Dialector: postgres.New(postgres.Config{Conn: sqlDB})})
+	if !probe.timedOut.Load() {
+		t.Fatal("the imposter's first probe never ran")
+	}
+	if !errors.Is(err, rwsplit.ErrConfig) || !errors.Is(err, lagcheck.ErrNotReplica) {
+		t.Errorf("AddReplica after a timed-out probe = %v, want ErrConfig and lagcheck.ErrNotReplica", err)
+	}
+	if got := replicaNames(p.Stats()); !slices.Equal(got, []string{"r1"}) {
+		t.Errorf("Stats.Replicas = %v, want [r1]", got)
+	}
 }
