@@ -129,7 +129,7 @@ func TestOperatorControls(t *testing.T) {
 // next ones say it is not a replica, as the primary's would.
 type imposterProbe struct {
 	lagcheck.Probe // rwsplit.FreshProbe
-	timedOut atomic.Bool
+	timedOut       atomic.Bool
 }
 
 func (p *imposterProbe) Replica(ctx context.Context, db lagcheck.DB, at lagcheck.Position) (lagcheck.Replay, error) {
