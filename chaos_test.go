@@ -350,6 +350,10 @@ type op struct {
 	retried atomic.Bool  // OnRoute reported a retry after a connection error
 	writes  atomic.Int32 // write statements the driver ran for it
 	node    atomic.Value // string: where OnRoute last sent it
+	// answered is the node whose driver last ran one of its statements
+	// without error ("" after one that failed): a read whose rows then
+	// fail was answered, and its rows were the caller's.
+	answered atomic.Value
 }
 
 type opKey struct{}
@@ -361,6 +365,11 @@ func opOf(ctx context.Context) *op {
 
 func (o *op) nodeName() string {
 	s, _ := o.node.Load().(string)
+	return s
+}
+
+func (o *op) answeredBy() string {
+	s, _ := o.answered.Load().(string)
 	return s
 }
 
@@ -463,9 +472,16 @@ func (r *chaosRun) countErr(class string, err error) {
 }
 
 // observe sees every statement at the driver (testdb.Recorder.Observe).
-func (r *chaosRun) observe(ctx context.Context, e testdb.Exec, _ error) {
+func (r *chaosRun) observe(ctx context.Context, e testdb.Exec, err error) {
 	ni, kind := nodeIndex(e.Node), sqlKindOf(e.SQL)
 	r.stmts[ni][kind].Add(1)
+	if o := opOf(ctx); o != nil {
+		node := e.Node
+		if err != nil {
+			node = ""
+		}
+		o.answered.Store(node)
+	}
 	if kind != kindWrite {
 		return
 	}
@@ -996,6 +1012,14 @@ func (r *chaosRun) classify(ctx context.Context, o *op, err error) {
 		return
 	case !o.tx && o.retried.Load() && connerr.Is(err) && r.overlaps(o.start, end, func(w *faultWindow) bool { return w.crash && w.target == node }):
 		r.countErr("a read served again after a connection error, on a replica that crashed too (never twice: docs/routing.md)", err)
+		return
+	case !o.tx && connerr.Is(err) && isReplica(node) && o.answeredBy() == node && r.overlaps(o.start, end, func(w *faultWindow) bool { return w.crash && w.target == node }):
+		// The driver's query returned without error on that replica, so
+		// the error came from reading the rows the caller already had
+		// (GORM's Scan reads them after Rows returns), as the replica
+		// crashed. A read is served again only before any row reached
+		// the caller (docs/guide.md, "Health and lag").
+		r.countErr("a replica that crashed after it answered, while the caller read the rows (never retried: the rows were the caller's)", err)
 		return
 	}
 	r.countErr(fmt.Sprintf("UNDOCUMENTED: %s", o.kind), err)

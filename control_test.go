@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -177,5 +178,51 @@ func TestAddReplicaWaitsForAnAnswer(t *testing.T) {
 	}
 	if got := replicaNames(p.Stats()); !slices.Equal(got, []string{"r1"}) {
 		t.Errorf("Stats.Replicas = %v, want [r1]", got)
+	}
+}
+
+// TestRowsErrorNotRetried: a replica that answered a read and then failed
+// while the caller read the rows (a crash after the reply began: the
+// chaos test met one as io.ErrUnexpectedEOF) gives the caller the error.
+// The read is not served again: its rows were already the caller's.
+func TestRowsErrorNotRetried(t *testing.T) {
+	db, primary := openFake(t)
+	dead := &fakedb.Connector{Columns: []string{"id", "name", "created_at"}, RowsErr: io.ErrUnexpectedEOF}
+	deadDB := sql.OpenDB(dead)
+	t.Cleanup(func() { deadDB.Close() })
+	other, otherC := fakeDialector(t)
+	cfg := rwsplit.Config{Replicas: []rwsplit.Replica{
+		{Name: "dying", Dialector: postgres.New(postgres.Config{Conn: deadDB})},
+		{Name: "other", Dialector: other},
+	}}
+	cfg.Lag.Probe = rwsplit.FreshProbe
+	p := rwsplit.New(cfg)
+	noErr(t, db.Use(p))
+	t.Cleanup(func() { p.Close() })
+	before := [3]int64{primary.Queries.Load(), dead.Queries.Load(), otherC.Queries.Load()}
+	for _, read := range []struct {
+		name string
+		run  func(*gorm.DB) error
+	}{
+		{"Raw Scan", func(db *gorm.DB) error {
+			var n int64
+			return db.Raw("SELECT id FROM users WHERE id = ?", 1).Scan(&n).Error
+		}},
+		{"First", func(db *gorm.DB) error {
+			var u benchUser
+			return db.First(&u, 1).Error
+		}},
+	} {
+		err := read.run(db.Clauses(rwsplit.Replica{Name: "dying"}))
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Errorf("%s: %v, want io.ErrUnexpectedEOF", read.name, err)
+		}
+	}
+	got := [3]int64{primary.Queries.Load() - before[0], dead.Queries.Load() - before[1], otherC.Queries.Load() - before[2]}
+	if got != [3]int64{0, 2, 0} {
+		t.Errorf("statements on primary, dying, other = %v, want [0 2 0]: a read whose rows failed was served again", got)
+	}
+	if n := p.Stats().Routes[rwsplit.ReasonRetry]; n != 0 {
+		t.Errorf("%d retries, want 0", n)
 	}
 }

@@ -21,6 +21,10 @@ import (
 type Connector struct {
 	Columns []string
 	Row     []driver.Value
+	// RowsErr, if set, is what reading a query's rows returns instead of
+	// Row: the query itself succeeds, as when a server dies after it
+	// answered and before the client read all of its reply.
+	RowsErr error
 	// Queries counts the statements run through the connector.
 	Queries atomic.Int64
 }
@@ -101,6 +105,9 @@ func (r *rows) Next(dest []driver.Value) error {
 		return io.EOF
 	}
 	r.done = true
+	if r.c.RowsErr != nil {
+		return r.c.RowsErr
+	}
 	copy(dest, r.c.Row)
 	return nil
 }
