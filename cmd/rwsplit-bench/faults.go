@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"log"
-	"sync"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
@@ -13,6 +12,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/rwsplit/rwsplit"
+	"github.com/rwsplit/rwsplit/internal/counter"
 	"github.com/rwsplit/rwsplit/internal/testdb"
 )
 
@@ -48,59 +48,6 @@ func (r *faultRun) window() []read {
 		}
 	}
 	return out
-}
-
-// counterWriter updates row 1 every 10ms on the primary and remembers when
-// each value was superseded.
-type counterWriter struct {
-	mu         sync.Mutex
-	superseded []time.Time
-	cancel     context.CancelFunc
-	done       chan struct{}
-}
-
-func startCounterWriter(ctx context.Context, primary *sql.DB) *counterWriter {
-	ctx, cancel := context.WithCancel(ctx)
-	w := &counterWriter{cancel: cancel, done: make(chan struct{})}
-	var v int64
-	_ = primary.QueryRowContext(ctx, "SELECT v FROM bench_rows WHERE id = 1").Scan(&v)
-	w.superseded = make([]time.Time, v) // earlier values: superseded long ago (zero time)
-	go func() {
-		defer close(w.done)
-		t := time.NewTicker(10 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			if _, err := primary.ExecContext(ctx, "UPDATE bench_rows SET v = v + 1 WHERE id = 1"); err != nil {
-				continue
-			}
-			w.mu.Lock()
-			w.superseded = append(w.superseded, time.Now())
-			w.mu.Unlock()
-		}
-	}()
-	return w
-}
-
-func (w *counterWriter) stop() { w.cancel(); <-w.done }
-
-// staleness is how long before at the value v had been superseded.
-func (w *counterWriter) staleness(v int64, at time.Time) time.Duration {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	switch {
-	case v >= int64(len(w.superseded)):
-		return 0
-	case w.superseded[v].IsZero():
-		return time.Hour // superseded before the writer started: count it as very stale
-	case w.superseded[v].After(at):
-		return 0
-	}
-	return at.Sub(w.superseded[v])
 }
 
 func runFaults(ctx context.Context, b *bench, w *sectionWriter) error {
@@ -376,8 +323,8 @@ func okRate(rs []read, from, to time.Duration) float64 {
 
 // underFault runs the workload through s around one fault.
 func underFault(ctx context.Context, s *setup, t *topology, primary *sql.DB, f fault, readers int, pre, during, post time.Duration) (*faultRun, error) {
-	wr := startCounterWriter(ctx, primary)
-	defer wr.stop()
+	wr := counter.Start(ctx, primary, "bench_rows")
+	defer wr.Stop()
 	time.Sleep(300 * time.Millisecond)
 	l := startLoad(readers, func(ctx context.Context, r *read) {
 		start := time.Now()
@@ -386,7 +333,7 @@ func underFault(ctx context.Context, s *setup, t *topology, primary *sql.DB, f f
 		cancel()
 		r.port, r.v, r.err = row.Port, row.V, err
 		if err == nil {
-			r.stale = wr.staleness(row.V, start)
+			r.stale = wr.Staleness(row.V, start)
 		}
 	}, ctx)
 	l.record()

@@ -19,6 +19,7 @@ import (
 	"gorm.io/plugin/dbresolver"
 
 	"github.com/rwsplit/rwsplit"
+	"github.com/rwsplit/rwsplit/internal/counter"
 	"github.com/rwsplit/rwsplit/internal/testdb"
 	"github.com/rwsplit/rwsplit/lagcheck"
 	"github.com/rwsplit/rwsplit/stickiness"
@@ -252,8 +253,8 @@ type read struct {
 // keeps it for o.fault, and returns the reads made while it lasted. It
 // heals the fault and waits for the replicas before returning.
 func (e *env) underFault(db *gorm.DB, timeout time.Duration, inject, heal func(context.Context) error) ([]read, error) {
-	w := startWriter(e.ctx, e.primary)
-	defer w.stop()
+	w := counter.Start(e.ctx, e.primary, "counters")
+	defer w.Stop()
 	time.Sleep(500 * time.Millisecond) // settle
 
 	var (
@@ -271,7 +272,7 @@ func (e *env) underFault(db *gorm.DB, timeout time.Duration, inject, heal func(c
 				err := db.WithContext(e.ctx).First(&c, 1).Error
 				rd := read{took: time.Since(start), err: err}
 				if err == nil {
-					rd.stale = w.staleness(c.V, start)
+					rd.stale = w.Staleness(c.V, start)
 				}
 				if collecting.Load() {
 					mu.Lock()
@@ -301,55 +302,6 @@ func (e *env) underFault(db *gorm.DB, timeout time.Duration, inject, heal func(c
 	}
 	time.Sleep(time.Second) // let the replicas come back into service
 	return reads, e.ctx.Err()
-}
-
-// writer updates the counter row every 10ms on the primary and remembers
-// when each value was superseded.
-type writer struct {
-	mu         sync.Mutex
-	superseded []time.Time
-	done       chan struct{}
-	cancel     context.CancelFunc
-}
-
-func startWriter(ctx context.Context, primary *sql.DB) *writer {
-	ctx, cancel := context.WithCancel(ctx)
-	w := &writer{done: make(chan struct{}), cancel: cancel}
-	var v int64
-	_ = primary.QueryRowContext(ctx, "SELECT v FROM counters WHERE id = 1").Scan(&v)
-	w.superseded = make([]time.Time, v) // values before this run count as superseded long ago
-	go func() {
-		defer close(w.done)
-		t := time.NewTicker(10 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			if _, err := primary.ExecContext(ctx, "UPDATE counters SET v = v + 1 WHERE id = 1"); err != nil {
-				continue
-			}
-			w.mu.Lock()
-			w.superseded = append(w.superseded, time.Now())
-			w.mu.Unlock()
-		}
-	}()
-	return w
-}
-
-func (w *writer) stop() { w.cancel(); <-w.done }
-
-// staleness is how long before at the value v had been superseded by a
-// committed update (0 if it was the latest).
-func (w *writer) staleness(v int64, at time.Time) time.Duration {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if v >= int64(len(w.superseded)) || w.superseded[v].After(at) || w.superseded[v].IsZero() {
-		return 0
-	}
-	return at.Sub(w.superseded[v])
 }
 
 func pct(n, of int) float64 {
