@@ -117,6 +117,13 @@ func (l *quietLog) Print(v ...any) {
 // every 100ms bounded by 250ms.
 var chaosLag = healthLag
 
+// chaosLossHold is the Redis store's LossHold. Shorter than the Window (the
+// default), so that the sticky users' reads do not stay on the primary for
+// the whole run while Redis restarts every few seconds; longer than MaxLag
+// plus the writers' Set retries, after which a write made before the loss is
+// on every eligible replica and its mark is back in Redis.
+const chaosLossHold = 2 * time.Second
+
 const (
 	// A read's own deadline, and a write's. A read that outlives it has
 	// met a fault that stalls (a frozen replica, the latency proxy, the
@@ -761,7 +768,7 @@ func (r *chaosRun) openApp(name string, fb rwsplit.Fallback, pol policy.Policy, 
 				}
 			}
 		},
-		Stickiness: stickiness.Config{Store: &markedStore{Store: redisstore.New(app.redis, redisstore.Options{}), r: r}},
+		Stickiness: stickiness.Config{Store: &markedStore{Store: redisstore.New(app.redis, redisstore.Options{LossHold: chaosLossHold}), r: r}},
 		Logger:     slog.New(&countingHandler{m: &r.logs, app: name}),
 	})
 	app.db = db
@@ -815,15 +822,22 @@ func (s *markedStore) Set(ctx context.Context, key string, rec stickiness.Record
 }
 
 // markMissing says why Redis lacked the mark of key's write begun at
-// wrote when a read began at read, or "" if it had it: the Set had not
-// succeeded yet (it failed or timed out, and its retry had not come), or
-// Redis was stopped after it (losing every key). A write's mark lasts
-// until at least its start plus the Window.
+// wrote when a read began at read: the Set had not succeeded yet (it
+// failed or timed out, and its retry had not come), or Redis was stopped
+// after it (losing every key). It returns "" if Redis had it, or if Redis
+// restarted since the write and the read began within chaosLossHold of
+// it: the store's LossHold must have sent the read to the primary, so the
+// miss is no excuse. A write's mark lasts until at least its start plus
+// the Window.
 func (r *chaosRun) markMissing(key string, wrote, read time.Time) string {
 	r.marksMu.Lock()
 	m := r.marks[key]
 	r.marksMu.Unlock()
 	switch {
+	case r.overlaps(wrote, read, func(w *faultWindow) bool {
+		return w.lane == "redis" && (w.to.IsZero() || read.Before(w.to.Add(chaosLossHold)))
+	}):
+		return ""
 	case m.until.Before(wrote.Add(stickiness.DefaultWindow)) || m.at.After(read):
 		return "its Set had not succeeded yet"
 	case r.overlaps(m.at, read, func(w *faultWindow) bool { return w.lane == "redis" && w.from.After(m.at) }):

@@ -274,3 +274,77 @@ func TestRedisCloseKeepsClient(t *testing.T) {
 		t.Errorf("client after Close: %v", err)
 	}
 }
+
+// TestRedisLosesItsKeys: after Redis loses its keys (a restart without
+// persistence, or FLUSHALL), every user counts as sticky with an unknown
+// position for LossHold, in the Store that wrote the lost marks, in another
+// that had read the store before, and in one made after the loss. A new
+// store (a new deployment) holds nobody; a mark written after the loss is
+// returned as it is; the hold ends on time; a negative LossHold turns the
+// check off.
+func TestRedisLosesItsKeys(t *testing.T) {
+	for _, how := range []string{"restart", "flushall"} {
+		t.Run(how, func(t *testing.T) {
+			const hold = 2 * time.Second
+			srv, client, writer := newRedisStore(t, Options{LossHold: hold})
+			other := New(client, Options{LossHold: hold})
+			off := New(client, Options{LossHold: -1})
+			ctx := context.Background()
+			for _, s := range []*Store{writer, other, off} {
+				if _, ok, err := s.Get(ctx, "nobody"); ok || err != nil {
+					t.Fatalf("a new store: Get = %v, %v; want no record (a new deployment holds nobody)", ok, err)
+				}
+			}
+			mark := stickiness.Record{Until: time.Now().Add(time.Minute), Position: pos(t, "0/100")}
+			dbtest.Must(t, writer.Set(ctx, "ada", mark))
+
+			lost := time.Now()
+			switch how {
+			case "restart":
+				dbtest.Must(t, srv.Stop(ctx))
+				dbtest.Must(t, srv.Start(ctx))
+			case "flushall":
+				dbtest.Must(t, client.FlushAll(ctx).Err())
+			}
+			// A process started after the loss, that reads the store
+			// first, cannot tell it from a new deployment; it holds
+			// once a Store that read the old sentinel has read the new.
+			late := New(client, Options{LossHold: hold})
+			if _, ok, err := late.Get(ctx, "nobody"); ok || err != nil {
+				t.Fatalf("late, first after the loss: Get = %v, %v; want no record", ok, err)
+			}
+			for _, tt := range []struct {
+				name string
+				s    *Store
+			}{{"writer", writer}, {"other", other}, {"late", late}} {
+				name, s := tt.name, tt.s
+				for _, key := range []string{"ada", "nobody"} {
+					rec, ok, err := s.Get(ctx, key)
+					switch {
+					case err != nil:
+						t.Fatalf("%s: Get(%q) after the loss: %v", name, key, err)
+					case !ok || !rec.Position.IsZero() || rec.Until.Before(lost.Add(hold)) || rec.Until.After(time.Now().Add(hold)):
+						t.Errorf("%s: Get(%q) after the loss = %v %q (ok=%v), want an unknown position until about %v", name, key, rec.Until, rec.Position, ok, lost.Add(hold))
+					}
+				}
+			}
+			if _, ok, err := off.Get(ctx, "ada"); ok || err != nil {
+				t.Errorf("LossHold < 0: Get after the loss = %v, %v; want no record", ok, err)
+			}
+			again := stickiness.Record{Until: time.Now().Add(time.Minute), Position: pos(t, "0/200")}
+			dbtest.Must(t, writer.Set(ctx, "ada", again))
+			rec, ok, err := other.Get(ctx, "ada")
+			dbtest.Must(t, err)
+			wantRecord(t, rec, ok, again)
+
+			// The hold ends: wait for it (the event), then nobody is held.
+			end, _, _ := late.Get(ctx, "nobody")
+			time.Sleep(time.Until(end.Until) + 10*time.Millisecond)
+			for name, s := range map[string]*Store{"writer": writer, "other": other, "late": late} {
+				if rec, ok, err := s.Get(ctx, "nobody"); ok || err != nil {
+					t.Errorf("%s: Get after the hold = %v (ok=%v), %v; want no record", name, rec.Until, ok, err)
+				}
+			}
+		})
+	}
+}
