@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"gorm.io/driver/mysql"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 
@@ -266,6 +267,59 @@ func TestAddRemoveReplica(t *testing.T) {
 			t.Errorf("Stats.Replicas = %v", got)
 		}
 	})
+	t.Logf("%d background calls, none failed", stop())
+}
+
+// TestAddRemoveReplicaMariaDB: AddReplica and RemoveReplica on MariaDB
+// GTID replication, under load, asserted at the driver: the added replica
+// serves reads; the removed one serves nothing after RemoveReplica returns
+// and its pool is closed; the primary given as a replica is refused; no
+// caller sees an error.
+func TestAddRemoveReplicaMariaDB(t *testing.T) {
+	my := dbtest.MariaDB(t, 2)
+	myDialector := func(db *sql.DB) gorm.Dialector { return mysql.New(mysql.Config{Conn: db}) }
+	c := &cluster{t: t, rec: &testdb.Recorder{}}
+	c.open(myDialector(my.Primary.OpenDB(c.rec)),
+		[]rwsplit.Replica{{Name: "replica1", Dialector: myDialector(my.Replicas[0].OpenDB(c.rec))}},
+		clusterOpts{config: rwsplit.Config{Policy: policy.RoundRobin()}})
+	setupPosts(t, c, my.WaitCaughtUp)
+	stop := underLoad(t, 8, postReads(c.DB))
+	defer stop()
+
+	replica2 := my.Replicas[1].OpenDB(c.rec)
+	noErr(t, c.Plugin.AddReplica(rwsplit.Replica{Name: "replica2", Dialector: myDialector(replica2)}))
+	deadline := time.Now().Add(10 * time.Second) // the event: replica2 eligible
+	for s := c.Plugin.Stats(); len(s.Replicas) < 2 || !s.Replicas[1].Eligible; s = c.Plugin.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("replica2 added, not eligible after 10s: %+v", s.Replicas)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if nodes := fgReads(t, c); !allOn(nodes, isReplica) || !slices.Contains(nodes, "replica2") {
+		t.Errorf("after AddReplica, reads ran on %v, want replica2 among replicas", nodes)
+	}
+
+	noErr(t, c.Plugin.RemoveReplica("replica2"))
+	mark := c.rec.Mark()
+	nodes := fgReads(t, c)
+	var after []string
+	for _, e := range c.rec.Since(mark) {
+		after = append(after, e.Node)
+	}
+	if slices.Contains(after, "replica2") || !allOn(nodes, func(n string) bool { return n == "replica1" }) {
+		t.Errorf("after RemoveReplica, statements ran on %v", slices.Compact(slices.Sorted(slices.Values(after))))
+	}
+	wantClosed(t, "replica2", replica2)
+
+	imposter := my.Primary.OpenDB(c.rec)
+	err := c.Plugin.AddReplica(rwsplit.Replica{Name: "imposter", Dialector: myDialector(imposter)})
+	if !errors.Is(err, rwsplit.ErrConfig) || !errors.Is(err, lagcheck.ErrNotReplica) {
+		t.Errorf("AddReplica of the primary = %v, want ErrConfig and lagcheck.ErrNotReplica", err)
+	}
+	wantClosed(t, "imposter", imposter)
+	if got := replicaNames(c.Plugin.Stats()); !slices.Equal(got, []string{"replica1"}) {
+		t.Errorf("Stats.Replicas = %v, want [replica1]", got)
+	}
 	t.Logf("%d background calls, none failed", stop())
 }
 
