@@ -59,6 +59,7 @@ type shard struct {
 	m       map[uint64]entry
 	last    *lagcheck.Position            // the GTID set stored last, shared when equal
 	mariaDB map[uint64]*lagcheck.Position // one-domain templates by domain<<32 | server
+	writers map[uint64]*lagcheck.Position // pending writes' writer tags by writer
 }
 
 // maxTemplates bounds shard.mariaDB; past it, the map starts over.
@@ -73,9 +74,14 @@ type paddedShard struct {
 // entry is a Record in 24 bytes (docs/stickiness.md).
 type entry struct {
 	until int64  // Record.Until in nanoseconds since Memory.base
-	lsn   uint64 // the LSN when pos is lsnMark; the seq when pos is a template
-	// pos: nil (zero Position), lsnMark, a one-domain MariaDB template, or
-	// a shared, immutable GTID position.
+	lsn   uint64 // the LSN when pos is lsnMark; the seq when pos is a template; Pending.At when pos is a writer tag
+	// pos: nil (zero Position), lsnMark, a one-domain MariaDB template, a
+	// shared, immutable GTID position, or the shard's tag of a pending
+	// write's writer: an LSN position (an LSN is otherwise kept inline)
+	// whose value is Pending.Writer. A pending write with a position is
+	// kept as an unknown position (the primary until Until): a Tracker's
+	// own memory never holds one unless it marked one user both exactly
+	// and for free.
 	pos *lagcheck.Position
 }
 
@@ -89,7 +95,9 @@ func (m *Memory) record(e *entry) Record {
 	case lsnMark:
 		r.Position = lagcheck.LSNPosition(e.lsn)
 	default:
-		if domain, server, _, ok := e.pos.MariaDB(); ok {
+		if w, ok := e.pos.LSN(); ok {
+			r.Pending = Pending{Writer: w, At: int64(e.lsn)}
+		} else if domain, server, _, ok := e.pos.MariaDB(); ok {
 			r.Position = lagcheck.MariaDBPosition(domain, server, e.lsn)
 		} else {
 			r.Position = *e.pos
@@ -103,6 +111,12 @@ func (m *Memory) record(e *entry) Record {
 func (m *Memory) encode(s *shard, rec Record, reuse *lagcheck.Position) entry {
 	e := entry{until: m.since(rec.Until)}
 	p := rec.Position
+	if !rec.Pending.IsZero() { // never Resolved here: setHash settles it
+		if p.IsZero() {
+			e.lsn, e.pos = uint64(rec.Pending.At), s.writer(rec.Pending.Writer)
+		}
+		return e
+	}
 	switch p.Kind() {
 	case lagcheck.NoPosition:
 	case lagcheck.PostgresLSN:
@@ -143,6 +157,25 @@ func (s *shard) template(domain, server uint32) *lagcheck.Position {
 	t := new(lagcheck.Position)
 	*t = lagcheck.MariaDBPosition(domain, server, 0)
 	s.mariaDB[k] = t
+	return t
+}
+
+// writer returns the shard's tag of pending writes of writer w, under
+// s.mu: a process has a few writers (its Trackers), so the map starts
+// over past maxTemplates.
+func (s *shard) writer(w uint64) *lagcheck.Position {
+	if t, ok := s.writers[w]; ok {
+		return t
+	}
+	switch {
+	case s.writers == nil:
+		s.writers = make(map[uint64]*lagcheck.Position)
+	case len(s.writers) >= maxTemplates:
+		clear(s.writers)
+	}
+	t := new(lagcheck.Position)
+	*t = lagcheck.LSNPosition(w)
+	s.writers[w] = t
 	return t
 }
 
@@ -252,8 +285,11 @@ func (m *Memory) setHash(h uint64, rec Record) {
 	case ok && old.until > now:
 		rec = m.record(&old).Merge(rec)
 		reuse = old.pos
-	case !ok && len(s.m) >= m.perShard:
-		m.evict(s, now)
+	default:
+		rec = rec.settled()
+		if !ok && len(s.m) >= m.perShard {
+			m.evict(s, now)
+		}
 	}
 	s.m[h] = m.encode(s, rec, reuse)
 }
