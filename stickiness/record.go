@@ -142,10 +142,14 @@ func (r Record) resolve(res Record) Record {
 }
 
 // mergeResolutions merges two resolutions: of one writer, the later if its
-// position covers the other's; else the first (dropping a resolution only
-// keeps reads on the primary longer).
+// position covers the other's; else the earlier of the two (dropping a
+// resolution only keeps reads on the primary longer).
 func mergeResolutions(r, o Record) Record {
-	if r.Pending.Writer == o.Pending.Writer && r.Pending.At < o.Pending.At && o.Position.Covers(r.Position) {
+	switch {
+	case r.Pending.Writer == o.Pending.Writer && r.Pending.At < o.Pending.At && o.Position.Covers(r.Position):
+		r, o = o, r
+	case r.Pending.Writer == o.Pending.Writer && o.Pending.At < r.Pending.At && r.Position.Covers(o.Position):
+	case o.Pending.Writer < r.Pending.Writer || (o.Pending.Writer == r.Pending.Writer && o.Pending.At < r.Pending.At):
 		r, o = o, r
 	}
 	r.Until = later(r.Until, o.Until)

@@ -145,6 +145,11 @@ func (r *Store) Set(ctx context.Context, key string, rec stickiness.Record) erro
 		if cur != "" {
 			if old, err := decodeValue(cur); err == nil && old.Active(now) {
 				want = want.Merge(old)
+				if rec.Pending.Resolved {
+					// A resolution holds whatever it is merged with:
+					// apply it again to what another Set brought back.
+					want = want.Merge(rec)
+				}
 			}
 		}
 		if v := encodeValue(want); v == have {
