@@ -27,7 +27,9 @@ func TestRecordMergePendingPosition(t *testing.T) {
 		return Record{Until: base.Add(until), Position: pos(t, p), Pending: pend}
 	}
 	w1 := Pending{Writer: 1, At: 5}
-	res := func(p string, at int64) Record { return r(10*time.Second, p, Pending{Writer: 1, At: at, Resolved: true}) }
+	res := func(p string, at int64) Record {
+		return r(10*time.Second, p, Pending{Writer: 1, At: at, Resolved: true})
+	}
 	tests := []struct {
 		name       string
 		steps      []Record
