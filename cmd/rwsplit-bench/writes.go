@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"
@@ -261,9 +262,13 @@ func writesOn(ctx context.Context, b *bench, w *sectionWriter, wc *writeCluster)
 	w.table([]string{"case", "configuration", "misses", "reads on replicas"}, rywRows)
 
 	// 3. Time back to replicas after a write.
+	lagDefaults, err := defaultLag()
+	if err != nil {
+		return err
+	}
 	var backRows [][]string
 	for _, s := range []*setup{dbr, split, exact} {
-		back, missed, err := timeBack(ctx, s, wc, o.backSamples)
+		back, missed, err := timeBack(ctx, s, wc, o.backSamples, lagDefaults.Interval)
 		if err != nil {
 			return err
 		}
@@ -272,8 +277,9 @@ func writesOn(ctx context.Context, b *bench, w *sectionWriter, wc *writeCluster)
 			fmt.Sprintf("%d (%.1f%%)", missed, pct(missed, len(back)))})
 	}
 	backRows = append(backRows, []string{"plain GORM", "—", "never: every read is on the primary", "", "", "0"})
-	w.p("**Time back to replicas.** %d samples, 8 users at a time: a user inserts a row, then reads it back every millisecond until a replica answers (by the server's port); "+
-		"the time runs from the insert's return to the end of that first replica read. *first replica read missed* counts first replica reads that did not find the row.", o.backSamples)
+	w.p("**Time back to replicas.** %d samples, 8 users at a time: a user waits a random time within the checker's Interval (%s), inserts a row, then reads it back every millisecond until a replica answers (by the server's port); "+
+		"the time runs from the insert's return to the end of that first replica read. *first replica read missed* counts first replica reads that did not find the row. "+
+		"rwsplit's users are back at the first replica probe that shows the write: on average half an Interval later, at most about one, plus the replication lag.", o.backSamples, lagDefaults.Interval)
 	w.table([]string{"configuration", "samples", "p50", "p99", "max", "first replica read missed"}, backRows)
 	return nil
 }
@@ -286,8 +292,12 @@ func signedMs(d time.Duration) string {
 }
 
 // timeBack measures, n times, how long after a keyed write the user's
-// reads are served by a replica again.
-func timeBack(ctx context.Context, s *setup, wc *writeCluster, n int) (back []time.Duration, missed int, err error) {
+// reads are served by a replica again. Each write starts after a random
+// pause within a checker Interval, so that the writes fall at random
+// points of the checker's cycle instead of in step with it (a user back on
+// a replica at a probe would otherwise write again right after it, and
+// wait a whole Interval every time).
+func timeBack(ctx context.Context, s *setup, wc *writeCluster, n int, interval time.Duration) (back []time.Duration, missed int, err error) {
 	var mu sync.Mutex
 	var firstErr error
 	next := make(chan int)
@@ -297,6 +307,7 @@ func timeBack(ctx context.Context, s *setup, wc *writeCluster, n int) (back []ti
 			user := "back-" + strconv.Itoa(u)
 			c := rwsplit.WithUser(ctx, user)
 			for range next {
+				time.Sleep(rand.N(interval))
 				id, err := insertPost(c, s.db, user)
 				if err != nil {
 					mu.Lock()
