@@ -273,7 +273,11 @@ func writesOn(ctx context.Context, b *bench, w *sectionWriter, wc *writeCluster)
 			return err
 		}
 		sorted := sortedDurations(back)
-		backRows = append(backRows, []string{s.name, fmt.Sprint(len(back)), ms(quantile(sorted, 0.5)), ms(quantile(sorted, 0.99)), ms(sorted[len(sorted)-1]),
+		samples := fmt.Sprint(len(back))
+		if len(back) < o.backSamples {
+			samples = fmt.Sprintf("%d (%d not back within 10 s)", len(back), o.backSamples-len(back))
+		}
+		backRows = append(backRows, []string{s.name, samples, ms(quantile(sorted, 0.5)), ms(quantile(sorted, 0.99)), ms(sorted[len(sorted)-1]),
 			fmt.Sprintf("%d (%.1f%%)", missed, pct(missed, len(back)))})
 	}
 	backRows = append(backRows, []string{"plain GORM", "—", "never: every read is on the primary", "", "", "0"})
