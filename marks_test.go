@@ -262,12 +262,14 @@ func TestMarkStoreDown(t *testing.T) {
 		t.Error("a read through B missed the write")
 	}
 	s := a.Plugin.Stats().Sticky
-	t.Logf("A: store errors %d, retries %d; B's read sticky: %v", s.StoreErrors, s.StoreRetries, stickyRoutes(b) > before)
+	t.Logf("A: store errors %d, retries %d, resolved %d; B's read sticky: %v", s.StoreErrors, s.StoreRetries, s.Resolved, stickyRoutes(b) > before)
 	if stickyRoutes(b) == before {
 		t.Error("B did not treat the user as sticky")
 	}
-	if s.StoreRetries == 0 {
-		t.Error("Stats.StoreRetries = 0")
+	// With the free mark, A's resolution of the record, at its checker's
+	// next sample, may reach Redis before the retry of the failed Set.
+	if s.StoreRetries == 0 && s.Resolved == 0 {
+		t.Error("Stats.StoreRetries = 0 and Stats.Resolved = 0: nothing set the record once Redis was back")
 	}
 }
 

@@ -316,6 +316,9 @@ func (p *Plugin) Initialize(db *gorm.DB) (err error) {
 	if p.sticky, err = stickiness.NewForPrimary(sc, p.tablesPrimary(db)); err != nil {
 		return fmt.Errorf("%w: Stickiness: %w", ErrConfig, err)
 	}
+	if p.checker.SamplesCommits() {
+		p.sticky.SetSamples(p.checker) // free causal marks
+	}
 	p.rebuild()
 	if err := p.registerCallbacks(db); err != nil {
 		return fmt.Errorf("rwsplit: register callbacks: %w", err)

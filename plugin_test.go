@@ -51,6 +51,7 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown Stickiness.Mode", rwsplit.Config{Replicas: []rwsplit.Replica{replica("a")}, Stickiness: stickiness.Config{Mode: 7}}, "unknown Mode"},
 		{"negative Stickiness.Window", rwsplit.Config{Replicas: []rwsplit.Replica{replica("a")}, Stickiness: stickiness.Config{Window: -time.Second}}, "negative Window"},
 		{"negative Stickiness.StoreTimeout", rwsplit.Config{Replicas: []rwsplit.Replica{replica("a")}, Stickiness: stickiness.Config{StoreTimeout: -time.Second}}, "negative StoreTimeout"},
+		{"Stickiness.ExactMarks in window mode", rwsplit.Config{Replicas: []rwsplit.Replica{replica("a")}, Stickiness: stickiness.Config{Mode: stickiness.ModeWindow, ExactMarks: true}}, "ExactMarks needs ModeCausal"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

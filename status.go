@@ -109,6 +109,8 @@ type StatusSticky struct {
 	StoreErrors  uint64 `json:"store_errors"`
 	StoreSkipped uint64 `json:"store_skipped"`
 	StoreRetries uint64 `json:"store_retries"`
+	// Resolved counts free marks this process resolved in the Store.
+	Resolved uint64 `json:"resolved"`
 }
 
 // Status page timing: the window of the window figures, how far apart the
@@ -218,6 +220,7 @@ func (h *statusHandler) report(s Stats, now time.Time) StatusReport {
 			Mode: s.Sticky.Mode.String(), Marks: s.Sticky.Marks, Notes: s.Sticky.Notes,
 			StickyReads: s.Routes[ReasonSticky], CausalReads: s.Routes[ReasonCausal],
 			StoreErrors: s.Sticky.StoreErrors, StoreSkipped: s.Sticky.StoreSkipped, StoreRetries: s.Sticky.StoreRetries,
+			Resolved: s.Sticky.Resolved,
 		},
 	}
 	if rep.Primary.Name == "" {

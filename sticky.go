@@ -128,11 +128,19 @@ func pinnedConn(stmt *gorm.Statement) lagcheck.Querier {
 	return nil
 }
 
-// markWrites records committed writes: the primary's replication position
-// is taken once, after the commit, so it covers them. q is the connection
-// to take it on (a pinned one, whose pool may have no other), nil for the
-// primary's pool.
+// markWrites records committed writes. By default (the free causal mark)
+// it sends nothing to the primary: the position is the one of the lag
+// checker's first sample of the primary sent after now, which covers the
+// commits (stickiness.Tracker.MarkPending). With Stickiness.ExactMarks, a
+// carrier, or a checker that cannot sample commit positions, the
+// primary's position is taken once, after the commit, so it covers them:
+// q is the connection to take it on (a pinned one, whose pool may have no
+// other), nil for the primary's pool.
 func (p *Plugin) markWrites(ctx context.Context, q lagcheck.Querier, ws ...stickiness.Write) {
+	if !p.sticky.Exact(ws...) {
+		p.sticky.MarkPending(ws...)
+		return
+	}
 	var pos lagcheck.Position
 	if p.sticky.Causal() && p.checker != nil {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), positionTimeout)

@@ -107,10 +107,13 @@ type Checker struct {
 	sampler   held                       // the sample loop's connection to the primary
 	reps      atomic.Pointer[[]*replica] // by index, nil once removed (see replicas)
 	hist      *history
+	commits   *commits      // the samples' commit positions, for CommitAfter
 	hold      time.Duration // serverHold
 	notes     *notifier     // nil without OnStateChange and OnServerChange
 
 	primaryDown atomic.Bool // the latest sample of the primary failed
+
+	sampleCommits bool // the probe samples commit positions (SamplesCommits)
 
 	phase func(n int64) int64 // draws the sample loop's phase (firstWait); nil: rand.Int64N
 
@@ -186,11 +189,13 @@ func New(cfg Config, dialect string, primary *sql.DB, replicas []Target) (*Check
 		primary:   primary,
 		sampler:   held{pool: primary},
 		hist:      newHistory(historyCap(cfg)),
+		commits:   newCommits(historyCap(cfg)),
 		hold:      serverHold(cfg.Interval),
 		ctx:       ctx,
 		cancel:    cancel,
 		closeDone: make(chan struct{}),
 	}
+	c.sampleCommits = samplesCommits(c.probe)
 	ru := rulesOf(cfg)
 	c.rules.Store(&ru)
 	if cfg.OnStateChange != nil || cfg.OnServerChange != nil {
@@ -320,12 +325,16 @@ func (c *Checker) sampleLoop() {
 // loop. A replica still busy with the previous round gets one wake-up for
 // both.
 func (c *Checker) round() {
-	var pos Position
+	var pos, commit Position
 	q, err := c.take(&c.sampler)
-	start := time.Now()
+	start := time.Now() // before the query is sent: CommitAfter relies on it
 	if err == nil {
 		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.Timeout)
-		pos, err = c.probe.Primary(ctx, q)
+		if cs, ok := c.probe.(commitSampler); ok && c.sampleCommits {
+			pos, commit, err = cs.primarySample(ctx, q)
+		} else {
+			pos, err = c.probe.Primary(ctx, q)
+		}
 		cancel()
 		c.sampler.done(err)
 	}
@@ -335,6 +344,9 @@ func (c *Checker) round() {
 	}
 	c.hist.record(sample{start: start, end: end, pos: pos}, err)
 	c.primaryDown.Store(err != nil)
+	if err == nil && !commit.IsZero() {
+		c.commits.add(start, commit)
+	}
 	// Give the replicas a moment to replay what the sample saw, so that a
 	// replica that is only its replication delay behind is seen to cover
 	// the sample (its lag then reads a few milliseconds, not an Interval).

@@ -32,6 +32,17 @@ func (e *explained) Primary(ctx context.Context, db DB) (Position, error) {
 	return pos, e.privilege(ctx, db, err, false)
 }
 
+// primarySample is Primary, also reading the commit position when the
+// probe samples commits (samplesCommits); zero otherwise.
+func (e *explained) primarySample(ctx context.Context, db DB) (pos, commit Position, err error) {
+	if cs, ok := e.Probe.(commitSampler); ok && samplesCommits(e.Probe) {
+		pos, commit, err = cs.primarySample(ctx, db)
+	} else {
+		pos, err = e.Probe.Primary(ctx, db)
+	}
+	return pos, commit, e.privilege(ctx, db, err, false)
+}
+
 func (e *explained) Replica(ctx context.Context, db DB, primary Position) (Replay, error) {
 	r, err := e.Probe.Replica(ctx, db, primary)
 	return r, e.role(targetIndex(ctx), e.privilege(ctx, db, err, true))

@@ -83,6 +83,14 @@ type commitPositioner interface {
 	commitPosition(ctx context.Context, q Querier) (Position, error)
 }
 
+// commitSampler is implemented by the position probes whose sample of the
+// primary also reads what commitPosition reads, in the same statement: a
+// position that covers every transaction committed before the sample was
+// sent (Checker.CommitAfter).
+type commitSampler interface {
+	primarySample(ctx context.Context, db DB) (pos, commit Position, err error)
+}
+
 // probeFor returns the probe Config.Probe, Config.Heartbeat and the
 // dialect call for, and the probe that reads primary positions for
 // Checker.PrimaryPosition (nil if the dialect has none).
@@ -128,6 +136,26 @@ func (w withHeartbeat) Primary(ctx context.Context, db DB) (Position, error) {
 		return Position{}, err
 	}
 	return w.pos.Primary(ctx, db)
+}
+
+func (w withHeartbeat) primarySample(ctx context.Context, db DB) (pos, commit Position, err error) {
+	if _, err := w.hb.Primary(ctx, db); err != nil {
+		return Position{}, Position{}, err
+	}
+	return w.pos.(commitSampler).primarySample(ctx, db)
+}
+
+// samplesCommits reports whether p's samples carry commit positions.
+func samplesCommits(p Probe) bool {
+	switch p := p.(type) {
+	case withHeartbeat:
+		return samplesCommits(p.pos)
+	case *explained:
+		return samplesCommits(p.Probe)
+	case *mysqlAuto, postgresProbe, mariaProbe, *mysqlProbe:
+		return true
+	}
+	return false
 }
 
 func (w withHeartbeat) Replica(ctx context.Context, db DB, primary Position) (Replay, error) {
@@ -199,6 +227,14 @@ func (a *mysqlAuto) commitPosition(ctx context.Context, q Querier) (Position, er
 		return Position{}, err
 	}
 	return p.(commitPositioner).commitPosition(ctx, q)
+}
+
+func (a *mysqlAuto) primarySample(ctx context.Context, db DB) (pos, commit Position, err error) {
+	p, err := a.get(ctx, db)
+	if err != nil {
+		return Position{}, Position{}, err
+	}
+	return p.(commitSampler).primarySample(ctx, db)
 }
 
 func (a *mysqlAuto) Replica(ctx context.Context, db DB, primary Position) (Replay, error) {

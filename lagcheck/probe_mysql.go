@@ -47,6 +47,12 @@ func (p mariaProbe) Primary(ctx context.Context, db DB) (Position, error) {
 	return p.commitPosition(ctx, db)
 }
 
+// primarySample: @@gtid_binlog_pos is both.
+func (p mariaProbe) primarySample(ctx context.Context, db DB) (pos, commit Position, err error) {
+	pos, err = p.Primary(ctx, db)
+	return pos, pos, err
+}
+
 // commitPosition reads @@gtid_binlog_pos, which a commit has passed when
 // it returns.
 func (mariaProbe) commitPosition(ctx context.Context, q Querier) (Position, error) {
@@ -139,6 +145,12 @@ func (m *mysqlProbe) Primary(ctx context.Context, db DB) (Position, error) {
 		return Position{}, nil
 	}
 	return p, err
+}
+
+// primarySample: @@gtid_executed is both (zero without GTIDs).
+func (m *mysqlProbe) primarySample(ctx context.Context, db DB) (pos, commit Position, err error) {
+	pos, err = m.Primary(ctx, db)
+	return pos, pos, err
 }
 
 // commitPosition reads @@gtid_executed, which a commit has passed when it

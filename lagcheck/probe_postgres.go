@@ -12,7 +12,11 @@ import (
 // PostgreSQL probe queries.
 const (
 	pgPrimarySQL = `SELECT pg_current_wal_lsn()::text`
-	pgCommitSQL  = `SELECT pg_current_wal_insert_lsn()::text, current_setting('wal_block_size')::bigint,` +
+	// pgSampleSQL is the Checker's sample: the write position for the
+	// lag, the insert position for the causal marks (commitPosition).
+	pgSampleSQL = `SELECT pg_current_wal_lsn()::text, pg_current_wal_insert_lsn()::text,` +
+		` current_setting('wal_block_size')::bigint, pg_size_bytes(current_setting('wal_segment_size'))`
+	pgCommitSQL = `SELECT pg_current_wal_insert_lsn()::text, current_setting('wal_block_size')::bigint,` +
 		` pg_size_bytes(current_setting('wal_segment_size'))`
 	pgReplicaSQL = `SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text,` +
 		` (extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000000)::bigint,` +
@@ -53,6 +57,26 @@ func (postgresProbe) commitPosition(ctx context.Context, q Querier) (Position, e
 		return Position{}, err
 	}
 	return LSNPosition(pageStart(p.lsn, uint64(block), uint64(seg))), nil
+}
+
+// primarySample reads, in one statement, the position Primary reads and
+// the one commitPosition reads.
+func (postgresProbe) primarySample(ctx context.Context, db DB) (pos, commit Position, err error) {
+	var (
+		write, insert string
+		block, seg    int64
+	)
+	if err := db.QueryRowContext(ctx, pgSampleSQL).Scan(&write, &insert, &block, &seg); err != nil {
+		return Position{}, Position{}, err
+	}
+	if pos, err = ParseLSN(write); err != nil {
+		return Position{}, Position{}, err
+	}
+	c, err := ParseLSN(insert)
+	if err != nil {
+		return Position{}, Position{}, err
+	}
+	return pos, LSNPosition(pageStart(c.lsn, uint64(block), uint64(seg))), nil
 }
 
 // WAL page header sizes (64-bit builds): the first page of a segment has

@@ -51,10 +51,11 @@ var (
 	storeErrs   = newDesc("sticky_store_errors_total", "Failed or timed-out calls to the stickiness store.", prometheus.CounterValue)
 	storeSkips  = newDesc("sticky_store_skipped_total", "Keyed reads sent to the primary without asking the store, during its backoff.", prometheus.CounterValue)
 	storeRetry  = newDesc("sticky_store_retries_total", "Retries of store writes that failed.", prometheus.CounterValue)
+	resolved    = newDesc("sticky_resolved_total", "Free causal marks this process resolved in the store.", prometheus.CounterValue)
 
 	all = []desc{routes, readsToPrim, maxLag, readmitLag, eligible, drained, state, lag, lagKnown, evictions, readmits,
 		served, failed, inFlight, latency, poolOpen, poolInUse, poolIdle, poolMax, poolWaits, poolWaitSec,
-		marks, notes, storeErrs, storeSkips, storeRetry}
+		marks, notes, storeErrs, storeSkips, storeRetry, resolved}
 
 	states = []lagcheck.State{lagcheck.Healthy, lagcheck.Evicted, lagcheck.Probation}
 )
@@ -114,6 +115,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	emit(storeErrs, float64(s.Sticky.StoreErrors))
 	emit(storeSkips, float64(s.Sticky.StoreSkipped))
 	emit(storeRetry, float64(s.Sticky.StoreRetries))
+	emit(resolved, float64(s.Sticky.Resolved))
 }
 
 func b2f(b bool) float64 {

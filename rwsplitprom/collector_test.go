@@ -123,6 +123,7 @@ func TestScrape(t *testing.T) {
 		{`rwsplit_sticky_store_errors_total`, func(v float64) bool { return v == 0 }},
 		{`rwsplit_sticky_store_skipped_total`, func(v float64) bool { return v == 0 }},
 		{`rwsplit_sticky_store_retries_total`, func(v float64) bool { return v == 0 }},
+		{`rwsplit_sticky_resolved_total`, func(v float64) bool { return v == 0 }},
 	} {
 		v, ok := value(tc.series)
 		if !ok || !tc.ok(v) {

@@ -174,3 +174,31 @@ func BenchmarkLookup(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMarkPending measures a free causal mark of a user (what a keyed
+// write adds after its commit, with the default in-memory store), and
+// the lookup that resolves it from the samples.
+func BenchmarkMarkPending(b *testing.B) {
+	tr, err := New(Config{Window: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tr.Close()
+	fs := newFakeSamples()
+	tr.SetSamples(fs)
+	ctx := WithUser(context.Background(), "writer")
+	b.Run("mark", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			w, _ := tr.Pending(ctx, Tables{})
+			tr.MarkPending(w)
+		}
+	})
+	fs.sample(lagcheck.LSNPosition(200))
+	b.Run("lookup-resolved", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			tr.Lookup(ctx, Tables{})
+		}
+	})
+}

@@ -67,6 +67,21 @@ type Config struct {
 	// Zero means DefaultStoreTimeout (50ms). Negative is an error.
 	StoreTimeout time.Duration
 
+	// ExactMarks, in ModeCausal, takes each marking write's position with
+	// a query on the primary right after it commits (one round trip per
+	// keyed write: +0.10ms, +27% per insert on PostgreSQL in
+	// BENCHMARKS.md), so that its user's reads may go back to a replica
+	// as soon as one has replayed it. False, the default, marks for free:
+	// the position is the one of the lag checker's first sample of the
+	// primary sent after the commit returned, so the user's reads stay on
+	// the primary until that sample (up to one lagcheck Interval) and a
+	// replica probe after it shows a replica that covers it. Writes whose
+	// record leaves the process with the request (a carrier: the cookie
+	// middleware, WithCarrier, WithToken) are always marked exactly, and
+	// so is every write when the checker cannot sample commit positions
+	// (a custom lagcheck Probe). True with ModeWindow is an error.
+	ExactMarks bool
+
 	// Tables turns on table mode: a write to a table also makes every
 	// read of that table sticky, in this process, whoever runs it. The
 	// Trackers of one primary share these marks (NewForPrimary).
@@ -92,6 +107,9 @@ func (c Config) withDefaults() (Config, error) {
 	case ModeCausal, ModeWindow:
 	default:
 		return c, fmt.Errorf("%w: unknown Mode %v", ErrConfig, c.Mode)
+	}
+	if c.ExactMarks && c.Mode != ModeCausal {
+		return c, fmt.Errorf("%w: ExactMarks needs ModeCausal, not %v", ErrConfig, c.Mode)
 	}
 	if c.Window < 0 {
 		return c, fmt.Errorf("%w: negative Window %v", ErrConfig, c.Window)

@@ -30,27 +30,36 @@ func pos(tb testing.TB, s string) lagcheck.Position {
 type rel struct {
 	until time.Duration // 0: no record
 	pos   string
+	pend  Pending
 }
 
-func relOf(r storetest.Rel) rel { return rel{until: r.Until, pos: r.Pos} }
+func relOf(r storetest.Rel) rel {
+	return rel{until: r.Until, pos: r.Pos, pend: Pending{Writer: r.Writer, At: r.At, Resolved: r.Resolved}}
+}
 
 func (r rel) at(tb testing.TB, base time.Time) Record {
 	tb.Helper()
 	if r.until == 0 {
 		return Record{}
 	}
-	return Record{Until: base.Add(r.until), Position: pos(tb, r.pos)}
+	return Record{Until: base.Add(r.until), Position: pos(tb, r.pos), Pending: r.pend}
 }
 
 // mergeTests are storetest.MergeCases: old is set first (if any), then
 // give; want is what Get returns.
-var mergeTests = func() []mergeTest {
-	out := make([]mergeTest, len(storetest.MergeCases))
-	for i, c := range storetest.MergeCases {
+var mergeTests = mergeTestsOf(storetest.MergeCases)
+
+// pendingTests are storetest.PendingCases, run as mergeTests are (but
+// not on the carrier, which never holds a pending write).
+var pendingTests = mergeTestsOf(storetest.PendingCases)
+
+func mergeTestsOf(cases []storetest.MergeCase) []mergeTest {
+	out := make([]mergeTest, len(cases))
+	for i, c := range cases {
 		out[i] = mergeTest{name: c.Name, old: relOf(c.Old), give: relOf(c.Give), want: relOf(c.Want)}
 	}
 	return out
-}()
+}
 
 type mergeTest struct {
 	name            string
@@ -61,7 +70,7 @@ type mergeTest struct {
 func wantRecord(tb testing.TB, got Record, ok bool, want Record) {
 	tb.Helper()
 	if !ok || !got.Equal(want) {
-		tb.Errorf("got %v %q (ok=%v), want %v %q", got.Until, got.Position, ok, want.Until, want.Position)
+		tb.Errorf("got %v %q %+v (ok=%v), want %v %q %+v", got.Until, got.Position, got.Pending, ok, want.Until, want.Position, want.Pending)
 	}
 }
 

@@ -59,6 +59,8 @@ type shard struct {
 	m       map[uint64]entry
 	last    *lagcheck.Position            // the GTID set stored last, shared when equal
 	mariaDB map[uint64]*lagcheck.Position // one-domain templates by domain<<32 | server
+	writers map[uint64]*lagcheck.Position // pending writes' writer tags by writer
+	both    map[uint64]Record             // the records of entries whose pos is bothMark
 }
 
 // maxTemplates bounds shard.mariaDB; past it, the map starts over.
@@ -73,11 +75,19 @@ type paddedShard struct {
 // entry is a Record in 24 bytes (docs/stickiness.md).
 type entry struct {
 	until int64  // Record.Until in nanoseconds since Memory.base
-	lsn   uint64 // the LSN when pos is lsnMark; the seq when pos is a template
-	// pos: nil (zero Position), lsnMark, a one-domain MariaDB template, or
-	// a shared, immutable GTID position.
+	lsn   uint64 // the LSN when pos is lsnMark; the seq when pos is a template; Pending.At when pos is a writer tag
+	// pos: nil (zero Position), lsnMark, a one-domain MariaDB template, a
+	// shared, immutable GTID position, or the shard's tag of a pending
+	// write's writer: an LSN position (an LSN is otherwise kept inline)
+	// whose value is Pending.Writer; or bothMark: the record, a pending
+	// write with a position, is in shard.both.
 	pos *lagcheck.Position
 }
+
+// bothMark is entry.pos of a record kept whole in shard.both: a pending
+// write merged with a position (a shared Store, when the user writes
+// again after a resolution), not worth a wider entry for every record.
+var bothMark = new(lagcheck.Position)
 
 // lsnMark is entry.pos of a PostgreSQL LSN; only its address matters.
 var lsnMark = new(lagcheck.Position)
@@ -89,7 +99,9 @@ func (m *Memory) record(e *entry) Record {
 	case lsnMark:
 		r.Position = lagcheck.LSNPosition(e.lsn)
 	default:
-		if domain, server, _, ok := e.pos.MariaDB(); ok {
+		if w, ok := e.pos.LSN(); ok {
+			r.Pending = Pending{Writer: w, At: int64(e.lsn)}
+		} else if domain, server, _, ok := e.pos.MariaDB(); ok {
 			r.Position = lagcheck.MariaDBPosition(domain, server, e.lsn)
 		} else {
 			r.Position = *e.pos
@@ -100,9 +112,21 @@ func (m *Memory) record(e *entry) Record {
 
 // encode makes the entry of rec, under s.mu. reuse, if not nil, is a
 // stored position to share if it equals rec's.
-func (m *Memory) encode(s *shard, rec Record, reuse *lagcheck.Position) entry {
+func (m *Memory) encode(s *shard, h uint64, rec Record, reuse *lagcheck.Position) entry {
 	e := entry{until: m.since(rec.Until)}
 	p := rec.Position
+	if !rec.Pending.IsZero() { // never Resolved here: setHash settles it
+		if p.IsZero() {
+			e.lsn, e.pos = uint64(rec.Pending.At), s.writer(rec.Pending.Writer)
+		} else {
+			if s.both == nil {
+				s.both = make(map[uint64]Record)
+			}
+			s.both[h] = rec
+			e.pos = bothMark
+		}
+		return e
+	}
 	switch p.Kind() {
 	case lagcheck.NoPosition:
 	case lagcheck.PostgresLSN:
@@ -143,6 +167,33 @@ func (s *shard) template(domain, server uint32) *lagcheck.Position {
 	t := new(lagcheck.Position)
 	*t = lagcheck.MariaDBPosition(domain, server, 0)
 	s.mariaDB[k] = t
+	return t
+}
+
+// delete deletes key k's record, under s.mu.
+func (s *shard) delete(k uint64) {
+	if s.m[k].pos == bothMark {
+		delete(s.both, k)
+	}
+	delete(s.m, k)
+}
+
+// writer returns the shard's tag of pending writes of writer w, under
+// s.mu: a process has a few writers (its Trackers), so the map starts
+// over past maxTemplates.
+func (s *shard) writer(w uint64) *lagcheck.Position {
+	if t, ok := s.writers[w]; ok {
+		return t
+	}
+	switch {
+	case s.writers == nil:
+		s.writers = make(map[uint64]*lagcheck.Position)
+	case len(s.writers) >= maxTemplates:
+		clear(s.writers)
+	}
+	t := new(lagcheck.Position)
+	*t = lagcheck.LSNPosition(w)
+	s.writers[w] = t
 	return t
 }
 
@@ -223,6 +274,11 @@ func (m *Memory) getHash(h uint64) (Record, bool) {
 	s := m.shard(h)
 	s.mu.RLock()
 	e, ok := s.m[h]
+	if ok && e.pos == bothMark {
+		r := s.both[h]
+		s.mu.RUnlock()
+		return r, e.until > m.clock()
+	}
 	s.mu.RUnlock()
 	if !ok || e.until <= m.clock() {
 		return Record{}, false
@@ -250,12 +306,22 @@ func (m *Memory) setHash(h uint64, rec Record) {
 	var reuse *lagcheck.Position
 	switch {
 	case ok && old.until > now:
-		rec = m.record(&old).Merge(rec)
+		if old.pos == bothMark {
+			rec = s.both[h].Merge(rec)
+		} else {
+			rec = m.record(&old).Merge(rec)
+		}
 		reuse = old.pos
-	case !ok && len(s.m) >= m.perShard:
-		m.evict(s, now)
+	default:
+		rec = rec.settled()
+		if !ok && len(s.m) >= m.perShard {
+			m.evict(s, now)
+		}
 	}
-	s.m[h] = m.encode(s, rec, reuse)
+	if old.pos == bothMark {
+		delete(s.both, h)
+	}
+	s.m[h] = m.encode(s, h, rec, reuse)
 }
 
 // evictSamples is how many records evict looks at.
@@ -272,7 +338,7 @@ func (m *Memory) evict(s *shard, now int64) {
 	)
 	for k, e := range s.m {
 		if e.until <= now {
-			delete(s.m, k)
+			s.delete(k)
 			expired = true
 		} else if e.until < soonest {
 			victim, soonest = k, e.until
@@ -282,7 +348,7 @@ func (m *Memory) evict(s *shard, now int64) {
 		}
 	}
 	if !expired {
-		delete(s.m, victim)
+		s.delete(victim)
 		m.evicted.Add(1)
 	}
 }
@@ -349,7 +415,7 @@ func (m *Memory) sweep(buf []uint64) []uint64 {
 		s.mu.Lock()
 		for _, k := range buf {
 			if e, ok := s.m[k]; ok && e.until <= now { // not renewed meanwhile
-				delete(s.m, k)
+				s.delete(k)
 			}
 		}
 		s.mu.Unlock()

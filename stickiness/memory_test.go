@@ -56,7 +56,7 @@ func TestNewMemoryErrors(t *testing.T) {
 func TestMemoryMerge(t *testing.T) {
 	ctx := context.Background()
 	base := time.Unix(1_700_000_000, 0)
-	for _, tt := range mergeTests {
+	for _, tt := range append(mergeTests[:len(mergeTests):len(mergeTests)], pendingTests...) {
 		t.Run(tt.name, func(t *testing.T) {
 			m := newTestMemory(t, MemoryOptions{Now: newClock(base).Now})
 			if tt.old.until != 0 {
@@ -455,5 +455,35 @@ func TestMemoryGetAllocs(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { m.Get(ctx, "nobody") }); n != 0 {
 		t.Errorf("Get of no record allocates %v times", n)
+	}
+}
+
+// TestMemoryPendingWithPosition: a pending write merged with a position
+// (kept outside the entry) keeps both, and its resolution clears it; the
+// sweeper deletes it with its entry.
+func TestMemoryPendingWithPosition(t *testing.T) {
+	ctx := context.Background()
+	base := time.Unix(1_700_000_000, 0)
+	clk := newClock(base)
+	m := newTestMemory(t, MemoryOptions{Now: clk.Now})
+	w1 := Pending{Writer: 1, At: 5}
+	_ = m.Set(ctx, "u", Record{Until: base.Add(10 * time.Second), Position: pos(t, "0/100")})
+	_ = m.Set(ctx, "u", Record{Until: base.Add(20 * time.Second), Pending: w1})
+	rec, ok, _ := m.Get(ctx, "u")
+	wantRecord(t, rec, ok, Record{Until: base.Add(20 * time.Second), Position: pos(t, "0/100"), Pending: w1})
+	_ = m.Set(ctx, "u", Record{Until: base.Add(20 * time.Second), Position: pos(t, "0/200"), Pending: Pending{Writer: 1, At: 7, Resolved: true}})
+	rec, ok, _ = m.Get(ctx, "u")
+	wantRecord(t, rec, ok, Record{Until: base.Add(20 * time.Second), Position: pos(t, "0/200")})
+
+	_ = m.Set(ctx, "v", Record{Until: base.Add(10 * time.Second), Position: pos(t, "0/100")})
+	_ = m.Set(ctx, "v", Record{Until: base.Add(20 * time.Second), Pending: w1})
+	clk.Advance(30 * time.Second)
+	m.sweep(nil)
+	s := m.shard(maphash.String(m.seed, "v"))
+	s.mu.RLock()
+	n := len(s.both)
+	s.mu.RUnlock()
+	if n != 0 {
+		t.Errorf("%d records left in shard.both after the sweep, want 0", n)
 	}
 }

@@ -9,11 +9,50 @@ import (
 
 func TestRecordMerge(t *testing.T) {
 	base := time.Unix(1_700_000_000, 0)
-	for _, tt := range mergeTests {
+	for _, tt := range append(mergeTests[:len(mergeTests):len(mergeTests)], pendingTests...) {
 		t.Run(tt.name, func(t *testing.T) {
 			old, give, want := tt.old.at(t, base), tt.give.at(t, base), tt.want.at(t, base)
 			wantRecord(t, old.Merge(give), true, want)
 			wantRecord(t, give.Merge(old), true, want) // Merge is symmetric
+		})
+	}
+}
+
+// TestRecordMergePendingPosition: a pending write merged with another
+// writer's position keeps both, so that its resolution cannot drop the
+// other write.
+func TestRecordMergePendingPosition(t *testing.T) {
+	base := time.Unix(1_700_000_000, 0)
+	r := func(until time.Duration, p string, pend Pending) Record {
+		return Record{Until: base.Add(until), Position: pos(t, p), Pending: pend}
+	}
+	w1 := Pending{Writer: 1, At: 5}
+	res := func(p string, at int64) Record {
+		return r(10*time.Second, p, Pending{Writer: 1, At: at, Resolved: true})
+	}
+	tests := []struct {
+		name       string
+		steps      []Record
+		wantPos    string
+		wantPend   Pending
+		wantUntilS time.Duration
+	}{
+		{name: "pending keeps the other's position", steps: []Record{r(10*time.Second, "", w1), r(20*time.Second, "0/100", Pending{})}, wantPos: "0/100", wantPend: w1, wantUntilS: 20 * time.Second},
+		{name: "resolution covering the other's", steps: []Record{r(10*time.Second, "", w1), r(20*time.Second, "0/100", Pending{}), res("0/200", 7)}, wantPos: "0/200", wantUntilS: 20 * time.Second},
+		{name: "resolution behind the other's keeps it", steps: []Record{r(10*time.Second, "", w1), r(20*time.Second, "0/300", Pending{}), res("0/200", 7)}, wantPos: "0/300", wantUntilS: 20 * time.Second},
+		{name: "resolution incomparable is unknown", steps: []Record{r(10*time.Second, "", w1), r(20*time.Second, "0-1-5", Pending{}), res("0/200", 7)}, wantPos: "", wantUntilS: 20 * time.Second},
+		{name: "pending incomparable positions is unknown", steps: []Record{r(10*time.Second, "0/100", w1), r(20*time.Second, "0-1-5", Pending{})}, wantPos: "", wantUntilS: 20 * time.Second},
+		{name: "two resolutions of one writer: the later covering", steps: []Record{Record{}.Merge(res("0/100", 7).Merge(res("0/200", 9)))}, wantPos: "0/200", wantUntilS: 10 * time.Second},
+		{name: "only the resolution after the mark clears it", steps: []Record{r(10*time.Second, "", Pending{Writer: 1, At: 8}), res("0/100", 7), res("0/200", 9)}, wantPos: "0/200", wantUntilS: 10 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got Record
+			for _, s := range tt.steps {
+				got = got.Merge(s)
+			}
+			want := Record{Until: base.Add(tt.wantUntilS), Position: pos(t, tt.wantPos), Pending: tt.wantPend}
+			wantRecord(t, got, true, want)
 		})
 	}
 }

@@ -41,6 +41,7 @@ type tableMarks struct {
 	schema atomic.Pointer[Record] // the last schema-wide write
 	newest atomic.Pointer[Record] // every write merged: reads of unknown tables
 	now    func() time.Time
+	id     uint64 // the writer of their pending marks (Pending.Writer)
 
 	key  string // registry key; "" for marks of one Tracker
 	refs int    // Trackers holding them, under registry.mu
@@ -51,7 +52,7 @@ func newTableMarks(now func() time.Time) *tableMarks {
 		now = time.Now
 	}
 	m, _ := NewMemory(MemoryOptions{MaxEntries: maxTables, Now: now}) // valid options: no error
-	return &tableMarks{m: m, now: now}
+	return &tableMarks{m: m, now: now, id: newWriter()}
 }
 
 // registry holds the marks of every primary named by a Tracker in this
@@ -107,9 +108,9 @@ type tables struct {
 
 func (h *tables) close() { h.once.Do(h.release) }
 
-// lookup merges into rec the marks that a read of ts must respect, and
-// reports whether there was any.
-func (tm *tableMarks) lookup(ctx context.Context, ts Tables, rec Record) (Record, bool) {
+// lookup merges into rec the marks that a read of ts must respect, each
+// settled by t (Tracker.settle), and reports whether there was any.
+func (tm *tableMarks) lookup(ctx context.Context, ts Tables, rec Record, t *Tracker) (Record, bool) {
 	sticky := false
 	var now time.Time
 	active := func(p *Record) bool {
@@ -123,7 +124,7 @@ func (tm *tableMarks) lookup(ctx context.Context, ts Tables, rec Record) (Record
 	}
 	if ts.All {
 		if p := tm.newest.Load(); active(p) {
-			rec, sticky = rec.Merge(*p), true
+			rec, sticky = rec.Merge(t.settle(*p)), true
 		}
 		return rec, sticky
 	}
@@ -131,11 +132,11 @@ func (tm *tableMarks) lookup(ctx context.Context, ts Tables, rec Record) (Record
 		return rec, false
 	}
 	if p := tm.schema.Load(); active(p) {
-		rec, sticky = rec.Merge(*p), true
+		rec, sticky = rec.Merge(t.settle(*p)), true
 	}
 	for _, n := range ts.Names {
 		if r, found := tm.m.getHash(tm.hash(n)); found {
-			rec, sticky = rec.Merge(r), true
+			rec, sticky = rec.Merge(t.settle(r)), true
 		}
 	}
 	return rec, sticky

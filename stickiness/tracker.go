@@ -2,6 +2,7 @@ package stickiness
 
 import (
 	"context"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,7 @@ const maxTables = 1 << 16
 // created and its retries.
 type Tracker struct {
 	cfg    Config
+	id     uint64  // the writer of this Tracker's pending marks (Pending.Writer)
 	local  *Memory // this process's marks
 	tables *tables // table mode: the primary's table marks; nil otherwise
 	now    func() time.Time
@@ -44,8 +46,43 @@ type Tracker struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 
-	marks, notes, storeErrs, storeSkips, storeRetries atomic.Uint64
+	// The free marks (Config.ExactMarks false): where their positions
+	// come from, and, with a Store, the keys whose record there waits for
+	// this process to resolve it (the resolve loop owns them).
+	samples   atomic.Pointer[Samples]
+	resolveMu sync.Mutex
+	toResolve map[string]pendingMark
+	resolving bool // the resolve loop was started (under resolveMu)
+	closed    bool // under resolveMu
+
+	marks, notes, storeErrs, storeSkips, storeRetries, resolved atomic.Uint64
 }
+
+// Samples is where free causal marks (Config.ExactMarks false) find their
+// positions: *lagcheck.Checker implements it.
+type Samples interface {
+	// CommitAfter returns the commit position of the first sample of the
+	// primary sent after t, a time.Now reading of this process, and when
+	// that sample started; false until there is one.
+	CommitAfter(t time.Time) (pos lagcheck.Position, start time.Time, ok bool)
+	// Sampled returns a channel closed once the next sample is published.
+	Sampled() <-chan struct{}
+}
+
+// pendingMark is a key's newest pending mark, for the resolve loop.
+type pendingMark struct {
+	until time.Time
+	at    int64
+}
+
+// monoEpoch is the origin of Pending.At in this process.
+var monoEpoch = time.Now()
+
+// mono returns the time since monoEpoch, on the monotonic clock.
+func mono() int64 { return int64(time.Since(monoEpoch)) }
+
+// newWriter returns a random, non-zero Pending.Writer.
+func newWriter() uint64 { return rand.Uint64() | 1 }
 
 // Stats counts a Tracker's activity.
 type Stats struct {
@@ -62,6 +99,10 @@ type Stats struct {
 	// keyed write made while the Store was down is stored once it is back,
 	// unless the record's Until comes first.
 	StoreRetries uint64
+	// Resolved counts records of free marks this process resolved in the
+	// Store (Config.ExactMarks false, with a Store), once the checker
+	// sampled the primary after the write.
+	Resolved uint64
 }
 
 // Write is a write that makes its user, carrier or table sticky once it
@@ -87,7 +128,7 @@ func newTracker(cfg Config, now func() time.Time, primary string) (*Tracker, err
 	if err != nil {
 		return nil, err
 	}
-	t := &Tracker{cfg: cfg, now: now}
+	t := &Tracker{cfg: cfg, now: now, id: newWriter()}
 	if t.now == nil {
 		t.now = time.Now
 	}
@@ -99,6 +140,7 @@ func newTracker(cfg Config, now func() time.Time, primary string) (*Tracker, err
 	}
 	t.done = make(chan struct{})
 	if cfg.Store != nil {
+		t.toResolve = map[string]pendingMark{}
 		t.retry = map[string]Record{}
 		t.wg.Add(1)
 		go t.retryLoop()
@@ -114,10 +156,33 @@ func newTracker(cfg Config, now func() time.Time, primary string) (*Tracker, err
 // Store, and reads the clock only for a read that may be sticky.
 func (t *Tracker) Lookup(ctx context.Context, tables Tables) (pos lagcheck.Position, sticky bool) {
 	rec, sticky, failed := t.record(ctx, tables)
-	if !sticky || failed || t.cfg.Mode == ModeWindow {
+	if !sticky || failed || t.cfg.Mode == ModeWindow || rec.pending() {
 		return lagcheck.Position{}, sticky
 	}
 	return rec.Position, true
+}
+
+// settle resolves r's pending write if this process marked it and the
+// checker has sampled the primary since: the record of the sample's
+// commit position (with r's other position). Otherwise r is returned as
+// it is: still pending, its reads go to the primary.
+func (t *Tracker) settle(r Record) Record {
+	if !r.pending() || (r.Pending.Writer != t.id && (t.tables == nil || r.Pending.Writer != t.tables.id)) {
+		return r
+	}
+	s := t.samples.Load()
+	if s == nil {
+		return r
+	}
+	pos, _, ok := (*s).CommitAfter(monoEpoch.Add(time.Duration(r.Pending.At)))
+	if !ok {
+		return r
+	}
+	p, ok := join(r.Position, pos)
+	if !ok {
+		p = lagcheck.Position{}
+	}
+	return Record{Until: r.Until, Position: p}
 }
 
 // record returns the merged record of a read, and whether it is sticky.
@@ -137,7 +202,7 @@ func (t *Tracker) record(ctx context.Context, tables Tables) (rec Record, sticky
 	}
 	if key, ok := t.cfg.Key(ctx); ok && key != "" {
 		if r, found, _ := t.local.Get(ctx, key); found {
-			rec, sticky = rec.Merge(r), true
+			rec, sticky = rec.Merge(t.settle(r)), true
 		}
 		// The Store may hold a newer write, made through another
 		// process: this process's record never stands in for it.
@@ -150,12 +215,12 @@ func (t *Tracker) record(ctx context.Context, tables Tables) (rec Record, sticky
 				return Record{}, true, true
 			}
 			if found {
-				rec, sticky = rec.Merge(r), true
+				rec, sticky = rec.Merge(t.settle(r)), true
 			}
 		}
 	}
 	if t.tables != nil {
-		if r, found := t.tables.lookup(ctx, tables, rec); found {
+		if r, found := t.tables.lookup(ctx, tables, rec, t); found {
 			rec, sticky = r, true
 		}
 	}
@@ -219,6 +284,180 @@ func (t *Tracker) Pending(ctx context.Context, tables Tables) (Write, bool) {
 // Causal reports whether Mark needs the primary's position (ModeCausal).
 func (t *Tracker) Causal() bool { return t.cfg.Mode == ModeCausal }
 
+// Exact reports whether ws must be marked with Mark and the primary's
+// position read after their commit (ModeCausal with Config.ExactMarks, no
+// Samples, or a write whose record leaves the process in a carrier), and
+// not with MarkPending.
+func (t *Tracker) Exact(ws ...Write) bool {
+	if t.cfg.Mode != ModeCausal {
+		return false
+	}
+	if t.cfg.ExactMarks || t.samples.Load() == nil {
+		return true
+	}
+	for i := range ws {
+		if ws[i].carrier != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// SetSamples gives the Tracker the source of its free marks' positions
+// (Config.ExactMarks false): until it is set, Exact is true in ModeCausal.
+// With a Store, it starts the goroutine that resolves this process's
+// pending records there (Close stops it). Call it once, before the first
+// mark; later calls do nothing.
+func (t *Tracker) SetSamples(s Samples) {
+	if s == nil || !t.samples.CompareAndSwap(nil, &s) || t.cfg.Store == nil {
+		return
+	}
+	t.resolveMu.Lock()
+	defer t.resolveMu.Unlock()
+	if t.closed || t.resolving {
+		return
+	}
+	t.resolving = true
+	t.wg.Add(1)
+	go t.resolveLoop(s)
+}
+
+// MarkPending records committed writes without their position (the free
+// causal mark): each user, and each table in table mode, reads from the
+// primary until the checker's first sample of the primary sent after now,
+// and then from the replicas that cover that sample's position. Call it
+// after the writes committed, in the process that ran them. In this
+// process Lookup resolves the mark itself; in the Store the record waits,
+// pending, until this Tracker's goroutine resolves it there after that
+// sample (a resolution that fails is retried, and meanwhile the record
+// keeps reads on the primary). In ModeWindow it is Mark.
+func (t *Tracker) MarkPending(ws ...Write) {
+	if t.cfg.Mode != ModeCausal {
+		t.Mark(lagcheck.Position{}, ws...)
+		return
+	}
+	at := mono() // after the commits returned: CommitAfter compares with it
+	now := t.now()
+	rec := Record{Until: now.Add(t.cfg.Window), Pending: Pending{Writer: t.id, At: at}}
+	for _, w := range ws {
+		if w.carrier != nil && w.carrier.note(Record{Until: rec.Until}, now) {
+			t.notes.Add(1) // carriers leave the process: unknown (Exact avoids this)
+		}
+		if w.key != "" {
+			t.marks.Add(1)
+			_ = t.local.Set(w.ctx, w.key, rec)
+			if t.cfg.Store != nil {
+				t.setStore(w.ctx, w.key, rec)
+				t.resolveLater(w.key, rec.Until, at)
+			}
+		}
+		if t.tables != nil {
+			tr := rec
+			tr.Pending.Writer = t.tables.id
+			t.tables.mark(&w, tr)
+		}
+	}
+}
+
+// setStore sets rec in the Store, bounded by StoreTimeout, and queues it
+// for a retry if that fails.
+func (t *Tracker) setStore(ctx context.Context, key string, rec Record) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.cfg.StoreTimeout)
+	defer cancel()
+	if err := t.cfg.Store.Set(sctx, key, rec); err != nil {
+		t.storeFailed(err)
+		t.retryLater(key, rec)
+		return
+	}
+	t.storeAnswered()
+}
+
+// resolveLater queues key's pending mark for the resolve loop: a newer
+// mark of the key replaces an older one, whose resolution it covers.
+func (t *Tracker) resolveLater(key string, until time.Time, at int64) {
+	t.resolveMu.Lock()
+	defer t.resolveMu.Unlock()
+	if old, ok := t.toResolve[key]; ok {
+		t.toResolve[key] = pendingMark{until: later(old.until, until), at: max(old.at, at)}
+	} else if len(t.toResolve) < maxRetries {
+		t.toResolve[key] = pendingMark{until: until, at: at}
+	} // else: the record stays pending in the Store: the primary, until Until
+}
+
+// resolveLoop resolves the queued pending marks at each sample, until
+// Close.
+func (t *Tracker) resolveLoop(s Samples) {
+	defer t.wg.Done()
+	for {
+		next := s.Sampled() // before resolveDue: no sample is missed
+		t.resolveDue(s)
+		select {
+		case <-t.done:
+			return
+		case <-next:
+		}
+	}
+}
+
+// resolveDue sets in the Store the resolution of each queued mark that a
+// sample now covers, and drops the expired ones. A Set that fails is
+// retried with the Sets retryLoop retries; meanwhile the record stays
+// pending, which keeps reads on the primary.
+func (t *Tracker) resolveDue(s Samples) {
+	type due struct {
+		key string
+		res Record
+	}
+	var ready []due
+	now := t.now()
+	t.resolveMu.Lock()
+	for key, m := range t.toResolve {
+		if !now.Before(m.until) {
+			delete(t.toResolve, key)
+			continue
+		}
+		pos, start, ok := s.CommitAfter(monoEpoch.Add(time.Duration(m.at)))
+		if !ok {
+			continue
+		}
+		delete(t.toResolve, key)
+		if pos.IsZero() {
+			continue // nothing to resolve with: pending until Until
+		}
+		ready = append(ready, due{key, Record{Until: m.until, Position: pos,
+			Pending: Pending{Writer: t.id, At: int64(start.Sub(monoEpoch)), Resolved: true}}})
+	}
+	t.resolveMu.Unlock()
+	for _, d := range ready {
+		select {
+		case <-t.done:
+			return
+		default:
+		}
+		t.resolveRetry(d.key, d.res)
+		ctx, cancel := context.WithTimeout(context.Background(), t.cfg.StoreTimeout)
+		err := t.cfg.Store.Set(ctx, d.key, d.res)
+		cancel()
+		if err != nil {
+			t.storeFailed(err)
+			t.retryLater(d.key, d.res)
+			continue
+		}
+		t.resolved.Add(1)
+		t.storeAnswered()
+	}
+}
+
+// resolveRetry applies a resolution to a Set of key queued for a retry,
+// so that a retried pending record does not undo the resolution.
+func (t *Tracker) resolveRetry(key string, res Record) {
+	t.retryMu.Lock()
+	if old, ok := t.retry[key]; ok {
+		t.retry[key] = old.Merge(res)
+	}
+	t.retryMu.Unlock()
+}
+
 // Mark records committed writes. pos is the primary's position taken after
 // they committed, or zero if unknown; it is ignored in ModeWindow. Mark
 // notes each write's carrier, and sets its key in memory and in the Store
@@ -262,6 +501,7 @@ func (t *Tracker) Stats() Stats {
 		StoreErrors:  t.storeErrs.Load(),
 		StoreSkipped: t.storeSkips.Load(),
 		StoreRetries: t.storeRetries.Load(),
+		Resolved:     t.resolved.Load(),
 	}
 }
 
@@ -327,6 +567,9 @@ func (t *Tracker) retrySets() {
 // Tracker created; it never closes Config.Store. It is safe to call more
 // than once and returns nil.
 func (t *Tracker) Close() error {
+	t.resolveMu.Lock()
+	t.closed = true
+	t.resolveMu.Unlock()
 	t.closeOnce.Do(func() { close(t.done) })
 	t.wg.Wait()
 	t.local.Close()

@@ -382,7 +382,7 @@ func TestTrackerClose(t *testing.T) {
 }
 
 func TestNewErrors(t *testing.T) {
-	for _, cfg := range []Config{{Window: -1}, {StoreTimeout: -1}, {Mode: 9}} {
+	for _, cfg := range []Config{{Window: -1}, {StoreTimeout: -1}, {Mode: 9}, {Mode: ModeWindow, ExactMarks: true}} {
 		if tr, err := New(cfg); !errors.Is(err, ErrConfig) || tr != nil {
 			t.Errorf("New(%+v) = %v, %v; want nil, ErrConfig", cfg, tr, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/rwsplit/rwsplit"
 	"github.com/rwsplit/rwsplit/internal/testdb"
+	"github.com/rwsplit/rwsplit/stickiness"
 )
 
 // benchPost is what the write workloads insert and read back.
@@ -25,12 +27,12 @@ type benchPost struct {
 
 func (benchPost) TableName() string { return "bench_posts" }
 
-// writeCluster is one cluster of the writes section, with its three
+// writeCluster is one cluster of the writes section, with its four
 // configurations.
 type writeCluster struct {
 	f        flavor
 	topo     *topology
-	setups   []*setup // plain GORM, dbresolver, rwsplit
+	setups   []*setup // plain GORM, dbresolver, rwsplit (free marks), rwsplit with ExactMarks
 	delay    func(context.Context, time.Duration) error
 	caughtUp func(context.Context) error
 	delayFor time.Duration // what the delayed case sets
@@ -88,15 +90,21 @@ func startWriteCluster(ctx context.Context, f flavor) (*writeCluster, error) {
 		return nil, err
 	}
 	wc.setups = append(wc.setups, dbr)
-	split, err := openRWSplit(wc.topo, wc.topo.replicas, rwsplit.Config{})
-	if err != nil {
-		wc.close()
-		return nil, err
-	}
-	wc.setups = append(wc.setups, split)
-	if err := waitEligible(ctx, split, 10*time.Second); err != nil {
-		wc.close()
-		return nil, err
+	for _, exact := range []bool{false, true} {
+		split, err := openRWSplit(wc.topo, wc.topo.replicas, rwsplit.Config{Stickiness: stickiness.Config{ExactMarks: exact}})
+		if err != nil {
+			wc.close()
+			return nil, err
+		}
+		split.name = "rwsplit (free mark)"
+		if exact {
+			split.name = "rwsplit, ExactMarks"
+		}
+		wc.setups = append(wc.setups, split)
+		if err := waitEligible(ctx, split, 10*time.Second); err != nil {
+			wc.close()
+			return nil, err
+		}
 	}
 	return wc, nil
 }
@@ -129,7 +137,9 @@ func insertPost(ctx context.Context, db *gorm.DB, user string) (int64, error) {
 
 func runWrites(ctx context.Context, b *bench, w *sectionWriter) error {
 	w.p("Each cluster: a primary and 2 replicas, no proxy. *plain GORM* writes and reads on the primary; *dbresolver* is set up as its README does; " +
-		"*rwsplit* runs with its defaults (causal read-your-writes: a write by a user, `rwsplit.WithUser(ctx, key)`, marks the user until a replica has replayed it). " +
+		"*rwsplit (free mark)* runs with its defaults (causal read-your-writes: a write by a user, `rwsplit.WithUser(ctx, key)`, marks the user until a replica has replayed it; " +
+		"the position is the one of the lag checker's first sample of the primary sent after the commit, so the write sends nothing more to the primary); " +
+		"*rwsplit, ExactMarks* is the same with `Stickiness.ExactMarks`, which asks the primary for its position right after each keyed write commits. Both run side by side on the same cluster. " +
 		"Every insert goes through GORM's default transaction in every configuration.")
 	for _, f := range []flavor{pgFlavor, mariaFlavor} {
 		log.Printf("writes: %s", f.name)
@@ -148,7 +158,7 @@ func runWrites(ctx context.Context, b *bench, w *sectionWriter) error {
 
 func writesOn(ctx context.Context, b *bench, w *sectionWriter, wc *writeCluster) error {
 	o := b.o
-	plain, dbr, split := wc.setups[0], wc.setups[1], wc.setups[2]
+	plain, dbr, split, exact := wc.setups[0], wc.setups[1], wc.setups[2], wc.setups[3]
 	w.p("### %s", wc.f.name)
 
 	// 1. Keyed-write cost, paired.
@@ -157,7 +167,8 @@ func writesOn(ctx context.Context, b *bench, w *sectionWriter, wc *writeCluster)
 		db   *gorm.DB
 		user bool
 	}
-	ops := []op{{"plain GORM", plain.db, false}, {"dbresolver", dbr.db, false}, {"rwsplit, no user", split.db, false}, {"rwsplit, keyed (user)", split.db, true}}
+	ops := []op{{"plain GORM", plain.db, false}, {"dbresolver", dbr.db, false}, {"rwsplit, no user", split.db, false},
+		{"rwsplit, keyed (free mark, the default)", split.db, true}, {"rwsplit, keyed (ExactMarks)", exact.db, true}}
 	lat := make([][]time.Duration, len(ops))
 	for i := range o.writePairs {
 		for k := range ops {
@@ -173,9 +184,10 @@ func writesOn(ctx context.Context, b *bench, w *sectionWriter, wc *writeCluster)
 			lat[j] = append(lat[j], time.Since(start))
 		}
 	}
-	var diffs []float64 // keyed − unkeyed, per iteration
+	var diffs, exactDiffs []float64 // keyed − unkeyed, per iteration
 	for i := range lat[2] {
 		diffs = append(diffs, float64(lat[3][i]-lat[2][i]))
+		exactDiffs = append(exactDiffs, float64(lat[4][i]-lat[2][i]))
 	}
 	var rows [][]string
 	base := quantile(sortedDurations(lat[0]), 0.5)
@@ -184,12 +196,13 @@ func writesOn(ctx context.Context, b *bench, w *sectionWriter, wc *writeCluster)
 		p50 := quantile(s, 0.5)
 		rows = append(rows, []string{op.name, ms(p50), ms(quantile(s, 0.99)), fmt.Sprintf("%+.1f%%", 100*(float64(p50)/float64(base)-1))})
 	}
-	w.p("**Write cost.** %d iterations; each makes one insert through each of the four, in a rotating order. "+
-		"*keyed* inserts run with a user in the context, so rwsplit marks the user (by default it asks the primary for its position after the commit).", o.writePairs)
+	w.p("**Write cost.** %d iterations; each makes one insert through each of the five, in a rotating order. "+
+		"*keyed* inserts run with a user in the context, so rwsplit marks the user: for free by default, with a query of the primary's position after the commit with `ExactMarks`.", o.writePairs)
 	w.table([]string{"insert through", "p50", "p99", "p50 against plain GORM"}, rows)
 	unkeyed := quantile(sortedDurations(lat[2]), 0.5)
-	w.p("Keyed against unkeyed through rwsplit, paired per iteration: median difference %s (%+.1f%% of the unkeyed p50 %s).",
-		signedMs(time.Duration(median(diffs))), 100*median(diffs)/float64(unkeyed), ms(unkeyed))
+	w.p("Keyed against unkeyed through rwsplit, paired per iteration: median difference %s (%+.1f%% of the unkeyed p50 %s) with the free mark; %s (%+.1f%%) with `ExactMarks`.",
+		signedMs(time.Duration(median(diffs))), 100*median(diffs)/float64(unkeyed), ms(unkeyed),
+		signedMs(time.Duration(median(exactDiffs))), 100*median(exactDiffs)/float64(unkeyed))
 
 	// 2. Read-your-writes misses, healthy and with a delayed replica.
 	var rywRows [][]string
@@ -238,8 +251,10 @@ func writesOn(ctx context.Context, b *bench, w *sectionWriter, wc *writeCluster)
 			rywRows = append(rywRows, []string{cond, s.name, fmt.Sprintf("%d of %d (%.1f%%)", misses[j], o.rywRounds, pct(misses[j], o.rywRounds)),
 				fmt.Sprintf("%.1f%%", pct(onReplica[j], o.rywRounds))})
 		}
-		if err := waitEligible(ctx, split, 15*time.Second); err != nil {
-			return err
+		for _, s := range []*setup{split, exact} {
+			if err := waitEligible(ctx, s, 15*time.Second); err != nil {
+				return err
+			}
 		}
 	}
 	w.p("**Read-your-writes.** %d rounds per case: a user inserts a row and reads it back by primary key at once, with the user in the context; the configurations take turns. "+
@@ -247,19 +262,28 @@ func writesOn(ctx context.Context, b *bench, w *sectionWriter, wc *writeCluster)
 	w.table([]string{"case", "configuration", "misses", "reads on replicas"}, rywRows)
 
 	// 3. Time back to replicas after a write.
+	lagDefaults, err := defaultLag()
+	if err != nil {
+		return err
+	}
 	var backRows [][]string
-	for _, s := range []*setup{dbr, split} {
-		back, missed, err := timeBack(ctx, s, wc, o.backSamples)
+	for _, s := range []*setup{dbr, split, exact} {
+		back, missed, err := timeBack(ctx, s, wc, o.backSamples, lagDefaults.Interval)
 		if err != nil {
 			return err
 		}
 		sorted := sortedDurations(back)
-		backRows = append(backRows, []string{s.name, fmt.Sprint(len(back)), ms(quantile(sorted, 0.5)), ms(quantile(sorted, 0.99)), ms(sorted[len(sorted)-1]),
+		samples := fmt.Sprint(len(back))
+		if len(back) < o.backSamples {
+			samples = fmt.Sprintf("%d (%d not back within 10 s)", len(back), o.backSamples-len(back))
+		}
+		backRows = append(backRows, []string{s.name, samples, ms(quantile(sorted, 0.5)), ms(quantile(sorted, 0.99)), ms(sorted[len(sorted)-1]),
 			fmt.Sprintf("%d (%.1f%%)", missed, pct(missed, len(back)))})
 	}
 	backRows = append(backRows, []string{"plain GORM", "—", "never: every read is on the primary", "", "", "0"})
-	w.p("**Time back to replicas.** %d samples, 8 users at a time: a user inserts a row, then reads it back every millisecond until a replica answers (by the server's port); "+
-		"the time runs from the insert's return to the end of that first replica read. *first replica read missed* counts first replica reads that did not find the row.", o.backSamples)
+	w.p("**Time back to replicas.** %d samples, 8 users at a time: a user waits a random time within the checker's Interval (%s), inserts a row, then reads it back every millisecond until a replica answers (by the server's port); "+
+		"the time runs from the insert's return to the end of that first replica read. *first replica read missed* counts first replica reads that did not find the row. "+
+		"rwsplit's users are back at the first replica probe that shows the write: on average half an Interval later, at most about one, plus the replication lag.", o.backSamples, lagDefaults.Interval)
 	w.table([]string{"configuration", "samples", "p50", "p99", "max", "first replica read missed"}, backRows)
 	return nil
 }
@@ -272,8 +296,12 @@ func signedMs(d time.Duration) string {
 }
 
 // timeBack measures, n times, how long after a keyed write the user's
-// reads are served by a replica again.
-func timeBack(ctx context.Context, s *setup, wc *writeCluster, n int) (back []time.Duration, missed int, err error) {
+// reads are served by a replica again. Each write starts after a random
+// pause within a checker Interval, so that the writes fall at random
+// points of the checker's cycle instead of in step with it (a user back on
+// a replica at a probe would otherwise write again right after it, and
+// wait a whole Interval every time).
+func timeBack(ctx context.Context, s *setup, wc *writeCluster, n int, interval time.Duration) (back []time.Duration, missed int, err error) {
 	var mu sync.Mutex
 	var firstErr error
 	next := make(chan int)
@@ -283,6 +311,7 @@ func timeBack(ctx context.Context, s *setup, wc *writeCluster, n int) (back []ti
 			user := "back-" + strconv.Itoa(u)
 			c := rwsplit.WithUser(ctx, user)
 			for range next {
+				time.Sleep(rand.N(interval))
 				id, err := insertPost(c, s.db, user)
 				if err != nil {
 					mu.Lock()

@@ -31,14 +31,15 @@ func at(tb testing.TB, r storetest.Rel, base time.Time) stickiness.Record {
 	if r.Until == 0 {
 		return stickiness.Record{}
 	}
-	return stickiness.Record{Until: base.Add(r.Until), Position: pos(tb, r.Pos)}
+	return stickiness.Record{Until: base.Add(r.Until), Position: pos(tb, r.Pos),
+		Pending: stickiness.Pending{Writer: r.Writer, At: r.At, Resolved: r.Resolved}}
 }
 
 // wantRecord fails the test unless got is want.
 func wantRecord(tb testing.TB, got stickiness.Record, ok bool, want stickiness.Record) {
 	tb.Helper()
 	if !ok || !got.Equal(want) {
-		tb.Errorf("got %v %q (ok=%v), want %v %q", got.Until, got.Position, ok, want.Until, want.Position)
+		tb.Errorf("got %v %q %+v (ok=%v), want %v %q %+v", got.Until, got.Position, got.Pending, ok, want.Until, want.Position, want.Pending)
 	}
 }
 

@@ -270,8 +270,14 @@ func (r *Store) Set(ctx context.Context, key string, rec stickiness.Record) erro
 		}
 		val := encodeValue(want)
 		px := (ttl + time.Millisecond - 1) / time.Millisecond
+		until := strconv.FormatInt(want.Until.UnixNano(), 10)
+		if want.Pending.Resolved {
+			// A resolution replaces no record whole: it is stored as
+			// is only where the key is absent, else merged below.
+			until = "0"
+		}
 		res, err := setScript.Run(ctx, r.client, k,
-			val, strconv.FormatInt(want.Until.UnixNano(), 10), int64(px), expect).Slice()
+			val, until, int64(px), expect).Slice()
 		if err != nil {
 			return fmt.Errorf("redisstore: set: %w", err)
 		}
@@ -288,6 +294,11 @@ func (r *Store) Set(ctx context.Context, key string, rec stickiness.Record) erro
 		if cur != "" {
 			if old, err := decodeValue(cur); err == nil && old.Active(now) {
 				want = want.Merge(old)
+				if rec.Pending.Resolved {
+					// A resolution holds whatever it is merged with:
+					// apply it again to what another Set brought back.
+					want = want.Merge(rec)
+				}
 			}
 		}
 		if v := encodeValue(want); v == have {
@@ -301,22 +312,41 @@ func (r *Store) Set(ctx context.Context, key string, rec stickiness.Record) erro
 // Close does nothing: the caller owns the client. It returns nil.
 func (r *Store) Close() error { return nil }
 
+// encodeValue encodes rec as "<Until in Unix nanoseconds> <Position>",
+// followed by " p<Writer in hex>.<At>" when a write is pending. A
+// resolution (Pending.Resolved) is encoded as the record of its position.
 func encodeValue(rec stickiness.Record) string {
-	return strconv.FormatInt(rec.Until.UnixNano(), 10) + " " + rec.Position.String()
+	v := strconv.FormatInt(rec.Until.UnixNano(), 10) + " " + rec.Position.String()
+	if p := rec.Pending; !p.IsZero() && !p.Resolved {
+		v += " p" + strconv.FormatUint(p.Writer, 16) + "." + strconv.FormatInt(p.At, 10)
+	}
+	return v
 }
 
-// decodeValue parses "<Until in Unix nanoseconds> <Position>".
+// decodeValue parses what encodeValue makes.
 func decodeValue(v string) (stickiness.Record, error) {
-	until, pos, ok := strings.Cut(v, " ")
+	until, rest, ok := strings.Cut(v, " ")
 	n, err := strconv.ParseInt(until, 10, 64)
 	if !ok || err != nil || n <= 0 {
 		return stickiness.Record{}, fmt.Errorf("redisstore: malformed value %q: want <until> <position>", clip(v))
 	}
+	pos, pend, hasPend := strings.Cut(rest, " ")
 	p, err := lagcheck.ParsePosition(pos)
 	if err != nil {
 		return stickiness.Record{}, fmt.Errorf("redisstore: malformed value %q: %w", clip(v), err)
 	}
-	return stickiness.Record{Until: time.Unix(0, n), Position: p}, nil
+	rec := stickiness.Record{Until: time.Unix(0, n), Position: p}
+	if hasPend {
+		w, at, ok := strings.Cut(strings.TrimPrefix(pend, "p"), ".")
+		rec.Pending.Writer, err = strconv.ParseUint(w, 16, 64)
+		if err == nil {
+			rec.Pending.At, err = strconv.ParseInt(at, 10, 64)
+		}
+		if !ok || !strings.HasPrefix(pend, "p") || err != nil || rec.Pending.Writer == 0 {
+			return stickiness.Record{}, fmt.Errorf("redisstore: malformed value %q: want <until> <position> p<writer>.<at>", clip(v))
+		}
+	}
+	return rec, nil
 }
 
 func clip(s string) string {
