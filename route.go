@@ -405,40 +405,57 @@ func (r *router) guard(query string) (Reason, bool) {
 
 // suspect reports whether q may write or lock as far as a quick look can
 // tell: it does not start with SELECT, or it has a parenthesis, a
-// semicolon, or one of the words INTO, FOR, LOCK in any case.
+// semicolon, or one of the words INTO, FOR, LOCK in any case, after a
+// space, tab, newline, " or ` and before the end, a space, tab, newline or
+// parenthesis. It is one pass over q, one table lookup per byte.
 func suspect(q string) bool {
 	if len(q) < 7 || q[:7] != "SELECT " && q[:7] != "select " {
 		return true
 	}
-	if strings.IndexByte(q, '(') >= 0 || strings.IndexByte(q, ';') >= 0 {
-		return true
-	}
+	prev := uint8(byteSep) // q[6], a space
 	for i := 7; i < len(q); i++ {
-		if c := q[i] | 0x20; c != 'i' && c != 'f' && c != 'l' {
-			continue
-		}
-		if p := q[i-1]; p != ' ' && p != '"' && p != '`' && p != '\n' && p != '\t' {
-			continue
-		}
-		if wordAt(q, i) {
+		c := byteClass[q[i]]
+		switch c {
+		case byteStop:
 			return true
+		case byteWord:
+			if prev == byteSep && keywordAt(q[i:]) {
+				return true
+			}
 		}
+		prev = c
 	}
 	return false
 }
 
-// wordAt reports whether INTO, FOR or LOCK starts at q[i] as a word.
-func wordAt(q string, i int) bool {
-	if c := q[i-1]; c != ' ' && c != '\n' && c != '\t' && c != ')' && c != '"' && c != '`' {
+// What suspect makes of each byte.
+const (
+	byteOther = iota
+	byteSep   // may come before INTO, FOR or LOCK
+	byteWord  // may start one: i, f or l in any case
+	byteStop  // ( or ;
+)
+
+var byteClass = [256]uint8{
+	' ': byteSep, '\t': byteSep, '\n': byteSep, '"': byteSep, '`': byteSep,
+	'i': byteWord, 'I': byteWord, 'f': byteWord, 'F': byteWord, 'l': byteWord, 'L': byteWord,
+	'(': byteStop, ';': byteStop,
+}
+
+// keywordAt reports whether s starts with INTO, FOR or LOCK, in any case,
+// followed by its end, a space, tab, newline or parenthesis. b|0x20 folds
+// the case of an ASCII letter and of no other byte onto a lower-case one.
+func keywordAt(s string) bool {
+	n := 4
+	switch {
+	case len(s) >= 4 && s[0]|0x20 == 'i' && s[1]|0x20 == 'n' && s[2]|0x20 == 't' && s[3]|0x20 == 'o':
+	case len(s) >= 4 && s[0]|0x20 == 'l' && s[1]|0x20 == 'o' && s[2]|0x20 == 'c' && s[3]|0x20 == 'k':
+	case len(s) >= 3 && s[0]|0x20 == 'f' && s[1]|0x20 == 'o' && s[2]|0x20 == 'r':
+		n = 3
+	default:
 		return false
 	}
-	for _, w := range [...]string{"into", "for", "lock"} {
-		if end := i + len(w); end <= len(q) && strings.EqualFold(q[i:end], w) &&
-			(end == len(q) || q[end] == ' ' || q[end] == '\n' || q[end] == '\t' || q[end] == '(') {
-			return true
-		}
-	}
-	return false
+	return len(s) == n || s[n] == ' ' || s[n] == '\n' || s[n] == '\t' || s[n] == '('
 }
 
 // needsSticky reports whether the decision depends on the statement's
