@@ -73,6 +73,26 @@ func TestSuspect(t *testing.T) {
 	}
 }
 
+// TestSuspectPositions puts each word at every offset of the 8-byte
+// blocks, after and before every kind of byte, and compares with
+// refSuspect.
+func TestSuspectPositions(t *testing.T) {
+	for _, w := range []string{"into", "INTO", "for", "For", "lock", "LOCk", "in", "fo", "lo", "f", "lockx"} {
+		for pad := range 20 {
+			for _, before := range []string{" ", "\t", "\n", `"`, "`", ")", "x", ","} {
+				for _, after := range []string{"", " ", "\t", "\n", "(", `"`, "x", ";"} {
+					q := "SELECT " + strings.Repeat("a", pad) + before + w + after + " b"
+					for _, q := range []string{q, q[:len(q)-2]} {
+						if got, want := suspect(q), refSuspect(q); got != want {
+							t.Errorf("suspect(%q) = %v, refSuspect %v", q, got, want)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 func FuzzSuspect(f *testing.F) {
 	for _, tt := range suspectCases {
 		f.Add(tt.give)
