@@ -283,11 +283,13 @@ func (p *Plugin) routeRaw(db *gorm.DB)   { p.route(db, kindRaw) }
 // route routes one statement: read it, look up its stickiness if the
 // decision needs it, decide, apply.
 func (p *Plugin) route(db *gorm.DB, k kind) {
-	st := p.readStatement(db, k)
+	var st statement
+	p.readStatement(db, k, &st)
 	if st.needsSticky() {
 		st.pos, st.sticky = p.stickyLookup(st.ctx, db.Statement)
 	}
-	p.apply(db, &st, p.decide(&st))
+	t := p.decide(&st)
+	p.apply(db, &st, &t)
 	if st.pin == pinConn && k == kindWrite {
 		p.notePinnedConn(db.Statement)
 	}
@@ -306,12 +308,16 @@ func (p *Plugin) notePinnedConn(stmt *gorm.Statement) {
 	}
 }
 
-// readStatement reads what routing needs from db. It allocates only to pass
-// a routing clause on to derived queries (withDirective).
-func (p *Plugin) readStatement(db *gorm.DB, k kind) statement {
+// readStatement reads what routing needs from db into st, a zero
+// statement. It allocates only to pass a routing clause on to derived
+// queries (withDirective).
+func (p *Plugin) readStatement(db *gorm.DB, k kind, st *statement) {
 	stmt := db.Statement
-	st := statement{ctx: stmt.Context, closed: p.closed.Load(), toPrimary: p.readsToPrimary.Load(), kind: k}
+	st.ctx, st.closed, st.toPrimary, st.kind = stmt.Context, p.closed.Load(), p.readsToPrimary.Load(), k
 	switch c := stmt.ConnPool.(type) {
+	case *primaryConn, *gorm.PreparedStmtDB:
+		// The session's pool: nothing pins the statement (the cases
+		// below need a slower interface check).
 	case *nodeTx:
 		st.pin, st.tx = pinReplicaTx, c
 	case *gorm.PreparedStmtTX:
@@ -326,21 +332,21 @@ func (p *Plugin) readStatement(db *gorm.DB, k kind) statement {
 		st.pin = pinConn
 	}
 	if k == kindWrite || st.pin == pinPrimaryTx || st.pin == pinConn {
-		return st
+		return
 	}
 	rc := routeCtxOf(st.ctx)
 	if rc != nil && rc.migrator {
 		st.migrator = true
 	}
 	if st.pin == pinNone && (st.migrator || k == kindRaw || st.closed) {
-		return st
+		return
 	}
 	if k == kindRaw || stmt.SQL.Len() > 0 {
 		st.classify(stmt.SQL.String(), p.funcs)
 	}
 	_, st.locking = stmt.Clauses["FOR"]
 	var d clause.Expression
-	if c, ok := stmt.Clauses[directiveKey]; ok {
+	if c, ok := directiveOf(stmt); ok {
 		d = c.Expression
 		if rc == nil || rc.dir != d {
 			// Pass it on to the queries GORM derives from this one.
@@ -362,7 +368,6 @@ func (p *Plugin) readStatement(db *gorm.DB, k kind) statement {
 			st.dir, st.maxStale = dirMaxStaleness, time.Duration(d)
 		}
 	}
-	return st
 }
 
 // innermostTx returns the transaction under prepared-statement wrappers:
@@ -698,7 +703,7 @@ func (r *router) noReplica(why Reason) target {
 
 // apply carries out t for db's statement: it sets the pool, counts the
 // route, reports it and adds the error.
-func (p *Plugin) apply(db *gorm.DB, st *statement, t target) {
+func (p *Plugin) apply(db *gorm.DB, st *statement, t *target) {
 	stmt := db.Statement
 	switch t.where {
 	case toPrimary:
@@ -715,7 +720,7 @@ func (p *Plugin) apply(db *gorm.DB, st *statement, t target) {
 	}
 	if t.reason != 0 {
 		p.note(stmt, t)
-		p.report(st.ctx, t)
+		p.report(st.ctx, *t)
 	}
 	if t.err != nil {
 		_ = db.AddError(t.err)
