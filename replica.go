@@ -132,7 +132,7 @@ func b2i(b bool) int {
 // a connection-class error that is the server's doing (connerr.Blames): a
 // statement whose own ctx was canceled or ran out counts as neither.
 func (n *node) done(ctx context.Context, start int64, err error) {
-	failed := connerr.Blames(ctx, err)
+	failed := err != nil && connerr.Blames(ctx, err)
 	n.stats.Done(start, failed)
 	if failed {
 		n.r.markDown(n, err)

@@ -421,11 +421,26 @@ func suspect(q string) bool {
 	if strings.IndexByte(q, '(') >= 0 || strings.IndexByte(q, ';') >= 0 {
 		return true
 	}
-	// Each bit of m marks where IN, FO or LO starts, in any case.
-	i := 7
-	for ; i+9 <= len(q); i += 8 {
+	if len(q) < 16 {
+		for i := 7; i < len(q); i++ {
+			if byteClass[q[i]] == byteWord && byteClass[q[i-1]] == byteSep && keywordAt(q[i:]) {
+				return true
+			}
+		}
+		return false
+	}
+	// 8 positions at a time, the last 8 that a word fits in (it has 3
+	// letters at least) again in part.
+	for i, last := 7, len(q)-9; ; i += 8 {
+		if i > last {
+			if i >= len(q)-2 {
+				return false
+			}
+			i = last
+		}
 		const lower = 0x20 * ones // makes an ASCII letter lower-case
 		x, next := load64(q, i)|lower, load64(q, i+1)|lower
+		// Each bit of m marks where IN, FO or LO starts, in any case.
 		o := zeroBytes(next ^ ('o' * ones))
 		m := zeroBytes(x^('i'*ones))&zeroBytes(next^('n'*ones)) | (zeroBytes(x^('f'*ones))|zeroBytes(x^('l'*ones)))&o
 		for ; m != 0; m &= m - 1 {
@@ -434,12 +449,6 @@ func suspect(q string) bool {
 			}
 		}
 	}
-	for ; i < len(q); i++ {
-		if byteClass[q[i]] == byteWord && byteClass[q[i-1]] == byteSep && keywordAt(q[i:]) {
-			return true
-		}
-	}
-	return false
 }
 
 // ones has a 1 in each byte.
