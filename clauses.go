@@ -3,6 +3,7 @@ package rwsplit
 import (
 	"database/sql"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"gorm.io/gorm"
@@ -111,5 +112,21 @@ func (m maxStaleness) ModifyStatement(stmt *gorm.Statement) {
 // setDirective records a routing clause, replacing any routing clause
 // given before it.
 func setDirective(stmt *gorm.Statement, d clause.Expression) {
+	if !directivesUsed.Load() {
+		directivesUsed.Store(true)
+	}
 	stmt.Clauses[directiveKey] = clause.Clause{Name: directiveKey, Expression: d}
+}
+
+// directivesUsed is set by the first routing clause in the process: until
+// then no statement has one, and routing does not look for it.
+var directivesUsed atomic.Bool
+
+// directiveOf returns stmt's routing clause, if it has one.
+func directiveOf(stmt *gorm.Statement) (clause.Clause, bool) {
+	if !directivesUsed.Load() {
+		return clause.Clause{}, false
+	}
+	c, ok := stmt.Clauses[directiveKey]
+	return c, ok
 }

@@ -45,13 +45,13 @@ type node struct {
 // with, before it reaches the server: the caller begins it elsewhere.
 var errGone = errors.New("rwsplit: replica removed")
 
-// enter counts a statement on n (Stats.Start) and returns Start's token,
+// enter counts a statement on n (Stats.StartSampled) and returns its token,
 // or reports false when RemoveReplica has taken n out, counting nothing.
 // Remove sets gone before it waits for InFlight to reach zero, and enter
 // counts before it reads gone: either Remove sees the statement in flight
 // and waits for it, or the statement sees gone and runs elsewhere.
 func (n *node) enter() (start int64, ok bool) {
-	start = n.stats.Start()
+	start = n.stats.StartSampled()
 	if n.gone.Load() {
 		n.stats.Cancel()
 		return 0, false
@@ -127,12 +127,12 @@ func b2i(b bool) int {
 	return 0
 }
 
-// done folds one statement, run under ctx and begun at start (Stats.Start's
-// token), into the replica's Stats and takes the replica out of service on
+// done folds one statement, run under ctx and begun at start (the token of
+// Stats.StartSampled), into the replica's Stats and takes the replica out of service on
 // a connection-class error that is the server's doing (connerr.Blames): a
 // statement whose own ctx was canceled or ran out counts as neither.
 func (n *node) done(ctx context.Context, start int64, err error) {
-	failed := connerr.Blames(ctx, err)
+	failed := err != nil && connerr.Blames(ctx, err)
 	n.stats.Done(start, failed)
 	if failed {
 		n.r.markDown(n, err)
@@ -517,7 +517,7 @@ func (t *nodeTx) PrepareContext(ctx context.Context, query string) (*sql.Stmt, e
 	if err := t.readOnly(query); err != nil {
 		return nil, err
 	}
-	start := t.n.stats.Start()
+	start := t.n.stats.StartSampled()
 	st, err := t.tx.PrepareContext(ctx, query)
 	t.n.done(ctx, start, err)
 	return st, err
@@ -527,7 +527,7 @@ func (t *nodeTx) ExecContext(ctx context.Context, query string, args ...any) (sq
 	if err := t.readOnly(query); err != nil {
 		return nil, err
 	}
-	start := t.n.stats.Start()
+	start := t.n.stats.StartSampled()
 	res, err := t.tx.ExecContext(ctx, query, args...)
 	t.n.done(ctx, start, err)
 	return res, err
@@ -537,7 +537,7 @@ func (t *nodeTx) QueryContext(ctx context.Context, query string, args ...any) (*
 	if err := t.readOnly(query); err != nil {
 		return nil, err
 	}
-	start := t.n.stats.Start()
+	start := t.n.stats.StartSampled()
 	rows, err := t.tx.QueryContext(ctx, query, args...)
 	t.n.done(ctx, start, err)
 	return rows, err
@@ -547,7 +547,7 @@ func (t *nodeTx) QueryRowContext(ctx context.Context, query string, args ...any)
 	if err := t.readOnly(query); err != nil {
 		return errRow(ctx, err)
 	}
-	start := t.n.stats.Start()
+	start := t.n.stats.StartSampled()
 	row := t.tx.QueryRowContext(ctx, query, args...)
 	t.n.done(ctx, start, row.Err())
 	return row

@@ -3,6 +3,7 @@ package rwsplit
 import (
 	"context"
 	"database/sql"
+	"math/bits"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -282,11 +283,13 @@ func (p *Plugin) routeRaw(db *gorm.DB)   { p.route(db, kindRaw) }
 // route routes one statement: read it, look up its stickiness if the
 // decision needs it, decide, apply.
 func (p *Plugin) route(db *gorm.DB, k kind) {
-	st := p.readStatement(db, k)
+	var st statement
+	p.readStatement(db, k, &st)
 	if st.needsSticky() {
 		st.pos, st.sticky = p.stickyLookup(st.ctx, db.Statement)
 	}
-	p.apply(db, &st, p.decide(&st))
+	t := p.decide(&st)
+	p.apply(db, &st, &t)
 	if st.pin == pinConn && k == kindWrite {
 		p.notePinnedConn(db.Statement)
 	}
@@ -305,12 +308,16 @@ func (p *Plugin) notePinnedConn(stmt *gorm.Statement) {
 	}
 }
 
-// readStatement reads what routing needs from db. It allocates only to pass
-// a routing clause on to derived queries (withDirective).
-func (p *Plugin) readStatement(db *gorm.DB, k kind) statement {
+// readStatement reads what routing needs from db into st, a zero
+// statement. It allocates only to pass a routing clause on to derived
+// queries (withDirective).
+func (p *Plugin) readStatement(db *gorm.DB, k kind, st *statement) {
 	stmt := db.Statement
-	st := statement{ctx: stmt.Context, closed: p.closed.Load(), toPrimary: p.readsToPrimary.Load(), kind: k}
+	st.ctx, st.closed, st.toPrimary, st.kind = stmt.Context, p.closed.Load(), p.readsToPrimary.Load(), k
 	switch c := stmt.ConnPool.(type) {
+	case *primaryConn, *gorm.PreparedStmtDB:
+		// The session's pool: nothing pins the statement (the cases
+		// below need a slower interface check).
 	case *nodeTx:
 		st.pin, st.tx = pinReplicaTx, c
 	case *gorm.PreparedStmtTX:
@@ -325,21 +332,21 @@ func (p *Plugin) readStatement(db *gorm.DB, k kind) statement {
 		st.pin = pinConn
 	}
 	if k == kindWrite || st.pin == pinPrimaryTx || st.pin == pinConn {
-		return st
+		return
 	}
 	rc := routeCtxOf(st.ctx)
 	if rc != nil && rc.migrator {
 		st.migrator = true
 	}
 	if st.pin == pinNone && (st.migrator || k == kindRaw || st.closed) {
-		return st
+		return
 	}
 	if k == kindRaw || stmt.SQL.Len() > 0 {
 		st.classify(stmt.SQL.String(), p.funcs)
 	}
 	_, st.locking = stmt.Clauses["FOR"]
 	var d clause.Expression
-	if c, ok := stmt.Clauses[directiveKey]; ok {
+	if c, ok := directiveOf(stmt); ok {
 		d = c.Expression
 		if rc == nil || rc.dir != d {
 			// Pass it on to the queries GORM derives from this one.
@@ -361,7 +368,6 @@ func (p *Plugin) readStatement(db *gorm.DB, k kind) statement {
 			st.dir, st.maxStale = dirMaxStaleness, time.Duration(d)
 		}
 	}
-	return st
 }
 
 // innermostTx returns the transaction under prepared-statement wrappers:
@@ -405,7 +411,9 @@ func (r *router) guard(query string) (Reason, bool) {
 
 // suspect reports whether q may write or lock as far as a quick look can
 // tell: it does not start with SELECT, or it has a parenthesis, a
-// semicolon, or one of the words INTO, FOR, LOCK in any case.
+// semicolon, or one of the words INTO, FOR, LOCK in any case, after a
+// space, tab, newline, " or ` and before the end, a space, tab, newline or
+// parenthesis. It looks for the words' first two letters 8 bytes at a time.
 func suspect(q string) bool {
 	if len(q) < 7 || q[:7] != "SELECT " && q[:7] != "select " {
 		return true
@@ -413,32 +421,78 @@ func suspect(q string) bool {
 	if strings.IndexByte(q, '(') >= 0 || strings.IndexByte(q, ';') >= 0 {
 		return true
 	}
-	for i := 7; i < len(q); i++ {
-		if c := q[i] | 0x20; c != 'i' && c != 'f' && c != 'l' {
-			continue
+	if len(q) < 16 {
+		for i := 7; i < len(q); i++ {
+			if byteClass[q[i]] == byteWord && byteClass[q[i-1]] == byteSep && keywordAt(q[i:]) {
+				return true
+			}
 		}
-		if p := q[i-1]; p != ' ' && p != '"' && p != '`' && p != '\n' && p != '\t' {
-			continue
-		}
-		if wordAt(q, i) {
-			return true
-		}
-	}
-	return false
-}
-
-// wordAt reports whether INTO, FOR or LOCK starts at q[i] as a word.
-func wordAt(q string, i int) bool {
-	if c := q[i-1]; c != ' ' && c != '\n' && c != '\t' && c != ')' && c != '"' && c != '`' {
 		return false
 	}
-	for _, w := range [...]string{"into", "for", "lock"} {
-		if end := i + len(w); end <= len(q) && strings.EqualFold(q[i:end], w) &&
-			(end == len(q) || q[end] == ' ' || q[end] == '\n' || q[end] == '\t' || q[end] == '(') {
-			return true
+	// 8 positions at a time, the last 8 that a word fits in (it has 3
+	// letters at least) again in part.
+	for i, last := 7, len(q)-9; ; i += 8 {
+		if i > last {
+			if i >= len(q)-2 {
+				return false
+			}
+			i = last
+		}
+		const lower = 0x20 * ones // makes an ASCII letter lower-case
+		x, next := load64(q, i)|lower, load64(q, i+1)|lower
+		// Each bit of m marks where IN, FO or LO starts, in any case.
+		o := zeroBytes(next ^ ('o' * ones))
+		m := zeroBytes(x^('i'*ones))&zeroBytes(next^('n'*ones)) | (zeroBytes(x^('f'*ones))|zeroBytes(x^('l'*ones)))&o
+		for ; m != 0; m &= m - 1 {
+			if j := i + bits.TrailingZeros64(m)>>3; byteClass[q[j-1]] == byteSep && keywordAt(q[j:]) {
+				return true
+			}
 		}
 	}
-	return false
+}
+
+// ones has a 1 in each byte.
+const ones = 0x0101010101010101
+
+// load64 returns the 8 bytes of s from i, little-endian.
+func load64(s string, i int) uint64 {
+	s = s[i : i+8]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+// zeroBytes returns the high bit of each byte of x that is zero.
+func zeroBytes(x uint64) uint64 {
+	const low7 = 0x7f * ones
+	return ^((x&low7 + low7) | x | low7)
+}
+
+// What suspect makes of each byte.
+const (
+	byteOther = iota
+	byteSep   // may come before INTO, FOR or LOCK
+	byteWord  // may start one: i, f or l in any case
+)
+
+var byteClass = [256]uint8{
+	' ': byteSep, '\t': byteSep, '\n': byteSep, '"': byteSep, '`': byteSep,
+	'i': byteWord, 'I': byteWord, 'f': byteWord, 'F': byteWord, 'l': byteWord, 'L': byteWord,
+}
+
+// keywordAt reports whether s starts with INTO, FOR or LOCK, in any case,
+// followed by its end, a space, tab, newline or parenthesis. b|0x20 folds
+// the case of an ASCII letter and of no other byte onto a lower-case one.
+func keywordAt(s string) bool {
+	n := 4
+	switch {
+	case len(s) >= 4 && s[0]|0x20 == 'i' && s[1]|0x20 == 'n' && s[2]|0x20 == 't' && s[3]|0x20 == 'o':
+	case len(s) >= 4 && s[0]|0x20 == 'l' && s[1]|0x20 == 'o' && s[2]|0x20 == 'c' && s[3]|0x20 == 'k':
+	case len(s) >= 3 && s[0]|0x20 == 'f' && s[1]|0x20 == 'o' && s[2]|0x20 == 'r':
+		n = 3
+	default:
+		return false
+	}
+	return len(s) == n || s[n] == ' ' || s[n] == '\n' || s[n] == '\t' || s[n] == '('
 }
 
 // needsSticky reports whether the decision depends on the statement's
@@ -658,7 +712,7 @@ func (r *router) noReplica(why Reason) target {
 
 // apply carries out t for db's statement: it sets the pool, counts the
 // route, reports it and adds the error.
-func (p *Plugin) apply(db *gorm.DB, st *statement, t target) {
+func (p *Plugin) apply(db *gorm.DB, st *statement, t *target) {
 	stmt := db.Statement
 	switch t.where {
 	case toPrimary:
@@ -675,7 +729,7 @@ func (p *Plugin) apply(db *gorm.DB, st *statement, t target) {
 	}
 	if t.reason != 0 {
 		p.note(stmt, t)
-		p.report(st.ctx, t)
+		p.report(st.ctx, *t)
 	}
 	if t.err != nil {
 		_ = db.AddError(t.err)

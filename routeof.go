@@ -28,7 +28,7 @@ func newRouteNotes(node string) *routeNotes {
 }
 
 // note records t in stmt for RouteOf.
-func (r *router) note(stmt *gorm.Statement, t target) {
+func (r *router) note(stmt *gorm.Statement, t *target) {
 	notes := r.primaryNotes
 	switch {
 	case t.node0:

@@ -63,8 +63,9 @@ type ReplicaStats struct {
 	// Policy statistics: statements in flight, EWMA latency, statements
 	// served and failed (connection errors and timeouts).
 	policy.Snapshot
-	// Latencies is the distribution of the replica's statement latencies
-	// since Initialize.
+	// Latencies is the distribution of the latencies of the replica's
+	// timed statements since Initialize: every statement on a quiet
+	// replica, one in 16 on a busy one (policy.Stats.StartSampled).
 	Latencies policy.Histogram
 }
 

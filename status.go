@@ -133,7 +133,7 @@ const (
 // a request: while the page is open, they cover the last minute; after a
 // pause, the span since the last sample (WindowSeconds says which). The
 // handler starts no goroutine: its requests pay for it. The p99 comes from
-// ReplicaStats.Latencies, which costs the query path one atomic add.
+// ReplicaStats.Latencies, which costs a timed statement one atomic add.
 func StatusHandler(p *Plugin) http.Handler {
 	h := &statusHandler{p: p}
 	h.sample(p.Stats(), time.Now())

@@ -27,13 +27,16 @@ const positionTimeout = time.Second
 
 // stickyLookup returns the stickiness verdict for a read of stmt, nil for
 // a read-only transaction (see stickiness.Tracker.Lookup); nil tracker:
-// not sticky.
+// not sticky. With the default Config.Stickiness.Key, it looks in ctx only
+// once some context may carry a user or a carrier (stickiness.InUse).
 func (p *Plugin) stickyLookup(ctx context.Context, stmt *gorm.Statement) (pos lagcheck.Position, sticky bool) {
 	switch {
 	case p.sticky == nil:
 		return lagcheck.Position{}, false
 	case p.sticky.TableMode():
 		return p.tableLookup(ctx, stmt)
+	case p.cfg.Stickiness.Key == nil && !stickiness.InUse():
+		return lagcheck.Position{}, false
 	}
 	return p.sticky.Lookup(ctx, stickiness.Tables{})
 }

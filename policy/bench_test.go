@@ -42,8 +42,8 @@ func weightsFor(n int) []int {
 	return w
 }
 
-// BenchmarkStatsStartDone measures recording one statement: Start then
-// Done, on one replica's Stats shared by all goroutines (the contended
+// BenchmarkStatsStartDone measures recording one statement: Start (or
+// StartSampled) then Done, on one replica's Stats shared by all goroutines (the contended
 // case), and from one goroutine.
 func BenchmarkStatsStartDone(b *testing.B) {
 	b.Run("parallel", func(b *testing.B) {
@@ -60,6 +60,22 @@ func BenchmarkStatsStartDone(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			s.Done(s.Start(), false)
+		}
+	})
+	b.Run("sampled/parallel", func(b *testing.B) {
+		var s Stats
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				s.Done(s.StartSampled(), false)
+			}
+		})
+	})
+	b.Run("sampled/serial", func(b *testing.B) {
+		var s Stats
+		b.ReportAllocs()
+		for b.Loop() {
+			s.Done(s.StartSampled(), false)
 		}
 	})
 }

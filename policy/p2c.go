@@ -11,9 +11,9 @@ const (
 	// latencyFloor is added to every latency in the P2C score, so that
 	// sub-millisecond noise does not outweigh load.
 	latencyFloor = time.Millisecond
-	// probeOdds: an idle losing candidate is probed with odds 1/probeOdds
-	// per draw.
-	probeOdds = 16
+	// probeBits: an idle losing candidate is probed with odds
+	// 1/2^probeBits per draw, when the draw's top probeBits bits are zero.
+	probeBits = 4
 )
 
 // DefaultProbeInterval is P2CConfig.ProbeInterval's default.
@@ -84,14 +84,15 @@ func (p *p2cPicker) Pick(context.Context) int {
 	case 1:
 		return 0
 	}
-	i, j := two(len(p.stats))
+	r := rand.Uint64() // one draw for both candidates and the probe's odds
+	i, j := two(r, len(p.stats))
 	a, b := p.stats[i], p.stats[j]
 	if score(b) < score(a) {
 		i, j, a, b = j, i, b, a
 	}
 	// a won; b may be due for a probe. Rolling the odds first spares the
 	// clock reading in 15 picks out of 16.
-	if p.probe > 0 && rand.IntN(probeOdds) == 0 {
+	if p.probe > 0 && r>>(64-probeBits) == 0 {
 		if now := nanotime(); b.idle(now, p.probe) && b.claimProbe(now, p.probe) {
 			return j
 		}

@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -348,4 +349,28 @@ func mustP2C(t testing.TB, cfg P2CConfig) Policy {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// two draws each ordered pair of distinct indices equally often.
+func TestTwo(t *testing.T) {
+	for _, n := range []int{2, 3, 5} {
+		const draws = 60000
+		counts := map[[2]int]int{}
+		for range draws {
+			i, j := two(rand.Uint64(), n)
+			if i == j || i < 0 || j < 0 || i >= n || j >= n {
+				t.Fatalf("two(_, %d) = %d, %d", n, i, j)
+			}
+			counts[[2]int{i, j}]++
+		}
+		want := float64(draws) / float64(n*(n-1))
+		if len(counts) != n*(n-1) {
+			t.Errorf("n=%d: %d pairs drawn, want %d", n, len(counts), n*(n-1))
+		}
+		for pair, c := range counts {
+			if math.Abs(float64(c)-want) > 0.1*want {
+				t.Errorf("n=%d: pair %v drawn %d times, want %.0f ± 10%%", n, pair, c, want)
+			}
+		}
+	}
 }

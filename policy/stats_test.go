@@ -201,6 +201,9 @@ func TestStatsDoesNotAllocate(t *testing.T) {
 	if got := testing.AllocsPerRun(1000, func() { s.Done(s.Start(), false) }); got != 0 {
 		t.Errorf("Start+Done allocate %v times, want 0", got)
 	}
+	if got := testing.AllocsPerRun(1000, func() { s.Done(s.StartSampled(), false) }); got != 0 {
+		t.Errorf("StartSampled+Done allocate %v times, want 0", got)
+	}
 	if got := testing.AllocsPerRun(1000, func() { _ = s.Snapshot() }); got != 0 {
 		t.Errorf("Snapshot allocates %v times, want 0", got)
 	}
@@ -247,6 +250,106 @@ func TestStatsResetLatencyIgnoresEarlierStatements(t *testing.T) {
 		s.Done(fresh, false)
 		if got, want := s.Latency(), 2*time.Millisecond; got != want {
 			t.Fatalf("Latency after a statement begun after the reset = %v, want %v", got, want)
+		}
+	})
+}
+
+// StartSampled times every statement of a quiet replica and one in 16 of a
+// busy one; every statement counts as served, and the average is that of
+// the timed ones.
+func TestStatsSampled(t *testing.T) {
+	tests := []struct {
+		name      string
+		gap       time.Duration // between one statement's end and the next one's start
+		n         int
+		wantTimed uint64
+	}{
+		// The first two are timed (no previous sample, then a first gap),
+		// then sequence numbers 16, 32, ..., 160.
+		{name: "busy", gap: time.Millisecond, n: 160, wantTimed: 2 + 10},
+		{name: "quiet", gap: sampleGap, n: 40, wantTimed: 40},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var s Stats
+				for range tt.n {
+					start := s.StartSampled()
+					time.Sleep(2 * time.Millisecond)
+					s.Done(start, false)
+					time.Sleep(tt.gap)
+				}
+				h := s.Latencies()
+				want := Snapshot{Served: uint64(tt.n), Latency: 2 * time.Millisecond}
+				if got := s.Snapshot(); got != want || h.Count() != tt.wantTimed {
+					t.Errorf("Snapshot = %+v, %d timed; want %+v, %d timed", got, h.Count(), want, tt.wantTimed)
+				}
+			})
+		})
+	}
+}
+
+// A busy replica turns quiet: the first statement timed after the gap
+// makes StartSampled time every statement again.
+func TestStatsSampledTurnsQuiet(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var s Stats
+		for range 32 {
+			s.Done(s.StartSampled(), false)
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(time.Second)
+		timed := func() bool { return s.StartSampled() >= untimedEnd }
+		var k int
+		for k = 1; !timed(); k++ {
+		}
+		if k > 16 {
+			t.Fatalf("the first timed statement after the gap came %d statements in", k)
+		}
+		s.Done(nanotime(), false) // it ends after the gap
+		for range 5 {
+			if !timed() {
+				t.Fatal("a statement after the gap was not timed")
+			}
+		}
+	})
+}
+
+// A failure counts in Latency, as the penalty, even when it was not timed;
+// not when it began before ResetLatency. A probe's statement is timed.
+func TestStatsSampledFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var s Stats
+		for range 2 {
+			s.Done(s.StartSampled(), false)
+		}
+		var before, after int64
+		for before = s.StartSampled(); before >= untimedEnd; before = s.StartSampled() {
+			s.Done(before, false)
+		}
+		time.Sleep(time.Second)
+		s.ResetLatency()
+		if s.StartSampled() < untimedEnd {
+			t.Fatal("the statement after ResetLatency was not timed")
+		}
+		s.Done(before, true)
+		if got := s.Latency(); got != 0 || s.Failed() != 1 {
+			t.Fatalf("after a failure begun before ResetLatency: Latency %v, Failed %d; want 0, 1", got, s.Failed())
+		}
+		s.mask.Store(sampleMask)
+		for after = s.StartSampled(); after >= untimedEnd; after = s.StartSampled() {
+			s.Done(after, false)
+		}
+		s.Done(after, true)
+		if got := s.Latency(); got != failPenalty {
+			t.Fatalf("Latency after an untimed failure = %v, want %v", got, failPenalty)
+		}
+		s.mask.Store(sampleMask)
+		if now := nanotime(); !s.claimProbe(now, time.Second) {
+			t.Fatal("no probe")
+		}
+		if s.StartSampled() < untimedEnd {
+			t.Fatal("the probe's statement was not timed")
 		}
 	})
 }

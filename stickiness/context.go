@@ -12,8 +12,26 @@ type userKey struct{}
 // statements run for, which the default Config.Key returns. An empty key
 // means no user.
 func WithUser(ctx context.Context, key string) context.Context {
+	if key != "" {
+		markInUse()
+	}
 	return context.WithValue(ctx, userKey{}, key)
 }
+
+// inUse is set by the first WithUser with a key and the first carrier.
+var inUse atomic.Bool
+
+func markInUse() {
+	if !inUse.Load() {
+		inUse.Store(true)
+	}
+}
+
+// InUse reports whether a context may carry a user or a carrier: whether
+// WithUser with a key, WithCarrier, WithToken or a CookieMiddleware has
+// made one in this process. Until then, no context has anything for the
+// default Config.Key (User) or for a carrier to return.
+func InUse() bool { return inUse.Load() }
 
 // User returns the user key WithUser put in ctx, and false if there is
 // none. It does not allocate.
@@ -46,6 +64,7 @@ func (c *carrier) load() *Record {
 }
 
 func withCarrier(ctx context.Context, rec *Record) (context.Context, *carrier) {
+	markInUse()
 	c := new(carrier)
 	c.rec.Store(rec)
 	return context.WithValue(ctx, carrierKey{}, c), c
