@@ -834,9 +834,7 @@ func (r *chaosRun) markMissing(key string, wrote, read time.Time) string {
 	m := r.marks[key]
 	r.marksMu.Unlock()
 	switch {
-	case r.overlaps(wrote, read, func(w *faultWindow) bool {
-		return w.lane == "redis" && (w.to.IsZero() || read.Before(w.to.Add(chaosLossHold)))
-	}):
+	case r.restartedBefore(wrote, read):
 		return ""
 	case m.until.Before(wrote.Add(stickiness.DefaultWindow)) || m.at.After(read):
 		return "its Set had not succeeded yet"
@@ -844,6 +842,35 @@ func (r *chaosRun) markMissing(key string, wrote, read time.Time) string {
 		return "Redis was stopped after it took the mark"
 	}
 	return ""
+}
+
+// markState describes, for a failure message, the last mark Redis took for
+// key, relative to the write and the read.
+func (r *chaosRun) markState(key string, wrote, read time.Time) string {
+	r.marksMu.Lock()
+	m := r.marks[key]
+	r.marksMu.Unlock()
+	if m.at.IsZero() {
+		return "Redis never took a mark of the user"
+	}
+	return fmt.Sprintf("Redis took the user's last mark %v after the write began, %v before the read; it lasts %v past the write's start; Redis restarted in between within the LossHold: %v",
+		m.at.Sub(wrote).Round(time.Millisecond), read.Sub(m.at).Round(time.Millisecond), m.until.Sub(wrote).Round(time.Millisecond), r.restartedBefore(wrote, read))
+}
+
+// restartedBefore reports whether Redis came back from a stop (losing its
+// keys) after wrote and at most chaosLossHold before read: a read then is
+// within the Redis store's LossHold. A stop still in progress at read
+// says nothing: Redis may not have gone down yet, and a writer whose own
+// Store calls were failing or skipped may still owe its mark.
+func (r *chaosRun) restartedBefore(wrote, read time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, w := range r.windows {
+		if w.lane == "redis" && !w.to.IsZero() && w.to.After(wrote) && !w.to.After(read) && read.Before(w.to.Add(chaosLossHold)) {
+			return true
+		}
+	}
+	return false
 }
 
 // countingHandler counts the plugins' log records by level and message.
@@ -1279,7 +1306,7 @@ func (r *chaosRun) stickyUser(i int, u *stickyUser, stop <-chan struct{}) {
 					}
 					r.mu.Unlock()
 				} else {
-					r.fail("3 read your writes", "%s", miss)
+					r.fail("3 read your writes", "%s (%s)", miss, r.markState(u.key, wo.start, o.start))
 				}
 			}
 			pause(rng, 0, 150*time.Millisecond, stop)
