@@ -4,8 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/go-sql-driver/mysql"
-
+	"github.com/rwsplit/rwsplit/internal/connerr"
 	"github.com/rwsplit/rwsplit/lagcheck"
 )
 
@@ -64,8 +63,7 @@ func misconfiguration(err error) string {
 			return unknown
 		}
 	}
-	var my *mysql.MySQLError
-	if errors.As(err, &my) {
+	if my, ok := connerr.AsMySQL(err); ok {
 		switch my.Number {
 		case 1045, 1698: // ER_ACCESS_DENIED_ERROR, ER_ACCESS_DENIED_NO_PASSWORD_ERROR
 			return auth

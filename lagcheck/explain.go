@@ -8,7 +8,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/go-sql-driver/mysql"
+	"github.com/rwsplit/rwsplit/internal/connerr"
 )
 
 // explained wraps the Checker's probe so that its errors say what they
@@ -107,8 +107,7 @@ var (
 // it; nil for any other error. replica says on which side the query ran;
 // hb is the heartbeat's configuration, or nil.
 func grantFor(err error, replica bool, hb *Heartbeat) func(user string) string {
-	var my *mysql.MySQLError
-	if errors.As(err, &my) {
+	if my, ok := connerr.AsMySQL(err); ok {
 		return mysqlGrant(my, replica, hb)
 	}
 	var state interface{ SQLState() string }
@@ -138,7 +137,7 @@ func grantFor(err error, replica bool, hb *Heartbeat) func(user string) string {
 }
 
 // mysqlGrant is grantFor for MySQL and MariaDB.
-func mysqlGrant(my *mysql.MySQLError, replica bool, hb *Heartbeat) func(user string) string {
+func mysqlGrant(my connerr.MySQLError, replica bool, hb *Heartbeat) func(user string) string {
 	switch my.Number {
 	case 1227: // ER_SPECIFIC_ACCESS_DENIED_ERROR: SHOW SLAVE|REPLICA STATUS
 		priv := "SLAVE MONITOR (MariaDB) or REPLICATION CLIENT (MySQL)"
@@ -186,8 +185,7 @@ func tableGrant(table string, replica bool) func(user string) string {
 // account the server matched, not the client's host), a quoted identifier
 // on PostgreSQL; "<the user in its DSN>" if the server does not say.
 func currentUser(ctx context.Context, q Querier, err error) string {
-	var my *mysql.MySQLError
-	mysqlErr := errors.As(err, &my)
+	_, mysqlErr := connerr.AsMySQL(err)
 	query := `SELECT quote_ident(current_user)`
 	if mysqlErr {
 		query = `SELECT CURRENT_USER()`

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
+	"github.com/rwsplit/rwsplit/internal/connerr"
 )
 
 // HeartbeatProbe returns a probe that works on any SQL database that
@@ -108,8 +108,7 @@ func isUndefinedTable(err error) bool {
 	if errors.As(err, &state) {
 		return state.SQLState() == "42P01"
 	}
-	var my *mysql.MySQLError
-	return errors.As(err, &my) && my.Number == 1146
+	return connerr.IsMySQL(err, 1146)
 }
 
 // isDuplicateKey: PostgreSQL 23505, MySQL/MariaDB 1062.
@@ -118,6 +117,5 @@ func isDuplicateKey(err error) bool {
 	if errors.As(err, &state) {
 		return state.SQLState() == "23505"
 	}
-	var my *mysql.MySQLError
-	return errors.As(err, &my) && my.Number == 1062
+	return connerr.IsMySQL(err, 1062)
 }

@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
+	"github.com/rwsplit/rwsplit/internal/connerr"
 )
 
 // MariaDB and MySQL probe queries.
@@ -190,8 +190,7 @@ func (m *mysqlProbe) Replica(ctx context.Context, db DB, _ Position) (Replay, er
 		query = mysqlOldStatusSQL
 	}
 	rows, err := db.QueryContext(ctx, query)
-	var my *mysql.MySQLError
-	if errors.As(err, &my) && my.Number == mysqlSyntaxErrorNum && query == mysqlStatusSQL {
+	if connerr.IsMySQL(err, mysqlSyntaxErrorNum) && query == mysqlStatusSQL {
 		m.oldSyntax.Store(true)
 		rows, err = db.QueryContext(ctx, mysqlOldStatusSQL)
 	}

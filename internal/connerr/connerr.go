@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -45,13 +44,11 @@ func Is(err error) bool {
 	if errors.As(err, &state) {
 		return pgConnState(state.SQLState())
 	}
-	var my *mysql.MySQLError
-	if errors.As(err, &my) {
+	if my, ok := AsMySQL(err); ok {
 		return mysqlConnErrno(my.Number)
 	}
 	switch {
 	case errors.Is(err, driver.ErrBadConn),
-		errors.Is(err, mysql.ErrInvalidConn),
 		errors.Is(err, pgconn.ErrConnClosed),
 		errors.Is(err, net.ErrClosed),
 		errors.Is(err, io.EOF),
@@ -86,7 +83,9 @@ func Is(err error) bool {
 }
 
 // connMessages are matched, lower-cased, against errors that carry no
-// type to inspect (a driver or wrapper that formatted the cause with %v).
+// type to inspect (a driver or wrapper that formatted the cause with %v),
+// and against the MySQL driver's ErrInvalidConn ("invalid connection"),
+// which is matched by its text so that rwsplit does not link that driver.
 var connMessages = []string{
 	"bad connection",
 	"invalid connection",

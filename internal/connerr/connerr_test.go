@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"reflect"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -173,5 +175,59 @@ func TestIsTimeout(t *testing.T) {
 				t.Errorf("IsTimeout(%v) = %v, want %v", tt.give, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestMySQLErrorType: AsMySQL knows the driver's error type by name; a
+// rename or a change of its fields in a new driver version fails here.
+func TestMySQLErrorType(t *testing.T) {
+	typ := reflect.TypeOf(&mysql.MySQLError{}).Elem()
+	if typ.PkgPath() != mysqlErrorPkg || typ.Name() != mysqlErrorName {
+		t.Fatalf("the driver's error type is %s.%s, AsMySQL looks for %s.%s", typ.PkgPath(), typ.Name(), mysqlErrorPkg, mysqlErrorName)
+	}
+	if !strings.Contains(strings.ToLower(mysql.ErrInvalidConn.Error()), "invalid connection") {
+		t.Fatalf("mysql.ErrInvalidConn reads %q, which connMessages does not match", mysql.ErrInvalidConn)
+	}
+}
+
+func TestAsMySQL(t *testing.T) {
+	denied := &mysql.MySQLError{Number: 1227, Message: "Access denied; you need (at least one of) the SLAVE MONITOR privilege(s)"}
+	var typedNil *mysql.MySQLError
+	for _, tc := range []struct {
+		name string
+		give error
+		want MySQLError
+		ok   bool
+	}{
+		{name: "bare", give: denied, want: MySQLError{1227, denied.Message}, ok: true},
+		{name: "wrapped", give: fmt.Errorf("probe: %w", denied), want: MySQLError{1227, denied.Message}, ok: true},
+		{name: "joined", give: errors.Join(io.EOF, fmt.Errorf("x: %w", &mysql.MySQLError{Number: 1146})), want: MySQLError{Number: 1146}, ok: true},
+		{name: "first of two", give: fmt.Errorf("%w, then %w", &mysql.MySQLError{Number: 1062}, denied), want: MySQLError{Number: 1062}, ok: true},
+		{name: "typed nil", give: typedNil, ok: false},
+		{name: "text only", give: errors.New(denied.Error()), ok: false},
+		{name: "postgres", give: &pgconn.PgError{Code: "42501"}, ok: false},
+		{name: "nil", give: nil, ok: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := AsMySQL(tc.give)
+			if got != tc.want || ok != tc.ok {
+				t.Errorf("AsMySQL(%v) = %+v, %v; want %+v, %v", tc.give, got, ok, tc.want, tc.ok)
+			}
+			if tc.ok && !IsMySQL(tc.give, tc.want.Number) {
+				t.Errorf("IsMySQL(%v, %d) = false", tc.give, tc.want.Number)
+			}
+			if IsMySQL(tc.give, 9999) {
+				t.Errorf("IsMySQL(%v, 9999) = true", tc.give)
+			}
+		})
+	}
+}
+
+func BenchmarkAsMySQL(b *testing.B) {
+	err := fmt.Errorf("probe: %w", &mysql.MySQLError{Number: 1146})
+	for b.Loop() {
+		if !IsMySQL(err, 1146) {
+			b.Fatal("not found")
+		}
 	}
 }
