@@ -3,6 +3,7 @@ package policy
 import (
 	"math"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -69,17 +70,21 @@ func TestQuantile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var s Stats
-			for _, d := range tt.give {
-				finish(&s, d, false)
-			}
-			h := s.Latencies()
-			if got := h.Quantile(tt.q); got != tt.want {
-				t.Errorf("Quantile(%v) = %v, want %v", tt.q, got, tt.want)
-			}
-			if got := h.Count(); got != uint64(len(tt.give)) {
-				t.Errorf("Count = %d, want %d", got, len(tt.give))
-			}
+			// Fake time: each statement measures exactly its latency, not
+			// also the time a loaded machine took between Start and Done.
+			synctest.Test(t, func(t *testing.T) {
+				var s Stats
+				for _, d := range tt.give {
+					finish(&s, d, false)
+				}
+				h := s.Latencies()
+				if got := h.Quantile(tt.q); got != tt.want {
+					t.Errorf("Quantile(%v) = %v, want %v", tt.q, got, tt.want)
+				}
+				if got := h.Count(); got != uint64(len(tt.give)) {
+					t.Errorf("Count = %d, want %d", got, len(tt.give))
+				}
+			})
 		})
 	}
 }
@@ -87,22 +92,24 @@ func TestQuantile(t *testing.T) {
 // TestHistogramSub: the counts of an interval are the later reading less
 // the earlier one.
 func TestHistogramSub(t *testing.T) {
-	var s Stats
-	for range 10 {
-		finish(&s, 100*time.Millisecond, false)
-	}
-	before := s.Latencies()
-	for range 5 {
-		finish(&s, time.Millisecond, true) // a failure counts as measured
-	}
-	after := s.Latencies()
-	d := after.Sub(&before)
-	if got := d.Count(); got != 5 {
-		t.Errorf("Count of the interval = %d, want 5", got)
-	}
-	if got, want := d.Quantile(0.99), BucketUpper(bucketOf(int64(time.Millisecond))); got != want {
-		t.Errorf("p99 of the interval = %v, want %v", got, want)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		var s Stats
+		for range 10 {
+			finish(&s, 100*time.Millisecond, false)
+		}
+		before := s.Latencies()
+		for range 5 {
+			finish(&s, time.Millisecond, true) // a failure counts as measured
+		}
+		after := s.Latencies()
+		d := after.Sub(&before)
+		if got := d.Count(); got != 5 {
+			t.Errorf("Count of the interval = %d, want 5", got)
+		}
+		if got, want := d.Quantile(0.99), BucketUpper(bucketOf(int64(time.Millisecond))); got != want {
+			t.Errorf("p99 of the interval = %v, want %v", got, want)
+		}
+	})
 }
 
 func repeat(n int, d time.Duration) []time.Duration {

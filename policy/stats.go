@@ -153,7 +153,21 @@ func (s *Stats) Cancel() { s.canceled.Add(1) }
 // InFlight returns the number of statements running on the replica: Start
 // and StartSampled calls not yet matched by Done or Cancel.
 func (s *Stats) InFlight() int64 {
-	ended := s.served.Load() + s.canceled.Load() // before started: never above it
+	// The ends are read before started, so that the result is never below
+	// zero; but a reader preempted between the two reads would count every
+	// statement begun and ended meanwhile as in flight, and P2C would then
+	// shun a fast replica for one pick. Reading the ends again detects it:
+	// when they did not move, started was read while exactly that many had
+	// ended, and the count is exact.
+	ended := s.served.Load() + s.canceled.Load()
+	for range 3 {
+		started := s.started.Load()
+		again := s.served.Load() + s.canceled.Load()
+		if again == ended {
+			return int64(started - ended)
+		}
+		ended = again
+	}
 	return int64(s.started.Load() - ended)
 }
 

@@ -210,22 +210,24 @@ func TestStatsDoesNotAllocate(t *testing.T) {
 }
 
 func TestStatsResetLatency(t *testing.T) {
-	var s Stats
-	s.Done(s.Start(), true) // a failure: at least the 1s penalty
-	if s.Latency() < time.Second {
-		t.Fatalf("Latency after a failure = %v, want >= 1s", s.Latency())
-	}
-	s.ResetLatency()
-	if s.Latency() != 0 {
-		t.Fatalf("Latency after ResetLatency = %v, want 0", s.Latency())
-	}
-	s.Done(s.Start(), false)
-	if l := s.Latency(); l >= 100*time.Millisecond {
-		t.Fatalf("Latency after one fast statement = %v: the penalty was not forgotten", l)
-	}
-	if s.Failed() != 1 || s.Served() != 2 {
-		t.Fatalf("counters changed: served %d failed %d", s.Served(), s.Failed())
-	}
+	synctest.Test(t, func(t *testing.T) {
+		var s Stats
+		s.Done(s.Start(), true) // a failure: at least the 1s penalty
+		if s.Latency() < time.Second {
+			t.Fatalf("Latency after a failure = %v, want >= 1s", s.Latency())
+		}
+		s.ResetLatency()
+		if s.Latency() != 0 {
+			t.Fatalf("Latency after ResetLatency = %v, want 0", s.Latency())
+		}
+		s.Done(s.Start(), false)
+		if l := s.Latency(); l >= 100*time.Millisecond {
+			t.Fatalf("Latency after one fast statement = %v: the penalty was not forgotten", l)
+		}
+		if s.Failed() != 1 || s.Served() != 2 {
+			t.Fatalf("counters changed: served %d failed %d", s.Served(), s.Failed())
+		}
+	})
 }
 
 // A statement begun before ResetLatency (one that hung on the replica
