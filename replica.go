@@ -24,7 +24,8 @@ type node struct {
 	name   string
 	weight int
 	stats  policy.Stats
-	notes  *routeNotes // RouteOf's, one per reason
+	notes  *routeNotes               // RouteOf's, one per reason
+	routes [numReasons]atomic.Uint64 // decisions that named this replica, by reason (ReplicaStats.Routes)
 
 	sqlDB   *sql.DB              // the replica pool
 	dialect gorm.Dialector       // what opened it, to open the checker's pool

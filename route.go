@@ -211,7 +211,8 @@ type router struct {
 	// RouteOf's notes for the primary, and for a connection the caller
 	// pinned (Route.Node empty).
 	primaryNotes, pinnedNotes *routeNotes
-	counts                    [numReasons]atomic.Uint64
+	counts                    [numReasons]atomic.Uint64 // every decision, by reason (Stats.Routes)
+	primaryCounts             [numReasons]atomic.Uint64 // those whose node is the primary (Stats.PrimaryRoutes)
 	closed                    atomic.Bool
 	serialRO                  bool // a replica cannot run SERIALIZABLE READ ONLY (PostgreSQL)
 
@@ -736,14 +737,12 @@ func (p *Plugin) apply(db *gorm.DB, st *statement, t *target) {
 	}
 }
 
-// report counts a decision and passes it to Config.OnRoute.
+// report counts a decision, in all and on the node it names (Route.Node;
+// none for a pinned connection), and passes it to Config.OnRoute.
 func (r *router) report(ctx context.Context, t target) {
 	r.counts[t.reason].Add(1)
 	if t.where == toPrimary && primaryReadReasons&(1<<t.reason) != 0 {
 		r.primaryReads.Add(1)
-	}
-	if r.onRoute == nil {
-		return
 	}
 	name := r.primaryName
 	switch {
@@ -751,8 +750,13 @@ func (r *router) report(ctx context.Context, t target) {
 		name = ""
 	case t.node != nil:
 		name = t.node.name
+		t.node.routes[t.reason].Add(1)
+	default:
+		r.primaryCounts[t.reason].Add(1)
 	}
-	r.onRoute(ctx, Route{Node: name, Reason: t.reason})
+	if r.onRoute != nil {
+		r.onRoute(ctx, Route{Node: name, Reason: t.reason})
+	}
 }
 
 // filter narrows the replicas a read may use beyond eligibility.

@@ -1,6 +1,7 @@
 package rwsplit
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/rwsplit/rwsplit/lagcheck"
@@ -21,6 +22,12 @@ type Stats struct {
 	// served again after a connection error counts once more under
 	// ReasonRetry.
 	Routes map[Reason]uint64
+	// PrimaryName is Config.PrimaryName; PrimaryRoutes counts the
+	// decisions of Routes whose Route.Node is the primary, by reason
+	// (ReplicaStats.Routes has each replica's; a statement on a connection
+	// the caller pinned, with no node, counts in Routes only).
+	PrimaryName   string
+	PrimaryRoutes map[Reason]uint64
 	// Sticky counts read-your-own-writes activity.
 	Sticky stickiness.Stats
 	// ReadsToPrimary reports Plugin.SetReadsToPrimary.
@@ -63,6 +70,9 @@ type ReplicaStats struct {
 	// Policy statistics: statements in flight, EWMA latency, statements
 	// served and failed (connection errors and timeouts).
 	policy.Snapshot
+	// Routes counts the routing decisions whose Route.Node is this
+	// replica, by reason, since it was added.
+	Routes map[Reason]uint64
 	// Latencies is the distribution of the latencies of the replica's
 	// timed statements since Initialize: every statement on a quiet
 	// replica, one in 16 on a busy one (policy.Stats.StartSampled).
@@ -76,14 +86,10 @@ const primaryReadReasons = 1<<ReasonForcedPrimary | 1<<ReasonNoReplica | 1<<Reas
 
 // Stats returns a snapshot of the plugin's counters.
 func (p *Plugin) Stats() Stats {
-	s := Stats{Routes: make(map[Reason]uint64, numReasons), ReadsToPrimary: p.readsToPrimary.Load(), PrimaryReads: p.primaryReads.Load()}
+	s := Stats{Routes: countsOf(&p.counts), PrimaryName: p.primaryName, PrimaryRoutes: countsOf(&p.primaryCounts),
+		ReadsToPrimary: p.readsToPrimary.Load(), PrimaryReads: p.primaryReads.Load()}
 	if p.pol != nil {
 		s.Policy = p.pol.Name()
-	}
-	for r := Reason(1); r < numReasons; r++ {
-		if v := p.counts[r].Load(); v > 0 {
-			s.Routes[r] = v
-		}
 	}
 	if p.sticky != nil {
 		s.Sticky = p.sticky.Stats()
@@ -99,8 +105,19 @@ func (p *Plugin) Stats() Stats {
 	}
 	for _, n := range p.replicas().nodes {
 		s.Replicas = append(s.Replicas, ReplicaStats{Name: n.name, Eligible: p.eligible(n) && !n.drained.Load(), Drained: n.drained.Load(),
-			Health: health[n.idx], Snapshot: n.stats.Snapshot(), Latencies: n.stats.Latencies(),
+			Health: health[n.idx], Snapshot: n.stats.Snapshot(), Latencies: n.stats.Latencies(), Routes: countsOf(&n.routes),
 			ServesWithoutPrimary: p.checker != nil && p.checker.ServesWithoutPrimary(n.idx)})
 	}
 	return s
+}
+
+// countsOf returns the non-zero counts of c by reason.
+func countsOf(c *[numReasons]atomic.Uint64) map[Reason]uint64 {
+	m := make(map[Reason]uint64, numReasons)
+	for r := Reason(1); r < numReasons; r++ {
+		if v := c[r].Load(); v > 0 {
+			m[r] = v
+		}
+	}
+	return m
 }

@@ -26,6 +26,7 @@ func newDesc(name, help string, kind prometheus.ValueType, labels ...string) des
 
 var (
 	routes      = newDesc("routes_total", "Statements routed, by reason (see rwsplit.Reason); retries and fallbacks to the primary have reasons of their own.", prometheus.CounterValue, "reason")
+	statements  = newDesc("statements_total", "Statements routed, by the node that ran them (the primary's name or a replica's) and the reason; a statement on a connection the caller pinned (db.Connection) has no node and counts in rwsplit_routes_total only.", prometheus.CounterValue, "node", "reason")
 	readsToPrim = newDesc("reads_to_primary", "1 while the operator switch SetReadsToPrimary is on.", prometheus.GaugeValue)
 	maxLag      = newDesc("max_lag_seconds", "The lag above which replicas stop serving reads: Lag.MaxLag, or what SetMaxLag set last.", prometheus.GaugeValue)
 	readmitLag  = newDesc("readmit_lag_seconds", "The lag an evicted replica must be at or below to serve reads again.", prometheus.GaugeValue)
@@ -53,7 +54,7 @@ var (
 	storeRetry  = newDesc("sticky_store_retries_total", "Retries of store writes that failed.", prometheus.CounterValue)
 	resolved    = newDesc("sticky_resolved_total", "Free causal marks this process resolved in the store.", prometheus.CounterValue)
 
-	all = []desc{routes, readsToPrim, maxLag, readmitLag, eligible, drained, state, lag, lagKnown, evictions, readmits,
+	all = []desc{routes, statements, readsToPrim, maxLag, readmitLag, eligible, drained, state, lag, lagKnown, evictions, readmits,
 		served, failed, inFlight, latency, poolOpen, poolInUse, poolIdle, poolMax, poolWaits, poolWaitSec,
 		marks, notes, storeErrs, storeSkips, storeRetry, resolved}
 
@@ -79,8 +80,18 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	emit := func(d desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d.Desc, d.kind, v, labels...)
 	}
-	for r, n := range s.Routes {
-		emit(routes, float64(n), r.String())
+	// Every reason, zeros included, so that rates and alerts on retries
+	// or fallbacks have a series before the first one happens.
+	for r := rwsplit.Reason(1); r.String() != "unknown"; r++ {
+		emit(routes, float64(s.Routes[r]), r.String())
+	}
+	for r, n := range s.PrimaryRoutes {
+		emit(statements, float64(n), s.PrimaryName, r.String())
+	}
+	for _, rs := range s.Replicas {
+		for r, n := range rs.Routes {
+			emit(statements, float64(n), rs.Name, r.String())
+		}
 	}
 	emit(readsToPrim, b2f(s.ReadsToPrimary))
 	emit(maxLag, s.MaxLag.Seconds())

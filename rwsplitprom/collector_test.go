@@ -61,7 +61,15 @@ func TestScrape(t *testing.T) {
 		var r []promRow
 		dbtest.Must(t, db.Find(&r).Error)
 	}
+	// The writer reads back: a sticky read (the primary) or a causal one
+	// (a replica that has replayed the write).
+	var back promRow
+	dbtest.Must(t, db.WithContext(ctx).Take(&back).Error)
+	// No replica eligible: one read falls back to the primary.
 	dbtest.Must(t, p.Drain("replica2"))
+	dbtest.Must(t, p.Drain("replica1"))
+	dbtest.Must(t, db.Take(&back).Error)
+	dbtest.Must(t, p.Undrain("replica1"))
 	p.SetReadsToPrimary(true)
 	dbtest.Must(t, p.SetMaxLag(1500*time.Millisecond))
 
@@ -94,6 +102,12 @@ func TestScrape(t *testing.T) {
 		{`rwsplit_routes_total{reason="write"}`, func(v float64) bool { return v >= 1 }},
 		{`rwsplit_routes_total{reason="read"}`, func(v float64) bool { return v >= 20 }},
 		{`rwsplit_routes_total{reason="migrator"}`, func(v float64) bool { return v >= 1 }},
+		{`rwsplit_routes_total{reason="no-replica"}`, func(v float64) bool { return v == 1 }},
+		{`rwsplit_routes_total{reason="retry"}`, func(v float64) bool { return v == 0 }},
+		{`rwsplit_routes_total{reason="stale"}`, func(v float64) bool { return v == 0 }},
+		{`rwsplit_statements_total{node="primary",reason="write"}`, func(v float64) bool { return v >= 1 }},
+		{`rwsplit_statements_total{node="primary",reason="migrator"}`, func(v float64) bool { return v >= 1 }},
+		{`rwsplit_statements_total{node="primary",reason="no-replica"}`, func(v float64) bool { return v == 1 }},
 		{`rwsplit_reads_to_primary`, func(v float64) bool { return v == 1 }},
 		{`rwsplit_max_lag_seconds`, func(v float64) bool { return v == 1.5 }},
 		{`rwsplit_readmit_lag_seconds`, func(v float64) bool { return v == 0.75 }},
@@ -129,6 +143,35 @@ func TestScrape(t *testing.T) {
 		if !ok || !tc.ok(v) {
 			t.Errorf("%s = %v (found %v)", tc.series, v, ok)
 		}
+	}
+	// By node: the replicas ran the 20 plain reads between them, and each
+	// replica's statements by reason add up to what it served; the
+	// writer's read back is sticky (primary) or causal (a replica).
+	sum := func(prefix string) float64 {
+		total := 0.0
+		for _, m := range regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(prefix)+`[^}]*\} (\S+)$`).FindAllSubmatch(body, -1) {
+			v, _ := strconv.ParseFloat(string(m[1]), 64)
+			total += v
+		}
+		return total
+	}
+	r1, _ := value(`rwsplit_statements_total{node="replica1",reason="read"}`)
+	r2, _ := value(`rwsplit_statements_total{node="replica2",reason="read"}`)
+	if r1+r2 != 20 {
+		t.Errorf("reads by node: replica1 %v + replica2 %v, want 20", r1, r2)
+	}
+	for _, name := range []string{"replica1", "replica2"} {
+		byReason := sum(`rwsplit_statements_total{node="` + name + `",`)
+		served, _ := value(`rwsplit_replica_statements_total{replica="` + name + `"}`)
+		if byReason != served {
+			t.Errorf("%s: statements by reason add up to %v, served %v", name, byReason, served)
+		}
+	}
+	sticky, _ := value(`rwsplit_routes_total{reason="sticky"}`)
+	causal, _ := value(`rwsplit_routes_total{reason="causal"}`)
+	primarySticky, _ := value(`rwsplit_statements_total{node="primary",reason="sticky"}`)
+	if sticky+causal != 1 || primarySticky != sticky {
+		t.Errorf("the writer's read back: sticky %v (on the primary %v), causal %v; want one of them, sticky ones on the primary", sticky, primarySticky, causal)
 	}
 	// The series (without HELP and TYPE), shown with -v and on failure.
 	var series []string
